@@ -1,0 +1,19 @@
+//! evd's shared vocabulary: wire formats, the event-type registry, keys and batch
+//! crypto. Pure functions and data only: no I/O, no async, no clocks (callers pass
+//! times in). The formats are specified in `docs/wire-format.md`.
+
+pub mod error;
+pub mod event;
+pub mod hour;
+pub mod keys;
+pub mod ranges;
+pub mod registry;
+mod toml_source;
+pub mod wire;
+
+pub use error::{Error, Reason, Result};
+pub use hour::Hour;
+pub use keys::{AgentKeyring, Key, KeySource, MasterKeyring};
+pub use ranges::SeqRanges;
+pub use registry::{EventType, FieldSpec, FieldType, Registry, Tier};
+pub use toml_source::SourceError;

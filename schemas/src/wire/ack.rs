@@ -1,0 +1,72 @@
+//! End-to-end acks (`EVDA` v1): a consumer tells an agent which of its batches are
+//! durably committed. Layout: `docs/wire-format.md` §2.
+
+use super::codec::{self, Reader};
+use super::{check_range_count, put_ranges, read_ranges};
+use crate::error::Result;
+use crate::ranges::SeqRanges;
+
+pub const MAGIC: &[u8; 4] = b"EVDA";
+pub const VERSION: u8 = 1;
+pub const MAX_OBJECT_LEN: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    pub agent_id: String,
+    pub committed_at_ms: i64,
+    /// The manifest or data object whose commit made these batches durable.
+    pub committed_object: String,
+    /// Batch seqs now durable; never empty.
+    pub batch_seqs: SeqRanges,
+}
+
+impl Ack {
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        codec::check_short_name("agent_id", &self.agent_id)?;
+        check_range_count(&self.batch_seqs, 1)?;
+        if self.committed_object.len() > MAX_OBJECT_LEN {
+            return Err(codec::CodecError::Invalid {
+                field: "committed_object",
+                at: 0,
+                why: format!("longer than {MAX_OBJECT_LEN} bytes"),
+            }
+            .into());
+        }
+        let mut out = Vec::with_capacity(
+            32 + self.committed_object.len() + 16 * self.batch_seqs.range_count(),
+        );
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        codec::put_short_name(&mut out, &self.agent_id);
+        out.extend_from_slice(&self.committed_at_ms.to_le_bytes());
+        out.extend_from_slice(&(self.committed_object.len() as u16).to_le_bytes());
+        out.extend_from_slice(self.committed_object.as_bytes());
+        put_ranges(&mut out, &self.batch_seqs);
+        Ok(out)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Ack> {
+        let mut r = Reader::new(bytes);
+        codec::expect_header(&mut r, MAGIC, VERSION)?;
+        let agent_id = r.short_name("agent_id")?.to_string();
+        let committed_at_ms = r.i64("committed_at_ms")?;
+        let object_len = r.u16("object_len")? as usize;
+        if object_len > MAX_OBJECT_LEN {
+            return Err(r
+                .invalid(
+                    "object_len",
+                    format!("{object_len} exceeds {MAX_OBJECT_LEN}"),
+                )
+                .into());
+        }
+        let committed_object = r.str(object_len, "committed_object")?.to_string();
+        let batch_seqs = read_ranges(&mut r, 1)?;
+        r.finish()?;
+        Ok(Ack {
+            agent_id,
+            committed_at_ms,
+            committed_object,
+            batch_seqs,
+        })
+    }
+}
