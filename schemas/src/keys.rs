@@ -92,6 +92,11 @@ impl MasterKeyring {
         self.keys.keys().copied()
     }
 
+    /// Adds or replaces a key (rotation adds the next id).
+    pub fn insert(&mut self, key_id: u32, key: Key) {
+        self.keys.insert(key_id, key);
+    }
+
     /// Parses a keyring file that must be of kind `master`.
     pub fn from_toml(origin: &str, text: &str) -> Result<Self> {
         let file = KeyringFile::parse(origin, text)?;
