@@ -2,7 +2,7 @@
 
 mod cli_keys;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -84,7 +84,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn validate(path: &PathBuf) -> Result<ExitCode> {
+fn validate(path: &Path) -> Result<ExitCode> {
     if path.is_dir() {
         let registry = load::registry_dir(path)?;
         println!(
@@ -130,7 +130,7 @@ fn validate(path: &PathBuf) -> Result<ExitCode> {
     )
 }
 
-fn registry_check(old: &PathBuf, new: &PathBuf) -> Result<ExitCode> {
+fn registry_check(old: &Path, new: &Path) -> Result<ExitCode> {
     let old = load::registry_dir(old)?;
     let new = load::registry_dir(new)?;
     let mut problems = 0;

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 const MS_PER_HOUR: i64 = 3_600_000;
 
 /// An hour as whole hours since the Unix epoch (UTC). `Hour(0)` is 1970-01-01T00.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Hour(pub u32);
 
 impl Hour {

@@ -1,7 +1,7 @@
 //! proptest round trips for every format, and "decoders never panic" on mutations.
 
 use evd_schemas::wire::ack::Ack;
-use evd_schemas::wire::audit::{AuditBody, AuditRecord, Heartbeat, Published};
+use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
 use evd_schemas::wire::batch::{self, BatchMeta};
 use evd_schemas::wire::record::put_record;
 use evd_schemas::{Hour, Key, MasterKeyring, SeqRanges};
@@ -26,40 +26,33 @@ fn ack() -> impl Strategy<Value = Ack> {
 }
 
 fn audit() -> impl Strategy<Value = AuditRecord> {
-    let heartbeat = any::<(i64, u64, u64, i64, u64)>().prop_map(|(a, b, c, d, e)| {
-        AuditBody::Heartbeat(Heartbeat {
-            started_at_ms: a,
-            spool_bytes: b,
-            unacked_batches: c,
-            oldest_unacked_ms: d,
-            next_batch_seq: e,
-        })
-    });
-    let published = (
-        name(),
-        any::<u32>(),
-        any::<u64>(),
-        any::<u64>(),
-        any::<bool>(),
-        ranges(0),
-    )
-        .prop_map(|(t, h, e, b, f, r)| {
-            AuditBody::Published(Published {
-                event_type: t,
-                bucket_hour: Hour(h),
-                event_count: e,
-                batch_count: b,
-                final_: f,
-                batch_seqs: r,
+    let heartbeat =
+        (any::<(i64, u64, u64, i64, u64)>(), any::<u32>()).prop_map(|((a, b, c, d, e), h)| {
+            AuditBody::Heartbeat(Heartbeat {
+                started_at_ms: a,
+                spool_bytes: b,
+                unacked_batches: c,
+                oldest_unacked_ms: d,
+                next_batch_seq: e,
+                final_before_hour: Hour(h),
             })
         });
-    (name(), any::<i64>(), prop_oneof![heartbeat, published]).prop_map(|(agent_id, at_ms, body)| {
-        AuditRecord {
+    let announcement =
+        (name(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(t, h, seq, n)| {
+            AuditBody::Announcement(Announcement {
+                event_type: t,
+                bucket_hour: Hour(h),
+                batch_seq: seq,
+                event_count: n,
+            })
+        });
+    (name(), any::<i64>(), prop_oneof![heartbeat, announcement]).prop_map(
+        |(agent_id, at_ms, body)| AuditRecord {
             agent_id,
             at_ms,
             body,
-        }
-    })
+        },
+    )
 }
 
 proptest! {

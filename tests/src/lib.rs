@@ -1,1 +1,22 @@
-//! test bed
+//! evd's cross-crate test bed: real broker processes and an in-process MockCluster.
+//!
+//! - [`RealBroker`]: a `tansu` Kafka-protocol broker process on 127.0.0.1 with sqlite
+//!   storage in a temp dir; kill -9, pause and restart it on the same data.
+//! - [`MockBroker`]: librdkafka's `MockCluster` on its own thread (it is not `Send`),
+//!   driven through a handle: broker down/up, request errors, round-trip time.
+//! - [`kafka`]: small rdkafka helpers shared by the tests.
+
+pub mod kafka;
+mod mock_broker;
+mod real_broker;
+
+pub use mock_broker::MockBroker;
+pub use real_broker::RealBroker;
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port on 127.0.0.1")
+}

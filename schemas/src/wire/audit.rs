@@ -1,16 +1,14 @@
-//! Audit records (`EVDU` v1): agent heartbeats and per (type, hour) published counts.
-//! Layout: `docs/wire-format.md` §3.
+//! Audit records (`EVDU` v1): agent heartbeats and batch announcements.
+//! Layout and semantics: `docs/wire-format.md` §3.
 
 use super::codec::{self, Reader};
-use super::{check_range_count, put_ranges, read_ranges};
 use crate::error::Result;
 use crate::hour::Hour;
-use crate::ranges::SeqRanges;
 
 pub const MAGIC: &[u8; 4] = b"EVDU";
 pub const VERSION: u8 = 1;
 const KIND_HEARTBEAT: u8 = 1;
-const KIND_PUBLISHED: u8 = 2;
+const KIND_ANNOUNCEMENT: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -23,7 +21,7 @@ pub struct AuditRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuditBody {
     Heartbeat(Heartbeat),
-    Published(Published),
+    Announcement(Announcement),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,18 +32,17 @@ pub struct Heartbeat {
     /// Seal time of the oldest unacked batch; 0 when there is none.
     pub oldest_unacked_ms: i64,
     pub next_batch_seq: u64,
+    /// Every batch of every hour before this one has been announced already.
+    pub final_before_hour: Hour,
 }
 
-/// Cumulative counts for one (event type, hour): a later record replaces an earlier one.
+/// One sealed batch, announced before it may be freed. Idempotent per `batch_seq`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
+pub struct Announcement {
     pub event_type: String,
     pub bucket_hour: Hour,
-    pub event_count: u64,
-    pub batch_count: u64,
-    /// The agent will seal no more batches for this (type, hour).
-    pub final_: bool,
-    pub batch_seqs: SeqRanges,
+    pub batch_seq: u64,
+    pub event_count: u32,
 }
 
 impl AuditRecord {
@@ -56,7 +53,7 @@ impl AuditRecord {
         out.push(VERSION);
         out.push(match self.body {
             AuditBody::Heartbeat(_) => KIND_HEARTBEAT,
-            AuditBody::Published(_) => KIND_PUBLISHED,
+            AuditBody::Announcement(_) => KIND_ANNOUNCEMENT,
         });
         codec::put_short_name(&mut out, &self.agent_id);
         out.extend_from_slice(&self.at_ms.to_le_bytes());
@@ -67,16 +64,14 @@ impl AuditRecord {
                 out.extend_from_slice(&h.unacked_batches.to_le_bytes());
                 out.extend_from_slice(&h.oldest_unacked_ms.to_le_bytes());
                 out.extend_from_slice(&h.next_batch_seq.to_le_bytes());
+                out.extend_from_slice(&h.final_before_hour.0.to_le_bytes());
             }
-            AuditBody::Published(p) => {
-                codec::check_short_name("event_type", &p.event_type)?;
-                check_range_count(&p.batch_seqs, 0)?;
-                codec::put_short_name(&mut out, &p.event_type);
-                out.extend_from_slice(&p.bucket_hour.0.to_le_bytes());
-                out.extend_from_slice(&p.event_count.to_le_bytes());
-                out.extend_from_slice(&p.batch_count.to_le_bytes());
-                out.push(u8::from(p.final_));
-                put_ranges(&mut out, &p.batch_seqs);
+            AuditBody::Announcement(a) => {
+                codec::check_short_name("event_type", &a.event_type)?;
+                codec::put_short_name(&mut out, &a.event_type);
+                out.extend_from_slice(&a.bucket_hour.0.to_le_bytes());
+                out.extend_from_slice(&a.batch_seq.to_le_bytes());
+                out.extend_from_slice(&a.event_count.to_le_bytes());
             }
         }
         Ok(out)
@@ -95,20 +90,13 @@ impl AuditRecord {
                 unacked_batches: r.u64("unacked_batches")?,
                 oldest_unacked_ms: r.i64("oldest_unacked_ms")?,
                 next_batch_seq: r.u64("next_batch_seq")?,
+                final_before_hour: Hour(r.u32("final_before_hour")?),
             }),
-            KIND_PUBLISHED => AuditBody::Published(Published {
+            KIND_ANNOUNCEMENT => AuditBody::Announcement(Announcement {
                 event_type: r.short_name("event_type")?.to_string(),
                 bucket_hour: Hour(r.u32("bucket_hour")?),
-                event_count: r.u64("event_count")?,
-                batch_count: r.u64("batch_count")?,
-                final_: match r.u8("final")? {
-                    0 => false,
-                    1 => true,
-                    other => {
-                        return Err(r.invalid("final", format!("{other} is not 0 or 1")).into());
-                    }
-                },
-                batch_seqs: read_ranges(&mut r, 0)?,
+                batch_seq: r.u64("batch_seq")?,
+                event_count: r.u32("event_count")?,
             }),
             other => {
                 return Err(r

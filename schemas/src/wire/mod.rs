@@ -31,7 +31,7 @@ pub(crate) fn put_ranges(out: &mut Vec<u8>, ranges: &SeqRanges) {
     }
 }
 
-/// Reads ranges written by [`put_ranges`]: sorted, disjoint, `first <= last`, and at
+/// Reads ranges written by [`put_ranges`]: sorted, disjoint, non-adjacent, `first <= last`, and at
 /// least `min_count` of them.
 pub(crate) fn read_ranges(r: &mut Reader<'_>, min_count: usize) -> Result<SeqRanges, CodecError> {
     let count = r.u32("range_count")? as usize;
@@ -46,8 +46,12 @@ pub(crate) fn read_ranges(r: &mut Reader<'_>, min_count: usize) -> Result<SeqRan
     for _ in 0..count {
         let first = r.u64("range first")?;
         let last = r.u64("range last")?;
-        if first > last || prev_last.is_some_and(|p| p >= first) {
-            return Err(r.invalid("ranges", "must be sorted, disjoint and first <= last"));
+        // Canonical form only (what SeqRanges writes), so every set has one encoding.
+        if first > last || prev_last.is_some_and(|p| p.saturating_add(1) >= first) {
+            return Err(r.invalid(
+                "ranges",
+                "must be sorted, disjoint, non-adjacent and first <= last",
+            ));
         }
         prev_last = Some(last);
         set.insert_range(first, last);
