@@ -65,6 +65,45 @@ impl SeqRanges {
         self.ranges.insert(lo, hi);
     }
 
+    /// Removes `first..=last` (seqs not in the set are ignored).
+    pub fn remove_range(&mut self, first: u64, last: u64) {
+        if first > last {
+            return;
+        }
+        let overlapping: Vec<(u64, u64)> = self
+            .ranges
+            .range(..=last)
+            .rev()
+            .take_while(|&(_, &b)| b >= first)
+            .map(|(&a, &b)| (a, b))
+            .collect();
+        for (a, b) in overlapping {
+            self.ranges.remove(&a);
+            if a < first {
+                self.ranges.insert(a, first - 1);
+            }
+            if b > last {
+                self.ranges.insert(last + 1, b);
+            }
+        }
+    }
+
+    /// How many seqs the two sets share.
+    pub fn intersection_count(&self, other: &SeqRanges) -> u64 {
+        let (small, large) = if self.range_count() <= other.range_count() {
+            (self, other)
+        } else {
+            (other, self)
+        };
+        let mut n = 0;
+        for (a, b) in small.iter() {
+            for (c, d) in large.ranges.range(..=b).rev().take_while(|&(_, &d)| d >= a) {
+                n += d.min(&b) - c.max(&a) + 1;
+            }
+        }
+        n
+    }
+
     pub fn contains(&self, seq: u64) -> bool {
         self.ranges
             .range(..=seq)
@@ -158,13 +197,24 @@ mod tests {
     proptest! {
         /// The range set behaves like a plain set of integers.
         #[test]
-        fn behaves_like_a_set(ops in prop::collection::vec((0u64..200, 0u64..8), 0..60)) {
+        fn behaves_like_a_set(ops in prop::collection::vec((0u64..200, 0u64..8, any::<bool>()), 0..60)) {
             let mut model = BTreeSet::new();
             let mut set = SeqRanges::new();
-            for (first, len) in ops {
-                set.insert_range(first, first + len);
-                model.extend(first..=first + len);
+            for (first, len, remove) in ops {
+                if remove {
+                    set.remove_range(first, first + len);
+                    for s in first..=first + len {
+                        model.remove(&s);
+                    }
+                } else {
+                    set.insert_range(first, first + len);
+                    model.extend(first..=first + len);
+                }
             }
+            let evens = SeqRanges::from_ranges((0..110).map(|i| (2 * i, 2 * i)));
+            let shared = model.iter().filter(|s| *s % 2 == 0 && **s < 220).count() as u64;
+            prop_assert_eq!(set.intersection_count(&evens), shared);
+            prop_assert_eq!(evens.intersection_count(&set), shared);
             prop_assert_eq!(set.seq_count(), model.len() as u64);
             for seq in 0..220 {
                 prop_assert_eq!(set.contains(seq), model.contains(&seq));

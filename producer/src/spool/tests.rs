@@ -1,0 +1,342 @@
+//! Spool tests: a proptest model with crashes, and damage with exact loss counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+
+use super::*;
+
+const LIMITS: SpoolLimits = SpoolLimits {
+    max_bytes: 1 << 30,
+    segment_bytes: 600,
+};
+const TYPES: [&str; 3] = ["A", "Bee", "Cat"];
+
+fn open(store: MemStore) -> (Spool<MemStore>, Recovered) {
+    Spool::open(store, "agent-1", LIMITS).expect("open")
+}
+
+fn body(seq_hint: u64) -> Vec<u8> {
+    format!("{{\"n\":{seq_hint}}}").into_bytes()
+}
+
+/// Seals every pending event of `ty` as one batch, like the agent does.
+fn seal(
+    spool: &mut Spool<MemStore>,
+    pending: &mut BTreeMap<u64, PendingEvent>,
+    ty: &str,
+) -> Option<u64> {
+    let seqs: Vec<u64> = pending
+        .values()
+        .filter(|e| e.event_type == ty)
+        .map(|e| e.event_seq)
+        .collect();
+    if seqs.is_empty() {
+        return None;
+    }
+    let events = SeqRanges::from_ranges(seqs.iter().map(|&s| (s, s)));
+    let batch_seq = spool.allocate_batch_seq();
+    let bytes = format!("sealed-{batch_seq}").into_bytes();
+    spool
+        .append_sealed(SealedBatch {
+            batch_seq,
+            event_type: ty,
+            bucket_hour: Hour(1),
+            sealed_at_ms: 5,
+            event_count: seqs.len() as u32,
+            events: &events,
+            bytes: &bytes,
+        })
+        .unwrap();
+    for s in seqs {
+        pending.remove(&s);
+    }
+    Some(batch_seq)
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append { ty: usize, n: usize },
+    Sync,
+    Seal { ty: usize },
+    Ack { pick: usize },
+    Crash { keep: usize },
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..3usize, 1..6usize).prop_map(|(ty, n)| Op::Append { ty, n }),
+        3 => Just(Op::Sync),
+        2 => (0..3usize).prop_map(|ty| Op::Seal { ty }),
+        2 => any::<usize>().prop_map(|pick| Op::Ack { pick }),
+        1 => any::<usize>().prop_map(|keep| Op::Crash { keep }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Every event acked to a client (synced) survives any crash: it is pending, in an
+    /// unacked batch, or in a batch that was acked. No event is in two places.
+    #[test]
+    fn acked_events_survive_crashes(ops in prop::collection::vec(op(), 1..80)) {
+        let (mut spool, rec) = open(MemStore::default());
+        prop_assert!(rec.pending.is_empty());
+        let mut pending: BTreeMap<u64, PendingEvent> = BTreeMap::new();
+        let mut written: Vec<u64> = Vec::new();      // since the last sync
+        let mut client_acked: BTreeSet<u64> = BTreeSet::new();
+        let mut batch_events: BTreeMap<u64, SeqRanges> = BTreeMap::new(); // synced batches
+        let mut unsynced_batches: BTreeMap<u64, SeqRanges> = BTreeMap::new();
+        let mut acked_batches: BTreeSet<u64> = BTreeSet::new();
+        for op in ops {
+            match op {
+                Op::Append { ty, n } => {
+                    for _ in 0..n {
+                        let seq = spool.append_event(7, TYPES[ty], &body(0)).unwrap();
+                        pending.insert(seq, PendingEvent { event_seq: seq, received_at_us: 7, event_type: TYPES[ty].into(), body: body(0) });
+                        written.push(seq);
+                    }
+                }
+                Op::Sync => {
+                    spool.sync().unwrap();
+                    client_acked.extend(written.drain(..));
+                    batch_events.append(&mut unsynced_batches);
+                }
+                Op::Seal { ty } => {
+                    let before: BTreeSet<u64> = pending.keys().copied().collect();
+                    if let Some(b) = seal(&mut spool, &mut pending, TYPES[ty]) {
+                        let after: BTreeSet<u64> = pending.keys().copied().collect();
+                        let covered = SeqRanges::from_ranges(before.difference(&after).map(|&s| (s, s)));
+                        unsynced_batches.insert(b, covered);
+                    }
+                }
+                Op::Ack { pick } => {
+                    // Only produced (synced) batches can be acked by a consumer.
+                    let live: Vec<u64> = batch_events.keys().copied().filter(|b| !acked_batches.contains(b)).collect();
+                    if !live.is_empty() {
+                        let b = live[pick % live.len()];
+                        spool.ack(&SeqRanges::from_ranges([(b, b)])).unwrap();
+                        acked_batches.insert(b);
+                    }
+                }
+                Op::Crash { .. } | Op::Reopen => {
+                    let mut store = spool.into_store();
+                    let clean = matches!(op, Op::Reopen);
+                    if let Op::Crash { keep } = op {
+                        store.crash(|unsynced| if unsynced == 0 { 0 } else { keep % (unsynced + 1) });
+                    }
+                    let (s, rec) = open(store);
+                    spool = s;
+                    prop_assert_eq!(rec.report.lost_event_count(), 0, "{:?}", rec.report);
+                    prop_assert_eq!(rec.report.corrupt_regions, 0);
+                    if clean {
+                        client_acked.extend(written.drain(..));
+                        batch_events.append(&mut unsynced_batches);
+                    }
+                    written.clear();
+                    unsynced_batches.clear();
+                    // Where is every client-acked event now?
+                    let recovered_pending: BTreeSet<u64> = rec.pending.iter().map(|e| e.event_seq).collect();
+                    let mut in_batches: BTreeMap<u64, u64> = BTreeMap::new();
+                    let unacked: Vec<UnackedBatch> = spool.unacked().cloned().collect();
+                    for b in &unacked {
+                        prop_assert!(!acked_batches.contains(&b.batch_seq) || batch_events.contains_key(&b.batch_seq));
+                        for (x, y) in b.events.iter() {
+                            for e in x..=y {
+                                prop_assert!(in_batches.insert(e, b.batch_seq).is_none(), "event {} in two batches", e);
+                                prop_assert!(!recovered_pending.contains(&e), "event {} pending and batched", e);
+                            }
+                        }
+                        prop_assert_eq!(spool.read_sealed(b.batch_seq).unwrap(), format!("sealed-{}", b.batch_seq).into_bytes());
+                    }
+                    for e in &client_acked {
+                        let in_acked = acked_batches.iter().any(|b| batch_events[b].contains(*e));
+                        prop_assert!(
+                            recovered_pending.contains(e) || in_batches.contains_key(e) || in_acked,
+                            "client-acked event {} lost", e
+                        );
+                    }
+                    // Batches that were synced and not acked must all be back.
+                    for b in batch_events.keys().filter(|b| !acked_batches.contains(b)) {
+                        prop_assert!(unacked.iter().any(|u| u.batch_seq == *b), "batch {} lost", b);
+                    }
+                    // Only synced batches can have been produced (rule 3), so only their
+                    // seqs must never come back.
+                    let max_synced = batch_events.keys().max().copied().unwrap_or(0);
+                    prop_assert!(spool.stats().next_batch_seq > max_synced, "batch seq {} would be reused", max_synced);
+                    // Resume: the test's view of pending is what recovery says.
+                    pending = rec.pending.into_iter().map(|e| (e.event_seq, e)).collect();
+                    // Events in lost unsynced batches are pending again (their seal was lost).
+                    batch_events.retain(|b, _| acked_batches.contains(b) || unacked.iter().any(|u| u.batch_seq == *b));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn acked_segments_are_freed_and_counters_survive() {
+    let (mut spool, _) = open(MemStore::default());
+    let mut pending = BTreeMap::new();
+    for i in 0..200 {
+        let seq = spool.append_event(1, "A", &body(i)).unwrap();
+        pending.insert(
+            seq,
+            PendingEvent {
+                event_seq: seq,
+                received_at_us: 1,
+                event_type: "A".into(),
+                body: body(i),
+            },
+        );
+    }
+    let b = seal(&mut spool, &mut pending, "A").unwrap();
+    spool.sync().unwrap();
+    assert!(spool.stats().segments > 3);
+    spool.ack(&SeqRanges::from_ranges([(b, b)])).unwrap();
+    spool.sync().unwrap();
+    assert_eq!(
+        spool.stats().segments,
+        1,
+        "everything acked: only the active segment stays"
+    );
+    let stats = spool.stats();
+    let (spool, rec) = open(spool.into_store());
+    assert!(rec.pending.is_empty());
+    assert_eq!(spool.stats().next_event_seq, stats.next_event_seq);
+    assert_eq!(spool.stats().next_batch_seq, stats.next_batch_seq);
+}
+
+#[test]
+fn spool_full_refuses_events_but_not_sealed_batches() {
+    let limits = SpoolLimits {
+        max_bytes: 2_000,
+        segment_bytes: 1 << 20,
+    };
+    let (mut spool, _) = Spool::open(MemStore::default(), "a", limits).unwrap();
+    let mut refused = None;
+    for i in 0..100 {
+        if let Err(e) = spool.append_event(1, "A", &body(i)) {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert!(
+        matches!(refused, Some(SpoolError::Full { .. })),
+        "{refused:?}"
+    );
+    let events = SeqRanges::from_ranges([(1, 3)]);
+    let seq = spool.allocate_batch_seq();
+    spool
+        .append_sealed(SealedBatch {
+            batch_seq: seq,
+            event_type: "A",
+            bucket_hour: Hour(0),
+            sealed_at_ms: 0,
+            event_count: 3,
+            events: &events,
+            bytes: &[0; 100],
+        })
+        .expect("sealing must always make progress");
+}
+
+#[test]
+fn another_agents_spool_is_refused() {
+    let (spool, _) = open(MemStore::default());
+    let err = Spool::open(spool.into_store(), "agent-2", LIMITS)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("belongs to agent \"agent-1\""),
+        "{err}"
+    );
+}
+
+/// A spool of `n` synced events in segment 1..: returns the store and each event's
+/// (segment, frame start, frame end).
+fn spool_with_events(n: u64) -> (MemStore, Vec<(u64, usize, usize)>) {
+    let limits = SpoolLimits {
+        max_bytes: 1 << 30,
+        segment_bytes: 1 << 20,
+    };
+    let (mut spool, _) = Spool::open(MemStore::default(), "agent-1", limits).unwrap();
+    for i in 0..n {
+        spool.append_event(1, "A", &body(i)).unwrap();
+    }
+    spool.sync().unwrap();
+    let mut store = spool.into_store();
+    let buf = store.read_all(1).unwrap();
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while let Read::Frame(f, len) = frame::decode(&buf[at..]) {
+        if matches!(f, Frame::Event { .. }) {
+            frames.push((1, at, at + len));
+        }
+        at += len;
+    }
+    assert_eq!(frames.len() as u64, n);
+    (store, frames)
+}
+
+#[test]
+fn truncating_the_last_record_at_every_byte_is_a_torn_tail() {
+    let (store, frames) = spool_with_events(20);
+    let (_, start, end) = *frames.last().unwrap();
+    for cut in start..end {
+        let mut s = store.clone();
+        s.bytes_mut(1).unwrap().truncate(cut);
+        let (_, rec) = Spool::open(s, "agent-1", LIMITS).unwrap();
+        assert_eq!(rec.pending.len(), 19, "cut at {cut}");
+        assert_eq!(rec.report.torn_tail_bytes, (cut - start) as u64);
+        assert_eq!(rec.report.lost_event_count(), 0);
+    }
+}
+
+#[test]
+fn a_truncated_older_segment_reports_exactly_the_events_cut() {
+    let (store, frames) = spool_with_events(20);
+    // Reopening starts segment 2, so segment 1 is no longer the newest.
+    let (spool, _) = Spool::open(store, "agent-1", LIMITS).unwrap();
+    let store = spool.into_store();
+    for (i, &(_, start, end)) in frames.iter().enumerate() {
+        for cut in [start, (start + end) / 2, end - 1] {
+            let mut s = store.clone();
+            s.bytes_mut(1).unwrap().truncate(cut);
+            let (_, rec) = Spool::open(s, "agent-1", LIMITS).unwrap();
+            let lost = 20 - i as u64;
+            assert_eq!(rec.report.lost_event_count(), lost, "cut at {cut}");
+            assert_eq!(rec.pending.len() as u64, 20 - lost);
+        }
+    }
+}
+
+#[test]
+fn bit_flips_report_exact_losses_and_never_panic() {
+    let (store, frames) = spool_with_events(30);
+    let (spool, _) = Spool::open(store, "agent-1", LIMITS).unwrap();
+    let store = spool.into_store();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..300 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let len = store.clone().read_all(1).unwrap().len();
+        let at = (rng as usize) % len;
+        let bit = (rng >> 40) % 8;
+        let mut s = store.clone();
+        s.bytes_mut(1).unwrap()[at] ^= 1 << bit;
+        let (_, rec) = Spool::open(s, "agent-1", LIMITS)
+            .unwrap_or_else(|e| panic!("round {round}: flip at {at}: {e}"));
+        let hit = frames.iter().position(|&(_, a, b)| a <= at && at < b);
+        let expected_lost = u64::from(hit.is_some());
+        assert_eq!(
+            rec.report.lost_event_count(),
+            expected_lost,
+            "round {round}: flip at byte {at} bit {bit} (event frame {hit:?}): {:?}",
+            rec.report
+        );
+        assert_eq!(rec.pending.len() as u64, 30 - expected_lost);
+    }
+}
