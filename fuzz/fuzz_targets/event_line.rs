@@ -1,5 +1,7 @@
 #![no_main]
 
+use std::sync::LazyLock;
+
 use evd_schemas::Registry;
 use evd_schemas::event::parse_event_line;
 use libfuzzer_sys::fuzz_target;
@@ -23,9 +25,11 @@ name = "j"
 type = "json"
 "#;
 
+static REGISTRY: LazyLock<Registry> =
+    LazyLock::new(|| Registry::from_sources([("t.toml", TYPE)]).expect("fixed registry"));
+
 fuzz_target!(|data: &[u8]| {
-    let registry = Registry::from_sources([("t.toml", TYPE)]).expect("fixed registry");
     if let Ok(line) = parse_event_line(data, 1 << 16) {
-        let _ = registry.validate(&line);
+        let _ = REGISTRY.validate(&line);
     }
 });

@@ -205,3 +205,20 @@ fn seal_raw_frame(key_id: u32, key: &Key, meta: &BatchMeta, claimed: u32, frame:
     out.extend_from_slice(&tag);
     out
 }
+
+#[test]
+fn seal_refuses_what_open_would_refuse() {
+    // Found by the batch_open fuzz target: a record outside the bucket hour sealed
+    // fine and then failed to open.
+    let keys = master().derive_agent_keyring("host-a");
+    let mut outside = Vec::new();
+    put_record(&mut outside, 1, HOUR.end_ms() * 1000, b"{}");
+    let err = batch::seal(&keys, &meta("host-a", 1, 1), &outside, 1).unwrap_err();
+    assert!(err.to_string().contains("outside bucket hour"), "{err}");
+    let mut backwards = Vec::new();
+    put_record(&mut backwards, 2, HOUR.start_ms() * 1000, b"{}");
+    put_record(&mut backwards, 1, HOUR.start_ms() * 1000, b"{}");
+    let err = batch::seal(&keys, &meta("host-a", 1, 2), &backwards, 1).unwrap_err();
+    assert!(err.to_string().contains("does not increase"), "{err}");
+    assert!(batch::seal(&keys, &meta("host-a", 1, 0), &[], 1).is_err());
+}

@@ -116,19 +116,17 @@ pub fn seal_with(
             SealError::TooLarge(payload.len()),
         ));
     }
-    match split_records(payload, meta.event_count) {
-        Ok(_) if meta.event_count > 0 => {}
-        other => {
-            let found = other.map_or_else(|e| e.to_string(), |r| r.len().to_string());
-            return Err(Error::rejected(
-                Reason::Malformed,
-                SealError::CountMismatch {
-                    count: meta.event_count,
-                    found,
-                },
-            ));
-        }
+    // Refuse whatever open() would refuse, so a sealed batch always opens.
+    if meta.event_count == 0 {
+        return Err(Error::rejected(
+            Reason::Malformed,
+            SealError::CountMismatch {
+                count: 0,
+                found: "a batch needs at least one".into(),
+            },
+        ));
     }
+    check_records(payload, meta)?;
     let mut body = zstd::bulk::compress(payload, zstd_level)
         .map_err(|e| Error::rejected(Reason::Malformed, SealError::Compress(e)))?;
     let header = encode_header(
