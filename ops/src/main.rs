@@ -1,5 +1,6 @@
 //! `evd`: one binary for every role. Subcommands stay thin; logic lives in the crates.
 
+mod cli_agent;
 mod cli_keys;
 
 use std::path::{Path, PathBuf};
@@ -37,16 +38,25 @@ enum Command {
     /// Create and derive keys.
     #[command(subcommand)]
     Keys(cli_keys::KeysCommand),
-    /// Run the agent (socket and file tailing → spool → Kafka).
-    Agent(NotYet),
+    /// Run the agent (socket → spool → batches → Kafka, freed by end-to-end acks).
+    Agent {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run a consumer (Kafka → Parquet on object storage → acks).
     Consumer(NotYet),
     /// Run a broker-bridge between two Kafka clusters.
     Bridge(NotYet),
     /// Run the auditor and dashboard.
     Ops(NotYet),
-    /// Send event lines from stdin to an agent's socket.
-    Send(NotYet),
+    /// Send event lines from stdin to an agent's socket; exit 1 if any is refused.
+    Send {
+        #[arg(long)]
+        socket: PathBuf,
+        /// Print only errors, not one `{"ok":SEQ}` per event.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Run the whole pipeline in-process with a load generator.
     Demo(NotYet),
 }
@@ -72,12 +82,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate { path } => validate(&path),
         Command::RegistryCheck { old, new } => registry_check(&old, &new),
         Command::Keys(cmd) => cli_keys::run(cmd),
-        Command::Agent(_)
-        | Command::Consumer(_)
-        | Command::Bridge(_)
-        | Command::Ops(_)
-        | Command::Send(_)
-        | Command::Demo(_) => {
+        Command::Agent { config } => cli_agent::run_agent(&config),
+        Command::Send { socket, quiet } => cli_agent::run_send(&socket, quiet),
+        Command::Consumer(_) | Command::Bridge(_) | Command::Ops(_) | Command::Demo(_) => {
             eprintln!("evd: not yet: this subcommand arrives with its issue (see README)");
             Ok(ExitCode::from(2))
         }

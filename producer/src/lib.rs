@@ -1,5 +1,18 @@
 //! The evd agent: accepts events over a Unix socket (and, later, from tailed files),
 //! makes them durable in a spool before acking, batches, seals and produces them to
 //! Kafka, and frees the spool only on end-to-end acks.
+//!
+//! Sans-IO cores: [`spool`] (over a `SegmentStore`), [`batcher`]. Shells: [`writer`]
+//! (the thread owning the spool), [`socket`], [`sender`], [`acks`], wired in [`agent`].
 
+pub mod acks;
+pub mod agent;
+pub mod batcher;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod metrics;
+pub mod sender;
+pub mod socket;
 pub mod spool;
+pub mod writer;

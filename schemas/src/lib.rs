@@ -8,7 +8,7 @@ pub mod hour;
 pub mod keys;
 pub mod ranges;
 pub mod registry;
-mod toml_source;
+pub mod toml_source;
 pub mod wire;
 
 pub use error::{Error, Reason, Result};
@@ -16,4 +16,4 @@ pub use hour::Hour;
 pub use keys::{AgentKeyring, Key, KeySource, MasterKeyring};
 pub use ranges::SeqRanges;
 pub use registry::{EventType, FieldSpec, FieldType, Registry, Tier};
-pub use toml_source::SourceError;
+pub use toml_source::{SourceError, TomlSource};

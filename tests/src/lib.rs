@@ -6,8 +6,10 @@
 //!   driven through a handle: broker down/up, request errors, round-trip time.
 //! - [`kafka`]: small rdkafka helpers shared by the tests.
 
+pub mod agent_proc;
 pub mod kafka;
 mod mock_broker;
+pub mod oracle;
 mod real_broker;
 
 pub use mock_broker::MockBroker;

@@ -1,0 +1,81 @@
+//! `evd agent` and `evd send`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use evd_ops::load;
+use evd_producer::agent::{self, AgentParts};
+use evd_producer::client::{Response, send_lines};
+use evd_producer::clock::SystemClock;
+
+/// Reads an agent config; relative paths in it are resolved against its directory.
+pub fn load_agent_config(path: &Path) -> Result<evd_producer::config::AgentConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let mut config =
+        evd_producer::config::AgentConfig::from_toml(&path.display().to_string(), &text)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [
+        &mut config.registry_dir,
+        &mut config.keyring_path,
+        &mut config.socket.path,
+        &mut config.spool.dir,
+    ] {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    Ok(config)
+}
+
+pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
+    let config = load_agent_config(config_path)?;
+    let registry = load::registry_dir(&config.registry_dir)?;
+    let keys = load::agent_keyring(&config.keyring_path)?;
+    let registry_dir = config.registry_dir.clone();
+    let reload = Box::new(move || load::registry_dir(&registry_dir).map_err(|e| e.to_string()));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(agent::run(AgentParts {
+        config,
+        registry,
+        keys,
+        clock: Arc::new(SystemClock),
+        reload: Some(reload),
+    }))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `evd send`: stdin lines to the socket; prints errors (and acks unless `quiet`).
+/// Exit code 1 if any line was refused or not answered.
+pub fn run_send(socket: &Path, quiet: bool) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut refused = 0u64;
+    let mut acked = 0u64;
+    let result =
+        runtime.block_on(send_lines(
+            socket,
+            tokio::io::stdin(),
+            |_, response| match response {
+                Response::Ok(seq) => {
+                    acked += 1;
+                    if !quiet {
+                        println!("{{\"ok\":{seq}}}");
+                    }
+                }
+                Response::Error { line, error } => {
+                    refused += 1;
+                    eprintln!("line {line}: {error}");
+                }
+            },
+        ));
+    eprintln!("evd send: {acked} acked, {refused} refused");
+    result.with_context(|| format!("sending to {}", socket.display()))?;
+    Ok(if refused > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

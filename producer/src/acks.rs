@@ -1,0 +1,71 @@
+//! Consumes the acks topic and hands this agent's end-to-end acks to the writer.
+//!
+//! Acks are idempotent and a missed one only delays freeing (the batch is retransmitted,
+//! the consumer dedups it and acks again), so offsets are auto-committed.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc::Sender as StdSender;
+
+use evd_schemas::wire::ack::Ack;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+
+use crate::writer::WriterMsg;
+
+pub fn consumer_config(
+    bootstrap: &str,
+    agent_id: &str,
+    extra: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("evd-agent-{agent_id}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("log_level", "4");
+    for (k, v) in extra {
+        cfg.set(k, v);
+    }
+    cfg
+}
+
+/// Runs until the writer is gone. Acks for other agents are skipped.
+pub async fn run(
+    config: ClientConfig,
+    topic: String,
+    agent_id: String,
+    to_writer: StdSender<WriterMsg>,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let consumer: StreamConsumer = config.create()?;
+    consumer.subscribe(&[&topic])?;
+    loop {
+        let msg = match consumer.recv().await {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("evd agent: acks consumer: {e} (retrying)");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        if msg.key() != Some(agent_id.as_bytes()) {
+            continue;
+        }
+        let Some(payload) = msg.payload() else {
+            continue;
+        };
+        match Ack::decode(payload) {
+            Ok(ack) if ack.agent_id == agent_id => {
+                if to_writer.send(WriterMsg::Acked(ack.batch_seqs)).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "evd agent: undecodable ack at {}:{}: {e}",
+                msg.partition(),
+                msg.offset()
+            ),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Wires the agent together: spool + writer thread, socket server, sender, acks
+//! consumer, metrics endpoint, and signals (SIGTERM/SIGINT drain, SIGHUP reloads the
+//! registry).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use evd_schemas::{AgentKeyring, Registry};
+use tokio::io::AsyncWriteExt;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::batcher::{BatchLimits, Batcher};
+use crate::clock::Clock;
+use crate::config::AgentConfig;
+use crate::metrics::Metrics;
+use crate::sender::{Sender, SenderSettings, producer_config};
+use crate::socket::{self, SocketContext};
+use crate::spool::{DirStore, Spool, SpoolError, SpoolLimits};
+use crate::writer::{Writer, WriterMsg};
+use crate::{acks, writer};
+
+/// Why the agent stopped, by what the operator does next.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The configuration, keyring or spool does not fit: fix what the message names.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Durability could not be guaranteed (spool I/O): the process must exit non-zero.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+/// Reloads the registry on SIGHUP.
+pub type RegistryLoader = Box<dyn Fn() -> Result<Registry, String> + Send + Sync>;
+
+pub struct AgentParts {
+    pub config: AgentConfig,
+    pub registry: Registry,
+    pub keys: AgentKeyring,
+    pub clock: Arc<dyn Clock>,
+    pub reload: Option<RegistryLoader>,
+}
+
+/// Runs the agent until SIGTERM/SIGINT (clean drain, `Ok`) or a fatal error.
+pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
+    let AgentParts {
+        config,
+        registry,
+        keys,
+        clock,
+        reload,
+    } = parts;
+    let agent_id = config.agent_id();
+    if keys.agent_id() != agent_id {
+        return Err(AgentError::Config(format!(
+            "keyring is for agent {:?} but this agent is {agent_id:?}; derive one with `evd keys derive --agent {agent_id}`",
+            keys.agent_id()
+        )));
+    }
+    let metrics = Arc::new(Metrics::default());
+    let store = DirStore::open(&config.spool.dir)
+        .map_err(|e| AgentError::Fatal(format!("spool dir {}: {e}", config.spool.dir.display())))?;
+    let limits = SpoolLimits {
+        max_bytes: config.spool.max_bytes,
+        segment_bytes: config.spool.segment_bytes,
+    };
+    let (spool, recovered) = Spool::open(store, &agent_id, limits).map_err(|e| match e {
+        SpoolError::WrongAgent { .. } => AgentError::Config(e.to_string()),
+        other => AgentError::Fatal(other.to_string()),
+    })?;
+    let report = &recovered.report;
+    if report.torn_tail_bytes > 0 || report.corrupt_regions > 0 {
+        eprintln!(
+            "evd agent: spool recovery: {} torn tail bytes (never acked), {} corrupt regions ({} bytes), {} events lost: {}",
+            report.torn_tail_bytes,
+            report.corrupt_regions,
+            report.corrupt_bytes,
+            report.lost_event_count(),
+            report.lost_events
+        );
+    }
+    Metrics::add(
+        &metrics.spool_lost_events_at_recovery,
+        report.lost_event_count(),
+    );
+
+    let registry = Arc::new(RwLock::new(Arc::new(registry)));
+    let (to_sender, sender_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (to_writer, writer_rx) = std::sync::mpsc::channel::<WriterMsg>();
+    let mut writer = Writer {
+        spool,
+        batcher: Batcher::new(BatchLimits {
+            max_events: config.batch.max_events,
+            max_bytes: config.batch.max_bytes,
+            max_age_ms: config.batch.max_age_ms as i64,
+        }),
+        keys,
+        zstd_level: config.batch.zstd_level,
+        group_commit_delay: Duration::from_millis(config.spool.group_commit_delay_ms),
+        clock: clock.clone(),
+        metrics: metrics.clone(),
+        to_sender,
+    };
+    writer
+        .resume(recovered.pending)
+        .map_err(|e| AgentError::Fatal(e.to_string()))?;
+    let mut writer_thread = tokio::task::spawn_blocking(move || writer.run(writer_rx));
+
+    let sender = Sender::new(
+        SenderSettings {
+            agent_id: agent_id.clone(),
+            producer_config: producer_config(
+                &config.kafka.bootstrap_servers,
+                &config.kafka.producer,
+            ),
+            audit_topic: config.kafka.audit_topic.clone(),
+            retransmit_after: Duration::from_millis(config.retransmit_after_ms),
+            heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
+            started_at_ms: clock.now_ms(),
+        },
+        registry.clone(),
+        to_writer.clone(),
+        clock.clone(),
+        metrics.clone(),
+    )
+    .map_err(|e| AgentError::Config(format!("kafka producer: {e}")))?;
+    let sender_task = tokio::spawn(sender.run(sender_rx));
+
+    let acks_config = acks::consumer_config(
+        &config.kafka.bootstrap_servers,
+        &agent_id,
+        &config.kafka.consumer,
+    );
+    let acks_task = tokio::spawn(acks::run(
+        acks_config,
+        config.kafka.acks_topic.clone(),
+        agent_id.clone(),
+        to_writer.clone(),
+    ));
+
+    let listener = socket::bind(&config.socket.path)
+        .await
+        .map_err(|e| AgentError::Config(format!("socket {}: {e}", config.socket.path.display())))?;
+    let ctx = Arc::new(SocketContext {
+        registry: registry.clone(),
+        to_writer: to_writer.clone(),
+        max_line_bytes: config.socket.max_line_bytes,
+        allowed_uids: config.socket.allowed_uids.clone(),
+        allowed_gids: config.socket.allowed_gids.clone(),
+        metrics: metrics.clone(),
+    });
+    let socket_task = tokio::spawn(socket::serve(listener, ctx));
+    let metrics_task = config
+        .metrics_listen
+        .as_ref()
+        .map(|addr| tokio::spawn(serve_metrics(addr.clone(), metrics.clone())));
+    eprintln!(
+        "evd agent {agent_id}: listening on {}",
+        config.socket.path.display()
+    );
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| AgentError::Fatal(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| AgentError::Fatal(e.to_string()))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| AgentError::Fatal(e.to_string()))?;
+    let outcome = loop {
+        tokio::select! {
+            _ = term.recv() => break None,
+            _ = int.recv() => break None,
+            _ = hup.recv() => match reload.as_ref().map(|f| f()) {
+                Some(Ok(next)) => {
+                    eprintln!("evd agent: registry reloaded ({} types)", next.len());
+                    *registry.write().expect("registry lock") = Arc::new(next);
+                }
+                Some(Err(e)) => eprintln!("evd agent: registry reload failed, keeping the old one: {e}"),
+                None => {}
+            },
+            done = &mut writer_thread => break Some(done),
+        }
+    };
+    socket_task.abort();
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    let _ = std::fs::remove_file(&config.socket.path);
+    let writer_result = match outcome {
+        Some(done) => done,
+        None => {
+            // Clean drain: seal what is open, sync, give the sender a moment.
+            let _ = to_writer.send(WriterMsg::Shutdown);
+            writer_thread.await
+        }
+    };
+    acks_task.abort();
+    drop(to_writer);
+    let _ = tokio::time::timeout(Duration::from_secs(10), sender_task).await;
+    match writer_result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(AgentError::Fatal(e.to_string())),
+        Err(e) => Err(AgentError::Fatal(format!("writer thread panicked: {e}"))),
+    }
+}
+
+/// `GET /metrics` in Prometheus text format; anything else gets the same body.
+async fn serve_metrics(addr: String, metrics: Arc<Metrics>) {
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("evd agent: metrics listener {addr}: {e}");
+            return;
+        }
+    };
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let body = metrics.render();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let _ = tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
+            )
+            .await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+        });
+    }
+}
+
+pub use writer::WriterStatus;

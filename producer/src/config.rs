@@ -1,0 +1,287 @@
+//! The agent's configuration file (TOML). Field docs here are the user documentation;
+//! `evd validate agent.toml` checks a file without starting anything.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `evd agent --config agent.toml`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// This agent's id: part of every batch's identity and key derivation. Defaults to
+    /// the host name. It must never change for a spool (the agent refuses to start).
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// Directory of event-type TOML files (see `examples/registry`).
+    pub registry_dir: PathBuf,
+    /// This agent's keyring (`evd keys derive`); never a master keyring.
+    pub keyring_path: PathBuf,
+    pub socket: SocketConfig,
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    pub kafka: KafkaConfig,
+    /// Seconds an unacked batch waits before it is sent again (same bytes).
+    #[serde(default = "defaults::retransmit_after_ms")]
+    pub retransmit_after_ms: u64,
+    /// How often a heartbeat goes to the audit topic.
+    #[serde(default = "defaults::heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u64,
+    /// `host:port` for Prometheus metrics (`/metrics`); unset = no metrics server.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketConfig {
+    /// Path of the Unix stream socket. Its directory is created with mode 0750.
+    pub path: PathBuf,
+    /// Longest accepted event line in bytes (newline excluded). Longer lines get an
+    /// error and are skipped up to their newline.
+    #[serde(default = "defaults::max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// If set, only peers with one of these uids may send (checked with SO_PEERCRED).
+    #[serde(default)]
+    pub allowed_uids: Option<Vec<u32>>,
+    /// If set, only peers with one of these gids may send.
+    #[serde(default)]
+    pub allowed_gids: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Directory of spool segments (created with mode 0700).
+    pub dir: PathBuf,
+    /// Disk quota. New events are refused with "spool full" at 90% of it; the rest is
+    /// kept so batches can still be sealed.
+    #[serde(default = "defaults::spool_max_bytes")]
+    pub max_bytes: u64,
+    /// Size at which a new segment file starts.
+    #[serde(default = "defaults::segment_bytes")]
+    pub segment_bytes: u64,
+    /// Extra time the writer waits for more events before one fsync covers them all.
+    /// 0 (default): fsync as soon as the previous one returns; concurrent clients
+    /// already share fsyncs.
+    #[serde(default)]
+    pub group_commit_delay_ms: u64,
+}
+
+/// When a batch is sealed: whichever limit is reached first. Defaults follow the
+/// design brief's publisher (1,000 events or 100 ms): large enough for zstd to work
+/// well and to keep Kafka request rates low, small enough that an event waits at
+/// most 100 ms and a batch stays well under Kafka's default 1 MiB message limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    #[serde(default = "defaults::max_events")]
+    pub max_events: usize,
+    /// Uncompressed payload bytes.
+    #[serde(default = "defaults::max_bytes")]
+    pub max_bytes: usize,
+    #[serde(default = "defaults::max_age_ms")]
+    pub max_age_ms: u64,
+    /// zstd level (1 = fastest).
+    #[serde(default = "defaults::zstd_level")]
+    pub zstd_level: i32,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: defaults::max_events(),
+            max_bytes: defaults::max_bytes(),
+            max_age_ms: defaults::max_age_ms(),
+            zstd_level: defaults::zstd_level(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port,host:port`
+    pub bootstrap_servers: String,
+    /// Topic the consumers publish end-to-end acks to.
+    #[serde(default = "defaults::acks_topic")]
+    pub acks_topic: String,
+    /// Topic for heartbeats and batch announcements.
+    #[serde(default = "defaults::audit_topic")]
+    pub audit_topic: String,
+    /// Extra librdkafka producer settings. `enable.idempotence` and `acks` are fixed
+    /// (true, all) and may not be overridden.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+    /// Extra librdkafka settings for the acks consumer.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+}
+
+mod defaults {
+    pub fn retransmit_after_ms() -> u64 {
+        120_000
+    }
+    pub fn heartbeat_interval_ms() -> u64 {
+        10_000
+    }
+    pub fn max_line_bytes() -> usize {
+        evd_schemas::event::DEFAULT_MAX_LINE_BYTES
+    }
+    pub fn spool_max_bytes() -> u64 {
+        10 << 30
+    }
+    pub fn segment_bytes() -> u64 {
+        64 << 20
+    }
+    pub fn max_events() -> usize {
+        1_000
+    }
+    pub fn max_bytes() -> usize {
+        1 << 20
+    }
+    pub fn max_age_ms() -> u64 {
+        100
+    }
+    pub fn zstd_level() -> i32 {
+        1
+    }
+    pub fn acks_topic() -> String {
+        "evd.acks".into()
+    }
+    pub fn audit_topic() -> String {
+        "evd.audit".into()
+    }
+}
+
+/// Settings evd owns; a config that tries to change them is refused.
+const FIXED_PRODUCER_KEYS: [&str; 4] = [
+    "enable.idempotence",
+    "acks",
+    "bootstrap.servers",
+    "transactional.id",
+];
+
+impl AgentConfig {
+    /// Parses a config file's text; errors name the file, line and key.
+    pub fn from_toml(origin: &str, text: &str) -> Result<AgentConfig, evd_schemas::SourceError> {
+        let source = evd_schemas::TomlSource::new(origin, text);
+        let config: AgentConfig = source.deserialize()?;
+        config
+            .validate()
+            .map_err(|(key, why)| source.error_at_key(key, &why))?;
+        Ok(config)
+    }
+
+    /// Semantic checks beyond types: `(key, why)` of the first problem.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(id) = &self.agent_id
+            && (id.is_empty() || id.len() > 255)
+        {
+            return Err(("agent_id", "must be 1..=255 bytes".into()));
+        }
+        if self.socket.max_line_bytes == 0 || self.socket.max_line_bytes > 16 << 20 {
+            return Err(("socket.max_line_bytes", "must be 1..=16777216".into()));
+        }
+        if self.batch.max_events == 0 {
+            return Err(("batch.max_events", "must be at least 1".into()));
+        }
+        if self.batch.max_bytes == 0 || self.batch.max_bytes > 32 << 20 {
+            return Err(("batch.max_bytes", "must be 1..=33554432".into()));
+        }
+        if !(1..=22).contains(&self.batch.zstd_level) {
+            return Err(("batch.zstd_level", "must be 1..=22".into()));
+        }
+        if self.spool.segment_bytes < 4096 {
+            return Err(("spool.segment_bytes", "must be at least 4096".into()));
+        }
+        if self.spool.max_bytes
+            < 4 * self
+                .spool
+                .segment_bytes
+                .min(self.batch.max_bytes as u64 * 4)
+        {
+            return Err((
+                "spool.max_bytes",
+                "too small for the segment and batch sizes".into(),
+            ));
+        }
+        if let Some(key) = self
+            .kafka
+            .producer
+            .keys()
+            .find(|k| FIXED_PRODUCER_KEYS.contains(&k.as_str()))
+        {
+            return Err((
+                "kafka.producer",
+                format!("`{key}` is fixed by evd and may not be set"),
+            ));
+        }
+        if self.retransmit_after_ms < 1_000 {
+            return Err(("retransmit_after_ms", "must be at least 1000".into()));
+        }
+        Ok(())
+    }
+
+    /// The configured agent id, or the host name.
+    pub fn agent_id(&self) -> String {
+        self.agent_id.clone().unwrap_or_else(host_name)
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+registry_dir = "registry"
+keyring_path = "agent-keys.toml"
+
+[socket]
+path = "/run/evd/agent.sock"
+
+[spool]
+dir = "/var/lib/evd/spool"
+
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+"#;
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = AgentConfig::from_toml("agent.toml", MINIMAL).unwrap();
+        assert_eq!(c.batch.max_events, 1_000);
+        assert_eq!(c.batch.max_age_ms, 100);
+        assert_eq!(c.kafka.acks_topic, "evd.acks");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let text = MINIMAL.replace("[spool]", "[spool]\nflush_ms = 3");
+        let msg = AgentConfig::from_toml("agent.toml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("agent.toml:9: key `spool.flush_ms`"),
+            "{msg}"
+        );
+        let text = format!("{MINIMAL}[kafka.producer]\nacks = \"1\"\n");
+        let msg = AgentConfig::from_toml("agent.toml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("key `kafka.producer`: `acks` is fixed"),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! The agent's counters, rendered as Prometheus text.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($name:ident: $help:literal),* $(,)?) => {
+        /// Monotonic counters and gauges shared by the agent's tasks.
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $(pub $name: AtomicU64,)*
+        }
+
+        impl Metrics {
+            fn write_all(&self, out: &mut String) {
+                $(
+                    let _ = writeln!(out, "# HELP evd_agent_{} {}", stringify!($name), $help);
+                    let _ = writeln!(out, "evd_agent_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));
+                )*
+            }
+        }
+    };
+}
+
+counters! {
+    events_accepted: "Events durably spooled and acked to their client.",
+    refused_json: "Lines refused: not a JSON event object.",
+    refused_unknown_type: "Lines refused: unknown event type.",
+    refused_schema: "Lines refused: schema violation.",
+    refused_too_large: "Lines refused: longer than max_line_bytes.",
+    refused_spool_full: "Lines refused: spool full.",
+    refused_peer: "Connections refused by the uid/gid allow-list.",
+    batches_sealed: "Batches sealed.",
+    batches_sent: "Batch sends confirmed by Kafka (including retransmits).",
+    batches_retransmitted: "Batches sent again after the ack timeout or a restart.",
+    batches_acked: "Batches acked end to end and freed.",
+    kafka_errors: "Kafka produce errors (retried).",
+    kafka_producer_recreated: "Producers recreated after a fatal error.",
+    spool_bytes: "Bytes held in the spool (gauge).",
+    spool_segments: "Spool segment files (gauge).",
+    spool_unacked_batches: "Sealed batches waiting for an ack (gauge).",
+    spool_oldest_unacked_age_ms: "Age of the oldest unacked batch (gauge).",
+    spool_lost_events_at_recovery: "Events found lost to spool corruption at start.",
+    fsyncs: "Spool fsyncs (group commits).",
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set(gauge: &AtomicU64, v: u64) {
+        gauge.store(v, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.write_all(&mut out);
+        out
+    }
+}

@@ -1,0 +1,315 @@
+//! The local socket: newline-delimited JSON events in, one response line per event out,
+//! in order. `{"ok":SEQ}` is written only after the event is durable in the spool;
+//! `{"error":"…","line":N}` refuses that line alone (N counts lines on the connection
+//! from 1). A connection is pipelined: its reader keeps reading while earlier chunks
+//! wait for their fsync, and a client that stops reading stalls only itself.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, RwLock};
+
+use evd_schemas::Registry;
+use evd_schemas::event::parse_event_line;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::writer::{Incoming, Refusal, WriterMsg};
+
+/// Lines handed to the writer at once from one connection.
+const CHUNK_LINES: usize = 1024;
+/// Chunks of one connection waiting for their fsync at once.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+pub struct SocketContext {
+    pub registry: Arc<RwLock<Arc<Registry>>>,
+    pub to_writer: Sender<WriterMsg>,
+    pub max_line_bytes: usize,
+    pub allowed_uids: Option<Vec<u32>>,
+    pub allowed_gids: Option<Vec<u32>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Binds the socket: creates its directory (0750), replaces a stale socket file (one
+/// nobody answers on) and refuses to steal a live one.
+pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is served by a running agent", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
+}
+
+pub async fn serve(listener: UnixListener, ctx: Arc<SocketContext>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let _ = handle(stream, ctx).await;
+                });
+            }
+            Err(e) => {
+                eprintln!("evd agent: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn peer_allowed(stream: &UnixStream, ctx: &SocketContext) -> Result<(), String> {
+    if ctx.allowed_uids.is_none() && ctx.allowed_gids.is_none() {
+        return Ok(());
+    }
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    if let Some(uids) = &ctx.allowed_uids
+        && !uids.contains(&cred.uid())
+    {
+        return Err(format!("peer uid {} is not allowed", cred.uid()));
+    }
+    if let Some(gids) = &ctx.allowed_gids
+        && !gids.contains(&cred.gid())
+    {
+        return Err(format!("peer gid {} is not allowed", cred.gid()));
+    }
+    Ok(())
+}
+
+/// What a chunk's lines turned into, in order: a refusal now, or a slot in the
+/// writer's reply.
+enum Slot {
+    Refused { line: u64, error: String },
+    Spooled { line: u64 },
+}
+
+struct Chunk {
+    slots: Vec<Slot>,
+    reply: Option<oneshot::Receiver<Vec<Result<u64, Refusal>>>>,
+}
+
+async fn handle(stream: UnixStream, ctx: Arc<SocketContext>) -> std::io::Result<()> {
+    if let Err(why) = peer_allowed(&stream, &ctx) {
+        Metrics::add(&ctx.metrics.refused_peer, 1);
+        let (_, mut wr) = stream.into_split();
+        wr.write_all(format!("{}\n", error_json(&why, 0)).as_bytes())
+            .await?;
+        return Ok(());
+    }
+    let (rd, wr) = stream.into_split();
+    let (chunks_tx, chunks_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let responder = tokio::spawn(respond(wr, chunks_rx));
+    let mut reader = BufReader::with_capacity(256 << 10, rd);
+    let mut line_no = 0u64;
+    let mut line = Vec::new();
+    loop {
+        let mut lines: Vec<(u64, Result<Vec<u8>, String>)> = Vec::new();
+        // Block for the first line, then take what is already buffered.
+        loop {
+            line.clear();
+            let status = read_line(&mut reader, &mut line, ctx.max_line_bytes).await?;
+            if status == LineStatus::Eof {
+                break;
+            }
+            line_no += 1;
+            lines.push(match status {
+                LineStatus::TooLong(len) => (
+                    line_no,
+                    Err(format!(
+                        "too_large: line is over {} bytes (at least {len})",
+                        ctx.max_line_bytes
+                    )),
+                ),
+                _ => (line_no, Ok(std::mem::take(&mut line))),
+            });
+            if lines.len() >= CHUNK_LINES || reader.buffer().is_empty() {
+                break;
+            }
+        }
+        if lines.is_empty() {
+            break;
+        }
+        let chunk = submit(&ctx, lines);
+        if chunks_tx.send(chunk).await.is_err() {
+            break;
+        }
+    }
+    drop(chunks_tx);
+    responder.await.map_err(std::io::Error::other)?
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum LineStatus {
+    Line,
+    /// The line was longer than allowed; it was skipped up to its newline.
+    TooLong(usize),
+    Eof,
+}
+
+/// Reads one line without its newline, never buffering more than `max` bytes of it.
+async fn read_line(
+    reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
+    out: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineStatus> {
+    let mut seen = 0usize;
+    let mut too_long = false;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            // EOF: a final line without newline still counts.
+            return Ok(match (seen, too_long) {
+                (0, _) => LineStatus::Eof,
+                (n, true) => LineStatus::TooLong(n),
+                _ => LineStatus::Line,
+            });
+        }
+        let (part, found) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i)),
+            None => (buf, None),
+        };
+        seen += part.len();
+        if seen > max {
+            too_long = true;
+            out.clear();
+        } else if !too_long {
+            out.extend_from_slice(part);
+        }
+        let consumed = found.map_or(part.len(), |i| i + 1);
+        reader.consume(consumed);
+        if found.is_some() {
+            return Ok(if too_long {
+                LineStatus::TooLong(seen)
+            } else {
+                LineStatus::Line
+            });
+        }
+    }
+}
+
+/// Validates a chunk's lines and hands the good ones to the writer.
+fn submit(ctx: &SocketContext, lines: Vec<(u64, Result<Vec<u8>, String>)>) -> Chunk {
+    let registry = ctx.registry.read().expect("registry lock").clone();
+    let mut slots = Vec::with_capacity(lines.len());
+    let mut events = Vec::new();
+    for (line_no, line) in lines {
+        let checked = line.and_then(|bytes| check_line(&registry, bytes, ctx));
+        match checked {
+            Ok(incoming) => {
+                events.push(incoming);
+                slots.push(Slot::Spooled { line: line_no });
+            }
+            Err(error) => {
+                count_refusal(&ctx.metrics, &error);
+                slots.push(Slot::Refused {
+                    line: line_no,
+                    error,
+                });
+            }
+        }
+    }
+    let reply = if events.is_empty() {
+        None
+    } else {
+        let (tx, rx) = oneshot::channel();
+        let _ = ctx.to_writer.send(WriterMsg::Events { events, reply: tx });
+        Some(rx)
+    };
+    Chunk { slots, reply }
+}
+
+fn check_line(
+    registry: &Registry,
+    bytes: Vec<u8>,
+    ctx: &SocketContext,
+) -> Result<Incoming, String> {
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        return Err(format!("json: invalid UTF-8 at byte {}", e.valid_up_to()));
+    }
+    let parsed = parse_event_line(&bytes, ctx.max_line_bytes).map_err(|e| e.to_string())?;
+    let ty = registry.validate(&parsed).map_err(|e| e.to_string())?;
+    Ok(Incoming {
+        event_type: ty.name.clone(),
+        body: bytes,
+    })
+}
+
+fn count_refusal(m: &Metrics, error: &str) {
+    let counter = match error.split(':').next().unwrap_or("") {
+        "too_large" => &m.refused_too_large,
+        "unknown_type" => &m.refused_unknown_type,
+        "schema" => &m.refused_schema,
+        _ => &m.refused_json,
+    };
+    Metrics::add(counter, 1);
+}
+
+fn error_json(error: &str, line: u64) -> String {
+    serde_json::json!({ "error": error, "line": line }).to_string()
+}
+
+/// Writes one response per line, in order, as each chunk's fsync completes.
+async fn respond(
+    wr: tokio::net::unix::OwnedWriteHalf,
+    mut chunks: mpsc::Receiver<Chunk>,
+) -> std::io::Result<()> {
+    let mut out = BufWriter::with_capacity(64 << 10, wr);
+    let mut text = String::new();
+    while let Some(chunk) = chunks.recv().await {
+        let results = match chunk.reply {
+            Some(rx) => match rx.await {
+                Ok(r) => r,
+                // The writer is gone (fatal spool error or shutdown): no ack, ever.
+                Err(_) => {
+                    out.write_all(
+                        format!(
+                            "{}\n",
+                            error_json("agent is shutting down; event not accepted", 0)
+                        )
+                        .as_bytes(),
+                    )
+                    .await?;
+                    out.flush().await?;
+                    return Ok(());
+                }
+            },
+            None => Vec::new(),
+        };
+        let mut results = results.into_iter();
+        text.clear();
+        for slot in chunk.slots {
+            use std::fmt::Write;
+            match slot {
+                Slot::Refused { line, error } => text.push_str(&error_json(&error, line)),
+                Slot::Spooled { line } => match results.next() {
+                    Some(Ok(seq)) => {
+                        let _ = write!(text, "{{\"ok\":{seq}}}");
+                    }
+                    Some(Err(Refusal::SpoolFull)) => text.push_str(&error_json(
+                        "spool_full: spool full, event not accepted; retry later",
+                        line,
+                    )),
+                    None => text.push_str(&error_json("internal: no result for this line", line)),
+                },
+            }
+            text.push('\n');
+        }
+        out.write_all(text.as_bytes()).await?;
+        if chunks.is_empty() {
+            out.flush().await?;
+        }
+    }
+    out.flush().await
+}

@@ -1,0 +1,284 @@
+//! The writer: one thread that owns the spool and the batcher.
+//!
+//! Each turn of its loop is one **group commit**: take every queued request, append
+//! the events, seal the batches that are due, fsync once, and only then reply to the
+//! clients and hand the sealed batches to the sender. So a client never hears "ok"
+//! before its event is durable, and Kafka never sees a batch whose sealed frame is not
+//! durable (spool rule 3). Any spool I/O error ends the thread with an error: the agent
+//! must exit rather than continue without durability.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use evd_schemas::wire::batch::{self, BatchMeta};
+use evd_schemas::wire::record::put_record;
+use evd_schemas::{AgentKeyring, Hour, SeqRanges};
+use tokio::sync::oneshot;
+
+use crate::batcher::{Batcher, ReadyBatch};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::spool::{PendingEvent, SealedBatch, SegmentStore, Spool, SpoolError, SpoolStats};
+
+/// An event that passed validation, waiting for the spool.
+#[derive(Debug)]
+pub struct Incoming {
+    pub event_type: String,
+    pub body: Vec<u8>,
+}
+
+/// Why the writer refused one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    SpoolFull,
+}
+
+pub enum WriterMsg {
+    /// Append events; the reply comes after the fsync that covers them.
+    Events {
+        events: Vec<Incoming>,
+        reply: oneshot::Sender<Vec<Result<u64, Refusal>>>,
+    },
+    /// End-to-end acks from a consumer.
+    Acked(SeqRanges),
+    /// Exact bytes of an unacked batch, for a retransmit (`None` once acked).
+    ReadSealed {
+        batch_seq: u64,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
+    Status(oneshot::Sender<WriterStatus>),
+    /// Seal every open batch, sync and stop.
+    Shutdown,
+}
+
+/// A batch the sender must get into Kafka (and announce to the auditor).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub batch_seq: u64,
+    pub event_type: String,
+    pub bucket_hour: Hour,
+    pub event_count: u32,
+    pub sealed_at_ms: i64,
+    pub bytes: Arc<Vec<u8>>,
+}
+
+pub enum SenderMsg {
+    Send(Outgoing),
+    Acked(SeqRanges),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterStatus {
+    pub spool: SpoolStats,
+    /// Earliest hour with events not yet sealed (for `final_before_hour`).
+    pub oldest_open_hour: Option<Hour>,
+}
+
+pub struct Writer<S: SegmentStore> {
+    pub spool: Spool<S>,
+    pub batcher: Batcher,
+    pub keys: AgentKeyring,
+    pub zstd_level: i32,
+    pub group_commit_delay: Duration,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub to_sender: tokio::sync::mpsc::UnboundedSender<SenderMsg>,
+}
+
+impl<S: SegmentStore> Writer<S> {
+    /// Feeds recovered state in: pending events to the batcher, unacked batches to the
+    /// sender (every unacked batch is sent again after a restart).
+    pub fn resume(&mut self, pending: Vec<PendingEvent>) -> Result<(), SpoolError> {
+        let now = self.clock.now_ms();
+        let mut ready = Vec::new();
+        for event in pending {
+            ready.extend(self.batcher.push(event, now));
+        }
+        let mut out = self.seal_all(ready)?;
+        self.spool.sync()?;
+        let unacked: Vec<_> = self.spool.unacked().cloned().collect();
+        for b in unacked {
+            if out.iter().any(|o| o.batch_seq == b.batch_seq) {
+                continue;
+            }
+            let bytes = self.spool.read_sealed(b.batch_seq)?;
+            out.push(Outgoing {
+                batch_seq: b.batch_seq,
+                event_type: b.event_type,
+                bucket_hour: b.bucket_hour,
+                event_count: b.event_count,
+                sealed_at_ms: b.sealed_at_ms,
+                bytes: Arc::new(bytes),
+            });
+        }
+        out.sort_by_key(|o| o.batch_seq);
+        for o in out {
+            let _ = self.to_sender.send(SenderMsg::Send(o));
+        }
+        Ok(())
+    }
+
+    /// Runs until `Shutdown` or until every sender of `rx` is gone.
+    pub fn run(mut self, rx: Receiver<WriterMsg>) -> Result<(), SpoolError> {
+        let mut stop = false;
+        while !stop {
+            let timeout = self
+                .batcher
+                .next_deadline_ms()
+                .map(|d| Duration::from_millis((d - self.clock.now_ms()).max(0) as u64))
+                .unwrap_or(Duration::from_secs(1));
+            let mut msgs = Vec::new();
+            match rx.recv_timeout(timeout) {
+                Ok(m) => msgs.push(m),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stop = true,
+            }
+            if !msgs.is_empty() && !self.group_commit_delay.is_zero() {
+                std::thread::sleep(self.group_commit_delay);
+            }
+            msgs.extend(rx.try_iter().take(10_000));
+            stop |= self.turn(msgs)?;
+        }
+        Ok(())
+    }
+
+    /// One group commit. Returns true on shutdown.
+    fn turn(&mut self, msgs: Vec<WriterMsg>) -> Result<bool, SpoolError> {
+        let now_us = self.clock.now_us();
+        let now_ms = now_us.div_euclid(1000);
+        let mut replies = Vec::new();
+        let mut ready: Vec<ReadyBatch> = Vec::new();
+        let mut acked = SeqRanges::new();
+        let mut shutdown = false;
+        let mut accepted = 0;
+        let mut status_replies = Vec::new();
+        for msg in msgs {
+            match msg {
+                WriterMsg::Events { events, reply } => {
+                    let mut results = Vec::with_capacity(events.len());
+                    for ev in events {
+                        match self.spool.append_event(now_us, &ev.event_type, &ev.body) {
+                            Ok(seq) => {
+                                accepted += 1;
+                                results.push(Ok(seq));
+                                let pending = PendingEvent {
+                                    event_seq: seq,
+                                    received_at_us: now_us,
+                                    event_type: ev.event_type,
+                                    body: ev.body,
+                                };
+                                ready.extend(self.batcher.push(pending, now_ms));
+                            }
+                            Err(SpoolError::Full { .. }) => {
+                                Metrics::add(&self.metrics.refused_spool_full, 1);
+                                results.push(Err(Refusal::SpoolFull));
+                            }
+                            Err(fatal) => return Err(fatal),
+                        }
+                    }
+                    replies.push((reply, results));
+                }
+                WriterMsg::Acked(ranges) => {
+                    let newly = self.spool.ack(&ranges)?;
+                    Metrics::add(&self.metrics.batches_acked, newly.seq_count());
+                    for (a, b) in newly.iter() {
+                        acked.insert_range(a, b);
+                    }
+                }
+                WriterMsg::ReadSealed { batch_seq, reply } => {
+                    let bytes = match self.spool.read_sealed(batch_seq) {
+                        Ok(b) => Some(b),
+                        Err(SpoolError::UnknownBatch(_)) => None,
+                        Err(fatal) => return Err(fatal),
+                    };
+                    let _ = reply.send(bytes);
+                }
+                // Answered after this turn's batches are handed to the sender.
+                WriterMsg::Status(reply) => status_replies.push(reply),
+                WriterMsg::Shutdown => shutdown = true,
+            }
+        }
+        ready.extend(self.batcher.due(now_ms));
+        if shutdown {
+            ready.extend(self.batcher.drain());
+        }
+        let out = self.seal_all(ready)?;
+        self.spool.sync()?;
+        Metrics::add(&self.metrics.fsyncs, 1);
+        Metrics::add(&self.metrics.events_accepted, accepted);
+        for (reply, results) in replies {
+            let _ = reply.send(results);
+        }
+        for o in out {
+            let _ = self.to_sender.send(SenderMsg::Send(o));
+        }
+        if !acked.is_empty() {
+            let _ = self.to_sender.send(SenderMsg::Acked(acked));
+        }
+        for reply in status_replies {
+            let _ = reply.send(WriterStatus {
+                spool: self.spool.stats(),
+                oldest_open_hour: self.batcher.oldest_open_hour(),
+            });
+        }
+        self.publish_gauges(now_ms);
+        Ok(shutdown)
+    }
+
+    fn seal_all(&mut self, ready: Vec<ReadyBatch>) -> Result<Vec<Outgoing>, SpoolError> {
+        ready.into_iter().map(|r| self.seal(r)).collect()
+    }
+
+    /// Seals one batch and appends its sealed frame (durable at the next sync).
+    fn seal(&mut self, ready: ReadyBatch) -> Result<Outgoing, SpoolError> {
+        let mut payload = Vec::with_capacity(ready.events.iter().map(|e| e.body.len() + 20).sum());
+        let mut events = SeqRanges::new();
+        for e in &ready.events {
+            put_record(&mut payload, e.event_seq, e.received_at_us, &e.body);
+            events.insert(e.event_seq);
+        }
+        let sealed_at_ms = self.clock.now_ms();
+        let meta = BatchMeta {
+            agent_id: self.keys.agent_id().to_string(),
+            batch_seq: self.spool.allocate_batch_seq(),
+            event_type: ready.event_type.clone(),
+            bucket_hour: ready.bucket_hour,
+            created_at_ms: sealed_at_ms,
+            event_count: ready.events.len() as u32,
+        };
+        let bytes = batch::seal(&self.keys, &meta, &payload, self.zstd_level).map_err(|e| {
+            SpoolError::Io(std::io::Error::other(format!("sealing failed (bug): {e}")))
+        })?;
+        self.spool.append_sealed(SealedBatch {
+            batch_seq: meta.batch_seq,
+            event_type: &meta.event_type,
+            bucket_hour: meta.bucket_hour,
+            sealed_at_ms,
+            event_count: meta.event_count,
+            events: &events,
+            bytes: &bytes,
+        })?;
+        Metrics::add(&self.metrics.batches_sealed, 1);
+        Ok(Outgoing {
+            batch_seq: meta.batch_seq,
+            event_type: meta.event_type,
+            bucket_hour: meta.bucket_hour,
+            event_count: meta.event_count,
+            sealed_at_ms,
+            bytes: Arc::new(bytes),
+        })
+    }
+
+    fn publish_gauges(&self, now_ms: i64) {
+        let s = self.spool.stats();
+        let m = &self.metrics;
+        Metrics::set(&m.spool_bytes, s.bytes);
+        Metrics::set(&m.spool_segments, s.segments as u64);
+        Metrics::set(&m.spool_unacked_batches, s.unacked_batches as u64);
+        let age = s
+            .oldest_unacked_ms
+            .map_or(0, |t| (now_ms - t).max(0) as u64);
+        Metrics::set(&m.spool_oldest_unacked_age_ms, age);
+    }
+}

@@ -1,0 +1,192 @@
+//! Load generation with unique ids, and a reader that finds them again in Kafka.
+//!
+//! Every event carries its id in `user_id` (`u<id>`); the four example types that
+//! have that field take turns.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use evd_producer::client::{Response, send_lines};
+use evd_schemas::wire::ack::Ack;
+use evd_schemas::wire::batch;
+use evd_schemas::{MasterKeyring, SeqRanges};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+pub const TYPES: [&str; 4] = ["PageView", "SearchViewResponse", "EndSong", "AdImpression"];
+
+pub fn topic(ty: &str) -> String {
+    format!("evd.events.{ty}")
+}
+
+/// A valid ~300-byte event line with id `id`.
+pub fn event_line(id: u64) -> String {
+    let ts = 1_795_000_000_000u64 + id;
+    let pad = "x".repeat(120);
+    match id % 4 {
+        0 => format!(
+            r#"{{"type":"PageView","ts":{ts},"user_id":"u{id}","url":"/home/{pad}","referrer":"/search","load_ms":{}}}"#,
+            id % 900
+        ),
+        1 => format!(
+            r#"{{"type":"SearchViewResponse","ts":{ts},"user_id":"u{id}","query":"songs like {pad}","result_count":{},"latency_ms":12.5}}"#,
+            id % 50
+        ),
+        2 => format!(
+            r#"{{"type":"EndSong","ts":{ts},"user_id":"u{id}","track_id":"t{pad}","ms_played":{},"reason_end":"trackdone","offline":false}}"#,
+            id % 300_000
+        ),
+        _ => format!(
+            r#"{{"type":"AdImpression","ts":{ts},"user_id":"u{id}","ad_id":"ad-{pad}","campaign_id":"c7","price_micros":1200,"viewable":true}}"#
+        ),
+    }
+}
+
+/// Sends events `ids` over one connection; returns the ids the agent acked.
+pub async fn send_ids(socket: &Path, ids: impl Iterator<Item = u64>) -> Result<Vec<u64>> {
+    let ids: Vec<u64> = ids.collect();
+    let mut text = String::with_capacity(ids.len() * 320);
+    for &id in &ids {
+        text.push_str(&event_line(id));
+        text.push('\n');
+    }
+    let mut acked = Vec::new();
+    let result = send_lines(socket, std::io::Cursor::new(text.into_bytes()), |n, r| {
+        if let Response::Ok(_) = r {
+            acked.push(ids[n as usize - 1]);
+        }
+    })
+    .await;
+    // A dropped connection (agent killed) is expected in fault tests: keep what was acked.
+    if let Err(e) = result {
+        eprintln!("send_ids: {e} ({} acked before)", acked.len());
+    }
+    Ok(acked)
+}
+
+/// Reads the event topics, opens batches, records ids, and (optionally) acks every
+/// batch back to its agent like a consumer would.
+pub struct TestReader {
+    consumer: BaseConsumer,
+    acker: Option<BaseProducer>,
+    acks_topic: String,
+    keys: MasterKeyring,
+    /// id → how many times it was seen (retransmits show up more than once).
+    pub seen: BTreeMap<u64, u32>,
+    pub batches: BTreeSet<(String, u64)>,
+    pub bad_batches: u64,
+}
+
+impl TestReader {
+    pub fn new(bootstrap: &str, keys: MasterKeyring, ack: bool) -> Result<TestReader> {
+        let consumer: BaseConsumer = crate::kafka::client_config(bootstrap)
+            .set(
+                "group.id",
+                format!("evd-test-reader-{}", crate::free_port()),
+            )
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let topics: Vec<String> = TYPES.iter().map(|t| topic(t)).collect();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&refs)?;
+        let acker = if ack {
+            Some(
+                crate::kafka::client_config(bootstrap)
+                    .set("linger.ms", "5")
+                    .create()?,
+            )
+        } else {
+            None
+        };
+        Ok(TestReader {
+            consumer,
+            acker,
+            acks_topic: "evd.acks".into(),
+            keys,
+            seen: BTreeMap::new(),
+            batches: BTreeSet::new(),
+            bad_batches: 0,
+        })
+    }
+
+    /// Polls for up to `window`.
+    pub fn poll_for(&mut self, window: Duration) {
+        let until = Instant::now() + window;
+        while Instant::now() < until {
+            let Some(msg) = self.consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let Ok(msg) = msg else { continue };
+            let Some(payload) = msg.payload() else {
+                continue;
+            };
+            let opened = match batch::open(&self.keys, payload) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("test reader: bad batch: {e}");
+                    self.bad_batches += 1;
+                    continue;
+                }
+            };
+            let meta = &opened.header.meta;
+            self.batches.insert((meta.agent_id.clone(), meta.batch_seq));
+            for rec in opened.records() {
+                let v: serde_json::Value =
+                    serde_json::from_slice(rec.body).expect("bodies are JSON");
+                let id = v["user_id"]
+                    .as_str()
+                    .and_then(|u| u[1..].parse().ok())
+                    .expect("user_id u<id>");
+                *self.seen.entry(id).or_default() += 1;
+            }
+            if let Some(acker) = &self.acker {
+                let ack = Ack {
+                    agent_id: meta.agent_id.clone(),
+                    committed_at_ms: 0,
+                    committed_object: "test-reader".into(),
+                    batch_seqs: SeqRanges::from_ranges([(meta.batch_seq, meta.batch_seq)]),
+                }
+                .encode()
+                .expect("ack encodes");
+                let record = BaseRecord::to(&self.acks_topic)
+                    .key(meta.agent_id.as_bytes())
+                    .payload(&ack);
+                let _ = acker.send(record);
+                acker.poll(Duration::ZERO);
+            }
+        }
+        if let Some(acker) = &self.acker {
+            let _ = acker.flush(Duration::from_secs(5));
+        }
+    }
+
+    /// Polls until every id in `want` was seen or `timeout` passed; returns the missing.
+    pub fn wait_for(&mut self, want: &[u64], timeout: Duration) -> Vec<u64> {
+        let until = Instant::now() + timeout;
+        loop {
+            let missing: Vec<u64> = want
+                .iter()
+                .copied()
+                .filter(|id| !self.seen.contains_key(id))
+                .collect();
+            if missing.is_empty() || Instant::now() > until {
+                return missing;
+            }
+            self.poll_for(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Creates every topic the agent uses on `bootstrap`.
+pub fn create_pipeline_topics(bootstrap: &str, partitions: i32) -> Result<()> {
+    for t in TYPES {
+        crate::kafka::create_topic(bootstrap, &topic(t), partitions)?;
+    }
+    crate::kafka::create_topic(bootstrap, "evd.acks", 1)?;
+    crate::kafka::create_topic(bootstrap, "evd.audit", 1)?;
+    Ok(())
+}

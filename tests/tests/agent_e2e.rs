@@ -1,0 +1,89 @@
+//! The agent against a real broker: every acked event reaches Kafka; acks drain it.
+
+use std::time::{Duration, Instant};
+
+use tests::RealBroker;
+use tests::agent_proc::{AgentOptions, AgentProcess, test_master_keyring};
+use tests::oracle::{TestReader, create_pipeline_topics, send_ids};
+
+fn events() -> u64 {
+    std::env::var("EVD_E2E_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acked_event_from_8_clients_reaches_kafka_and_the_spool_drains() {
+    let broker = RealBroker::start().unwrap();
+    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let agent = AgentProcess::start(
+        dir.path(),
+        "host-a",
+        &broker.bootstrap(),
+        AgentOptions::default(),
+    )
+    .unwrap();
+
+    let total = events();
+    let clients = 8;
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let socket = agent.socket();
+        handles.push(tokio::spawn(async move {
+            send_ids(&socket, (0..total).filter(move |id| id % clients == c))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut acked = Vec::new();
+    for h in handles {
+        acked.extend(h.await.unwrap());
+    }
+    let send_secs = started.elapsed().as_secs_f64();
+    assert_eq!(
+        acked.len() as u64,
+        total,
+        "every valid event is acked\n{}",
+        agent.log_tail()
+    );
+
+    let bootstrap = broker.bootstrap();
+    let (missing, reader) = tokio::task::spawn_blocking(move || {
+        let mut reader = TestReader::new(&bootstrap, test_master_keyring(), true).unwrap();
+        let missing = reader.wait_for(&acked, Duration::from_secs(180));
+        (missing, reader)
+    })
+    .await
+    .unwrap();
+    println!(
+        "{total} events from {clients} clients acked in {send_secs:.1}s ({:.0} ev/s); {} batches read",
+        total as f64 / send_secs,
+        reader.batches.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} acked events never reached Kafka, e.g. {:?}\n{}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        agent.log_tail()
+    );
+    assert_eq!(reader.bad_batches, 0);
+
+    // The reader acked every batch like a consumer: the spool must drain.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let unacked = agent.metric("spool_unacked_batches");
+        if unacked == Some(0) && agent.metric("spool_segments") == Some(1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spool did not drain: unacked {unacked:?}\n{}",
+            agent.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
