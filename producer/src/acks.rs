@@ -1,7 +1,9 @@
 //! Consumes the acks topic and hands this agent's end-to-end acks to the writer.
 //!
 //! Acks are idempotent and a missed one only delays freeing (the batch is retransmitted,
-//! the consumer dedups it and acks again), so offsets are auto-committed.
+//! the consumer dedups it and acks again), so offsets are auto-committed. Partitions
+//! are assigned directly rather than through a group rebalance, so a restarted agent
+//! reads acks at once instead of waiting out its dead predecessor's session.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc::Sender as StdSender;
@@ -10,6 +12,7 @@ use evd_schemas::wire::ack::Ack;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::writer::WriterMsg;
 
@@ -38,7 +41,7 @@ pub async fn run(
     to_writer: StdSender<WriterMsg>,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let consumer: StreamConsumer = config.create()?;
-    consumer.subscribe(&[&topic])?;
+    assign_all_partitions(&consumer, &topic).await;
     loop {
         let msg = match consumer.recv().await {
             Ok(m) => m,
@@ -67,5 +70,28 @@ pub async fn run(
                 msg.offset()
             ),
         }
+    }
+}
+
+/// Assigns every partition of `topic` at its stored offset, retrying until the topic's
+/// metadata is available.
+async fn assign_all_partitions(consumer: &StreamConsumer, topic: &str) {
+    loop {
+        let partitions = consumer
+            .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
+            .ok()
+            .and_then(|md| md.topics().first().map(|t| t.partitions().len() as i32))
+            .filter(|&n| n > 0);
+        if let Some(n) = partitions {
+            let mut list = TopicPartitionList::new();
+            for p in 0..n {
+                let _ = list.add_partition_offset(topic, p, Offset::Stored);
+            }
+            match consumer.assign(&list) {
+                Ok(()) => return,
+                Err(e) => eprintln!("evd agent: assigning {topic}: {e} (retrying)"),
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }

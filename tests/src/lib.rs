@@ -11,6 +11,7 @@ pub mod kafka;
 mod mock_broker;
 pub mod oracle;
 mod real_broker;
+pub mod rng;
 
 pub use mock_broker::MockBroker;
 pub use real_broker::RealBroker;
