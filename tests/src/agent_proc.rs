@@ -44,7 +44,10 @@ pub struct AgentProcess {
 /// Knobs tests change; everything else uses the agent's defaults.
 pub struct AgentOptions {
     pub retransmit_after_ms: u64,
+    /// TOML lines for the `[kafka]` table.
     pub extra: String,
+    /// TOML lines for the `[socket]` table.
+    pub socket_extra: String,
 }
 
 impl Default for AgentOptions {
@@ -52,6 +55,7 @@ impl Default for AgentOptions {
         AgentOptions {
             retransmit_after_ms: 30_000,
             extra: String::new(),
+            socket_extra: String::new(),
         }
     }
 }
@@ -87,6 +91,7 @@ metrics_listen = "127.0.0.1:{metrics_port}"
 
 [socket]
 path = "run/agent.sock"
+{socket_extra}
 
 [spool]
 dir = "spool"
@@ -100,6 +105,7 @@ bootstrap_servers = "{bootstrap}"
                 retransmit = opts.retransmit_after_ms,
                 metrics_port = crate::free_port(),
                 extra = opts.extra,
+                socket_extra = opts.socket_extra,
             ),
         )?;
         let mut agent = AgentProcess {
