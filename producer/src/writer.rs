@@ -282,3 +282,104 @@ impl<S: SegmentStore> Writer<S> {
         Metrics::set(&m.spool_oldest_unacked_age_ms, age);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use evd_schemas::{Key, MasterKeyring};
+
+    use super::*;
+    use crate::batcher::BatchLimits;
+    use crate::clock::SystemClock;
+    use crate::spool::{MemStore, SpoolLimits};
+
+    /// A store whose fsync fails once `fail` is set, like a disk going bad.
+    struct FailingSync {
+        inner: MemStore,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl SegmentStore for FailingSync {
+        fn list(&mut self) -> io::Result<Vec<u64>> {
+            self.inner.list()
+        }
+        fn read_all(&mut self, id: u64) -> io::Result<Vec<u8>> {
+            self.inner.read_all(id)
+        }
+        fn read_at(&mut self, id: u64, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+            self.inner.read_at(id, offset, len)
+        }
+        fn create(&mut self, id: u64) -> io::Result<()> {
+            self.inner.create(id)
+        }
+        fn append(&mut self, id: u64, data: &[u8]) -> io::Result<()> {
+            self.inner.append(id, data)
+        }
+        fn sync(&mut self, id: u64) -> io::Result<()> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(io::Error::other("EIO"));
+            }
+            self.inner.sync(id)
+        }
+        fn truncate(&mut self, id: u64, len: u64) -> io::Result<()> {
+            self.inner.truncate(id, len)
+        }
+        fn remove(&mut self, id: u64) -> io::Result<()> {
+            self.inner.remove(id)
+        }
+    }
+
+    #[test]
+    fn an_fsync_error_is_fatal_and_nothing_is_acked() {
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let store = FailingSync {
+            inner: MemStore::default(),
+            fail: fail.clone(),
+        };
+        let limits = SpoolLimits {
+            max_bytes: 1 << 30,
+            segment_bytes: 1 << 20,
+        };
+        let (spool, _) = Spool::open(store, "a", limits).unwrap();
+        let (to_sender, _sender_rx) = tokio::sync::mpsc::unbounded_channel();
+        let writer = Writer {
+            spool,
+            batcher: Batcher::new(BatchLimits {
+                max_events: 10,
+                max_bytes: 1 << 20,
+                max_age_ms: 100,
+            }),
+            keys: MasterKeyring::new([(1, Key([1; 32]))]).derive_agent_keyring("a"),
+            zstd_level: 1,
+            group_commit_delay: Duration::ZERO,
+            clock: Arc::new(SystemClock),
+            metrics: Arc::new(Metrics::default()),
+            to_sender,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (reply_tx, mut reply_rx) = oneshot::channel();
+        fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        tx.send(WriterMsg::Events {
+            events: vec![Incoming {
+                event_type: "T".into(),
+                body: b"{}".to_vec(),
+            }],
+            reply: reply_tx,
+        })
+        .unwrap();
+        let result = writer.run(rx);
+        assert!(
+            matches!(result, Err(SpoolError::Io(_))),
+            "{:?}",
+            result.err()
+        );
+        assert!(
+            matches!(
+                reply_rx.try_recv(),
+                Err(oneshot::error::TryRecvError::Closed)
+            ),
+            "the client must never hear ok"
+        );
+    }
+}

@@ -18,20 +18,21 @@ pub fn example_registry_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry")
 }
 
-/// The `evd` binary built next to the running test (`cargo test --workspace` builds it).
+/// The `evd` binary of the same build profile as the running test or bench
+/// (`cargo test --workspace` builds it): next to it, or one level up from `deps/`.
 pub fn evd_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    let bin = dir.join("evd");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run the tests with `cargo test --workspace`",
-        bin.display()
-    );
-    bin
+    let exe = std::env::current_exe().expect("own binary path");
+    exe.ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("evd"))
+        .find(|bin| bin.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no evd binary near {}: build it (cargo test --workspace)",
+                exe.display()
+            )
+        })
 }
 
 pub struct AgentProcess {
@@ -48,6 +49,8 @@ pub struct AgentOptions {
     pub extra: String,
     /// TOML lines for the `[socket]` table.
     pub socket_extra: String,
+    /// Registry directory; the example registry when unset.
+    pub registry_dir: Option<PathBuf>,
 }
 
 impl Default for AgentOptions {
@@ -56,6 +59,7 @@ impl Default for AgentOptions {
             retransmit_after_ms: 30_000,
             extra: String::new(),
             socket_extra: String::new(),
+            registry_dir: None,
         }
     }
 }
@@ -101,7 +105,11 @@ segment_bytes = 4194304
 bootstrap_servers = "{bootstrap}"
 {extra}
 "#,
-                registry = example_registry_dir().display(),
+                registry = opts
+                    .registry_dir
+                    .clone()
+                    .unwrap_or_else(example_registry_dir)
+                    .display(),
                 retransmit = opts.retransmit_after_ms,
                 metrics_port = crate::free_port(),
                 extra = opts.extra,
@@ -116,6 +124,10 @@ bootstrap_servers = "{bootstrap}"
         };
         agent.spawn()?;
         Ok(agent)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -188,6 +200,14 @@ bootstrap_servers = "{bootstrap}"
     pub fn restart(&mut self) -> Result<()> {
         self.kill9()?;
         self.spawn()
+    }
+
+    /// Sends a signal to the running agent.
+    pub fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
     }
 
     /// SIGTERM and wait for a clean exit; returns whether it exited 0.

@@ -117,7 +117,7 @@ pub fn consume_n(
         .create()?;
     consumer.subscribe(&[topic])?;
     let deadline = Instant::now() + timeout;
-    let mut out = Vec::with_capacity(want);
+    let mut out = Vec::with_capacity(want.min(1 << 16));
     while out.len() < want && Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(msg)) => out.push(msg.payload().unwrap_or_default().to_vec()),

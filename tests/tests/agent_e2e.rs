@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use evd_schemas::wire::audit::{AuditBody, AuditRecord};
 use tests::RealBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess, test_master_keyring};
 use tests::oracle::{TestReader, create_pipeline_topics, send_ids};
@@ -72,6 +73,39 @@ async fn every_acked_event_from_8_clients_reaches_kafka_and_the_spool_drains() {
     );
     assert_eq!(reader.bad_batches, 0);
 
+    // The audit topic announces every batch (idempotent per batch seq) and carries
+    // heartbeats.
+    let bootstrap = broker.bootstrap();
+    let audit = tokio::task::spawn_blocking(move || {
+        tests::kafka::consume_n(&bootstrap, "evd.audit", usize::MAX, Duration::from_secs(5))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let mut announced = std::collections::BTreeMap::new();
+    let mut heartbeats = 0;
+    for bytes in &audit {
+        let record = AuditRecord::decode(bytes).unwrap();
+        assert_eq!(record.agent_id, "host-a");
+        match record.body {
+            AuditBody::Announcement(a) => {
+                announced.insert(a.batch_seq, a.event_count);
+            }
+            AuditBody::Heartbeat(_) => heartbeats += 1,
+        }
+    }
+    assert_eq!(
+        announced.values().map(|&n| u64::from(n)).sum::<u64>(),
+        total,
+        "announced events"
+    );
+    assert_eq!(
+        announced.len(),
+        reader.batches.len(),
+        "one announcement per batch"
+    );
+    assert!(heartbeats >= 1, "heartbeats on the audit topic");
+
     // The reader acked every batch like a consumer: the spool must drain.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -132,4 +166,64 @@ async fn sigterm_drains_cleanly_and_nothing_acked_is_lost() {
         missing.len(),
         agent.log_tail()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_registry() {
+    let broker = RealBroker::start().unwrap();
+    create_pipeline_topics(&broker.bootstrap(), 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("registry");
+    std::fs::create_dir_all(&registry).unwrap();
+    for entry in std::fs::read_dir(tests::agent_proc::example_registry_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, registry.join(path.file_name().unwrap())).unwrap();
+    }
+    let opts = AgentOptions {
+        registry_dir: Some(registry.clone()),
+        ..AgentOptions::default()
+    };
+    let agent = AgentProcess::start(
+        &dir.path().join("agent"),
+        "host-h",
+        &broker.bootstrap(),
+        opts,
+    )
+    .unwrap();
+    let line = r#"{"type":"Checkout","ts":1,"order_id":"o1"}"#;
+    let send = |socket: std::path::PathBuf| async move {
+        let mut out = Vec::new();
+        evd_producer::client::send_lines(
+            &socket,
+            std::io::Cursor::new(format!("{line}\n").into_bytes()),
+            |_, r| out.push(r),
+        )
+        .await
+        .unwrap();
+        out
+    };
+    let before = send(agent.socket()).await;
+    assert!(
+        matches!(&before[0], evd_producer::client::Response::Error { error, .. } if error.starts_with("unknown_type")),
+        "{before:?}"
+    );
+    std::fs::write(
+        registry.join("checkout.toml"),
+        "name = \"Checkout\"\nversion = 1\nowner = \"shop\"\ntier = \"high\"\n[[fields]]\nname = \"order_id\"\ntype = \"string\"\nrequired = true\n",
+    )
+    .unwrap();
+    agent.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let after = send(agent.socket()).await;
+        if matches!(after[0], evd_producer::client::Response::Ok(_)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not load the new type: {after:?}\n{}",
+            agent.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
