@@ -1,1 +1,14 @@
-//! Placeholder until its issue lands; see ARCHITECTURE.md for the plan.
+//! The evd consumer: Kafka batches → decrypt, validate, dedup → hourly Parquet buckets
+//! on object storage → end-to-end acks.
+//!
+//! Sans-IO cores: [`rows`] (batches to Arrow), [`ledger`] (manifests and dedup).
+//! [`commit`] is the commit protocol over `object_store`; [`run`] the Kafka shell.
+
+pub mod commit;
+pub mod config;
+pub mod ledger;
+pub mod metrics;
+pub mod parquet_out;
+pub mod rows;
+pub mod run;
+pub mod storage;

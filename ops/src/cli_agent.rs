@@ -36,12 +36,19 @@ pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
     let registry_dir = config.registry_dir.clone();
     let reload = Box::new(move || load::registry_dir(&registry_dir).map_err(|e| e.to_string()));
     let runtime = tokio::runtime::Runtime::new()?;
+    let metrics = Arc::new(evd_producer::metrics::Metrics::default());
+    let _guard = runtime.enter();
+    if let Some(addr) = config.metrics_listen.clone() {
+        let m = metrics.clone();
+        runtime.spawn(evd_ops::metrics_http::serve(addr, move || m.render()));
+    }
     runtime.block_on(agent::run(AgentParts {
         config,
         registry,
         keys,
         clock: Arc::new(SystemClock),
         reload: Some(reload),
+        metrics,
     }))?;
     Ok(ExitCode::SUCCESS)
 }

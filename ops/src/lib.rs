@@ -2,3 +2,4 @@
 //! dashboard. The `evd` binary (src/main.rs) is a thin shell over this library.
 
 pub mod load;
+pub mod metrics_http;

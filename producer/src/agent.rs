@@ -1,12 +1,11 @@
 //! Wires the agent together: spool + writer thread, socket server, sender, acks
-//! consumer, metrics endpoint, and signals (SIGTERM/SIGINT drain, SIGHUP reloads the
+//! consumer, and signals (SIGTERM/SIGINT drain, SIGHUP reloads the
 //! registry).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use evd_schemas::{AgentKeyring, Registry};
-use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::batcher::{BatchLimits, Batcher};
@@ -39,6 +38,8 @@ pub struct AgentParts {
     pub keys: AgentKeyring,
     pub clock: Arc<dyn Clock>,
     pub reload: Option<RegistryLoader>,
+    /// Counters the caller may serve (`evd` serves them on `metrics_listen`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs the agent until SIGTERM/SIGINT (clean drain, `Ok`) or a fatal error.
@@ -49,6 +50,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         keys,
         clock,
         reload,
+        metrics,
     } = parts;
     let agent_id = config.agent_id();
     if keys.agent_id() != agent_id {
@@ -57,7 +59,6 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
             keys.agent_id()
         )));
     }
-    let metrics = Arc::new(Metrics::default());
     let store = DirStore::open(&config.spool.dir)
         .map_err(|e| AgentError::Fatal(format!("spool dir {}: {e}", config.spool.dir.display())))?;
     let limits = SpoolLimits {
@@ -150,10 +151,6 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         metrics: metrics.clone(),
     });
     let socket_task = tokio::spawn(socket::serve(listener, ctx));
-    let metrics_task = config
-        .metrics_listen
-        .as_ref()
-        .map(|addr| tokio::spawn(serve_metrics(addr.clone(), metrics.clone())));
     eprintln!(
         "evd agent {agent_id}: listening on {}",
         config.socket.path.display()
@@ -178,9 +175,6 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         }
     };
     socket_task.abort();
-    if let Some(t) = metrics_task {
-        t.abort();
-    }
     let _ = std::fs::remove_file(&config.socket.path);
     let writer_result = match outcome {
         Some(done) => done,
@@ -197,37 +191,6 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(AgentError::Fatal(e.to_string())),
         Err(e) => Err(AgentError::Fatal(format!("writer thread panicked: {e}"))),
-    }
-}
-
-/// `GET /metrics` in Prometheus text format; anything else gets the same body.
-async fn serve_metrics(addr: String, metrics: Arc<Metrics>) {
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("evd agent: metrics listener {addr}: {e}");
-            return;
-        }
-    };
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let body = metrics.render();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                tokio::io::AsyncReadExt::read(&mut stream, &mut buf),
-            )
-            .await;
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-        });
     }
 }
 

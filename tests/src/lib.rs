@@ -7,9 +7,11 @@
 //! - [`kafka`]: small rdkafka helpers shared by the tests.
 
 pub mod agent_proc;
+pub mod consumer_proc;
 pub mod kafka;
 mod mock_broker;
 pub mod oracle;
+pub mod process;
 mod real_broker;
 pub mod rng;
 

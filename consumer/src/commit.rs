@@ -1,0 +1,238 @@
+//! The commit protocol: how a flush becomes visible exactly once.
+//!
+//! Object layout under the output prefix:
+//!
+//! ```text
+//! <type>/date=YYYY-MM-DD/hour=HH/<flush_id>-<n>.parquet   final data (readers glob these)
+//! _evd/staging/<flush_id>/<n>.parquet                      data before its commit
+//! _evd/manifests/<flush_id>.json                           the commit point (create-only)
+//! _evd/done/<flush_id>                                     every final file exists
+//! _quarantine/<reason>/…                                   what could not be delivered
+//! ```
+//!
+//! Steps of a flush, and what a crash after each leaves:
+//!
+//! 1. put every data file to `staging` — crash: orphan staging files, nothing visible,
+//!    offsets not committed, so the batches are read again; recovery deletes orphans;
+//! 2. put the manifest with `PutMode::Create` — **commit point**; crash: recovery sees a
+//!    manifest without `done` and finishes step 3;
+//! 3. copy each staging file to its final path (an existing final file with the same
+//!    name is the same bytes: names are unique per flush) — crash mid-way: some final
+//!    files visible, the rest copied by recovery; never a partial file (puts and copies
+//!    are atomic per object);
+//! 4. put `done`, delete staging;
+//! 5. commit Kafka offsets — crash before: batches are read again and dropped by the
+//!    ledger (and acked again);
+//! 6. publish acks — crash before: agents retransmit, the ledger drops the copies and
+//!    acks them.
+//!
+//! So every final file is listed in a manifest, no batch is in two manifests (the
+//! ledger is consulted before a batch is buffered), and nothing is acked before its
+//! manifest exists.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::ledger::{Ledger, Manifest};
+
+/// Staging files older than this that no manifest lists are deleted by recovery.
+const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+fn chrono_like_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// Where the consumer's objects live.
+#[derive(Clone)]
+pub struct Output {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("{path}: {why}")]
+    Corrupt { path: String, why: String },
+}
+
+/// Test-only crash injection: `EVD_CRASH_AT=<step>` aborts the process at that step
+/// (`staged`, `manifest`, `copy`, `done`, `offsets`, `acks`) with probability
+/// `EVD_CRASH_PROBABILITY` (default 1). The reliability tests use it to hit each step.
+pub fn crash_point(step: &str) {
+    static CONFIG: std::sync::OnceLock<Option<(String, f64)>> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let at = std::env::var("EVD_CRASH_AT").ok()?;
+        let p = std::env::var("EVD_CRASH_PROBABILITY")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1.0);
+        Some((at, p))
+    });
+    if let Some((at, p)) = config
+        && (at == step || at == "any")
+    {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        if f64::from(nanos % 1_000_000) / 1_000_000.0 < *p {
+            eprintln!("evd consumer: EVD_CRASH_AT={step}: aborting");
+            std::process::abort();
+        }
+    }
+}
+
+impl Output {
+    pub fn path(&self, rel: &str) -> Path {
+        let mut p = self.prefix.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.join(part);
+        }
+        p
+    }
+
+    /// The manifest's path relative to the prefix (named in acks).
+    pub fn manifest_rel(&self, flush_id: &str) -> String {
+        format!("_evd/manifests/{flush_id}.json")
+    }
+
+    fn manifest_path(&self, flush_id: &str) -> Path {
+        self.path(&self.manifest_rel(flush_id))
+    }
+
+    fn done_path(&self, flush_id: &str) -> Path {
+        self.path(&format!("_evd/done/{flush_id}"))
+    }
+
+    pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<(), CommitError> {
+        self.store
+            .put(&self.path(rel), PutPayload::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Steps 1–4 for one flush (staged files are given as `(staging path, bytes)`).
+    pub async fn commit(
+        &self,
+        manifest: &Manifest,
+        staged: Vec<(String, Bytes)>,
+    ) -> Result<(), CommitError> {
+        for (rel, bytes) in staged {
+            self.put(&rel, bytes).await?;
+        }
+        crash_point("staged");
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(
+                &self.manifest_path(&manifest.flush_id),
+                PutPayload::from(manifest.to_json()),
+                opts,
+            )
+            .await?;
+        crash_point("manifest");
+        self.finish(manifest).await
+    }
+
+    /// Steps 3–4: idempotent, used by a flush and by recovery.
+    async fn finish(&self, manifest: &Manifest) -> Result<(), CommitError> {
+        for (i, file) in manifest.files.iter().enumerate() {
+            let from = self.path(&file.staging);
+            let to = self.path(&file.final_path);
+            match self.store.copy_if_not_exists(&from, &to).await {
+                Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {}
+                // Staging already gone: the final copy must exist then.
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.store
+                        .head(&to)
+                        .await
+                        .map_err(|_| CommitError::Corrupt {
+                            path: file.final_path.clone(),
+                            why: format!(
+                                "neither final nor staging copy exists for flush {}",
+                                manifest.flush_id
+                            ),
+                        })?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if i == 0 {
+                crash_point("copy");
+            }
+        }
+        self.store
+            .put(
+                &self.done_path(&manifest.flush_id),
+                PutPayload::from_static(b""),
+            )
+            .await?;
+        crash_point("done");
+        for file in &manifest.files {
+            match self.store.delete(&self.path(&file.staging)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every manifest into a ledger, finishing flushes a crash interrupted and
+    /// deleting staging files no manifest claims.
+    pub async fn recover(&self) -> Result<Ledger, CommitError> {
+        let mut ledger = Ledger::default();
+        let done: std::collections::HashSet<String> = self
+            .list(&self.path("_evd/done"))
+            .await?
+            .into_iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        let mut claimed = std::collections::HashSet::new();
+        for path in self.list(&self.path("_evd/manifests")).await? {
+            let bytes = self.store.get(&path).await?.bytes().await?;
+            let manifest = Manifest::from_json(&bytes).map_err(|why| CommitError::Corrupt {
+                path: path.to_string(),
+                why,
+            })?;
+            if !done.contains(&manifest.flush_id) {
+                eprintln!(
+                    "evd consumer: finishing interrupted flush {}",
+                    manifest.flush_id
+                );
+                self.finish(&manifest).await?;
+            }
+            for f in &manifest.files {
+                claimed.insert(self.path(&f.staging));
+            }
+            ledger.apply(&manifest);
+        }
+        // Another consumer of the group may be between steps 1 and 2 right now: only
+        // staging files old enough that no flush can still claim them are orphans.
+        let cutoff = chrono_like_now() - ORPHAN_AGE;
+        let staging: Vec<_> = self
+            .store
+            .list(Some(&self.path("_evd/staging")))
+            .try_collect()
+            .await?;
+        for meta in staging {
+            if !claimed.contains(&meta.location) && meta.last_modified < cutoff {
+                let _ = self.store.delete(&meta.location).await;
+            }
+        }
+        Ok(ledger)
+    }
+
+    async fn list(&self, prefix: &Path) -> Result<Vec<Path>, CommitError> {
+        let metas: Vec<_> = self.store.list(Some(prefix)).try_collect().await?;
+        let mut paths: Vec<Path> = metas.into_iter().map(|m| m.location).collect();
+        paths.sort();
+        Ok(paths)
+    }
+}

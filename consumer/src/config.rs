@@ -1,0 +1,115 @@
+//! The consumer's configuration file (TOML). Field docs are the user documentation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `evd consumer --config consumer.toml`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    /// Unique per running instance (part of every file name). Defaults to the host name.
+    #[serde(default)]
+    pub consumer_id: Option<String>,
+    /// Directory of event-type TOML files.
+    pub registry_dir: PathBuf,
+    /// The master keyring (`evd keys generate`): consumers open every agent's batches.
+    pub keyring_path: PathBuf,
+    /// Where buckets go: `file:///abs/dir` (default backend), `s3://bucket/prefix`,
+    /// `gs://…`, `az://…` (credentials from the environment, as each SDK expects).
+    pub output_url: String,
+    pub kafka: ConsumerKafka,
+    /// A flush (files + manifest + offsets + acks) happens at least this often while
+    /// data is buffered. Lower: data visible sooner; higher: fewer, larger files.
+    #[serde(default = "defaults::flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// ... or as soon as this many rows are buffered.
+    #[serde(default = "defaults::flush_max_rows")]
+    pub flush_max_rows: usize,
+    /// ... or this many bytes of event JSON.
+    #[serde(default = "defaults::flush_max_bytes")]
+    pub flush_max_bytes: usize,
+    /// `host:port` for Prometheus metrics (`/metrics`).
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerKafka {
+    pub bootstrap_servers: String,
+    /// Consumers with the same group id split the partitions between them.
+    #[serde(default = "defaults::group_id")]
+    pub group_id: String,
+    /// Event types to consume; empty (default) = every type in the registry.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    #[serde(default = "defaults::acks_topic")]
+    pub acks_topic: String,
+    /// Extra librdkafka consumer settings (`enable.auto.commit` is fixed to false).
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// Extra librdkafka settings for the acks producer.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+mod defaults {
+    pub fn flush_interval_ms() -> u64 {
+        60_000
+    }
+    pub fn flush_max_rows() -> usize {
+        1_000_000
+    }
+    pub fn flush_max_bytes() -> usize {
+        256 << 20
+    }
+    pub fn group_id() -> String {
+        "evd-consumers".into()
+    }
+    pub fn acks_topic() -> String {
+        "evd.acks".into()
+    }
+}
+
+impl ConsumerConfig {
+    pub fn from_toml(origin: &str, text: &str) -> Result<ConsumerConfig, evd_schemas::SourceError> {
+        let source = evd_schemas::TomlSource::new(origin, text);
+        let config: ConsumerConfig = source.deserialize()?;
+        config
+            .validate()
+            .map_err(|(key, why)| source.error_at_key(key, &why))?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if url::Url::parse(&self.output_url).is_err() {
+            return Err((
+                "output_url",
+                format!(
+                    "{:?} is not a URL (file:///dir, s3://bucket/prefix, …)",
+                    self.output_url
+                ),
+            ));
+        }
+        if self.flush_interval_ms == 0 || self.flush_max_rows == 0 {
+            return Err(("flush_interval_ms", "flush limits must be positive".into()));
+        }
+        if self.kafka.consumer.contains_key("enable.auto.commit") {
+            return Err((
+                "kafka.consumer",
+                "`enable.auto.commit` is fixed to false by evd".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn consumer_id(&self) -> String {
+        self.consumer_id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "consumer".into())
+        })
+    }
+}

@@ -1,0 +1,489 @@
+//! The consumer's loop: Kafka → open → dedup → rows → flush (commit protocol) →
+//! offsets → acks. Everything here is the thin async shell around `rows`, `ledger`
+//! and `commit`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use evd_schemas::wire::ack::Ack;
+use evd_schemas::wire::batch;
+use evd_schemas::{Hour, MasterKeyring, Registry, SeqRanges};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use crate::commit::{CommitError, Output, crash_point};
+use crate::config::ConsumerConfig;
+use crate::ledger::{
+    AgentBatches, Delivered, FileEntry, Ledger, MANIFEST_VERSION, Manifest, OffsetEntry,
+};
+use crate::metrics::{self, Metrics};
+use crate::parquet_out;
+use crate::rows::{Assembler, RejectedEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// Fix the configuration the message names.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Kafka or object storage failed in a way the loop cannot ride out; restart
+    /// (nothing uncommitted was acked, so nothing is lost).
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+impl From<CommitError> for ConsumerError {
+    fn from(e: CommitError) -> Self {
+        ConsumerError::Fatal(e.to_string())
+    }
+}
+
+/// Notes that the assignment changed, so buffered data of revoked partitions is
+/// abandoned (its offsets were never committed: the new owner reads it again).
+struct RebalanceFlag(Arc<AtomicBool>);
+
+impl ClientContext for RebalanceFlag {}
+
+impl ConsumerContext for RebalanceFlag {
+    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !matches!(rebalance, Rebalance::Error(_)) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+pub struct ConsumerParts {
+    pub config: ConsumerConfig,
+    pub registry: Registry,
+    pub keys: MasterKeyring,
+    pub output: Output,
+    pub metrics: Arc<Metrics>,
+    /// Resolves when the consumer should flush and stop.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// What the current flush holds besides rows.
+#[derive(Default)]
+struct Pending {
+    batches: BTreeMap<String, SeqRanges>,
+    delivered: BTreeMap<(String, String, Hour), (u64, u64, SeqRanges)>,
+    rejected: Vec<RejectedEvent>,
+    quarantine: Vec<String>,
+    offsets: BTreeMap<(String, i32), i64>,
+    oldest_received_us: Option<i64>,
+    since: Option<tokio::time::Instant>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+}
+
+pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
+    let ConsumerParts {
+        config,
+        registry,
+        keys,
+        output,
+        metrics,
+        mut shutdown,
+    } = parts;
+    let consumer_id = config.consumer_id();
+    let topics: Vec<String> = if config.kafka.event_types.is_empty() {
+        registry.types().map(|t| t.topic()).collect()
+    } else {
+        let mut topics = Vec::new();
+        for name in &config.kafka.event_types {
+            let ty = registry.get(name).ok_or_else(|| {
+                ConsumerError::Config(format!("kafka.event_types: unknown type {name:?}"))
+            })?;
+            topics.push(ty.topic());
+        }
+        topics
+    };
+    let mut ledger = output.recover().await?;
+    eprintln!(
+        "evd consumer {consumer_id}: ledger has {} manifests; consuming {} topics",
+        ledger.manifests(),
+        topics.len()
+    );
+
+    let rebalanced = Arc::new(AtomicBool::new(false));
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("group.id", &config.kafka.group_id)
+        .set("auto.offset.reset", "earliest")
+        .set("log_level", "4");
+    for (k, v) in &config.kafka.consumer {
+        cfg.set(k, v);
+    }
+    cfg.set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    let consumer: StreamConsumer<RebalanceFlag> = cfg
+        .create_with_context(RebalanceFlag(rebalanced.clone()))
+        .map_err(|e| ConsumerError::Config(format!("kafka consumer: {e}")))?;
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topic_refs)
+        .map_err(|e| ConsumerError::Config(e.to_string()))?;
+    let mut pcfg = ClientConfig::new();
+    pcfg.set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("log_level", "4");
+    for (k, v) in &config.kafka.producer {
+        pcfg.set(k, v);
+    }
+    pcfg.set("enable.idempotence", "true").set("acks", "all");
+    let acks: FutureProducer = pcfg
+        .create()
+        .map_err(|e| ConsumerError::Config(format!("acks producer: {e}")))?;
+
+    let start_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let mut flush_counter = 0u64;
+    let mut assembler = Assembler::default();
+    let mut pending = Pending::default();
+    let mut dup_acks: BTreeMap<String, SeqRanges> = BTreeMap::new();
+    let flush_every = Duration::from_millis(config.flush_interval_ms);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+
+    loop {
+        tokio::select! {
+            msg = consumer.recv() => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("evd consumer: kafka: {e} (retrying)");
+                        continue;
+                    }
+                };
+                if rebalanced.swap(false, Ordering::SeqCst) {
+                    // Abandon what belonged to the old assignment; reload what other
+                    // consumers committed meanwhile.
+                    assembler.clear();
+                    pending = Pending::default();
+                    ledger = output.recover().await?;
+                }
+                metrics::add(&metrics.batches_consumed, 1);
+                handle(&msg, &registry, &keys, &output, &ledger, &mut assembler, &mut pending, &mut dup_acks, &metrics).await?;
+                let (rows, bytes) = assembler.size();
+                if rows >= config.flush_max_rows || bytes >= config.flush_max_bytes {
+                    flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter).await?;
+                }
+            }
+            _ = tick.tick() => {
+                if pending.since.is_some_and(|t| t.elapsed() >= flush_every) {
+                    flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter).await?;
+                }
+                if !dup_acks.is_empty() {
+                    send_acks(&acks, &config.kafka.acks_topic, std::mem::take(&mut dup_acks), "ledger", &metrics).await;
+                }
+            }
+            _ = shutdown.changed() => {
+                flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter).await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    msg: &BorrowedMessage<'_>,
+    registry: &Registry,
+    keys: &MasterKeyring,
+    output: &Output,
+    ledger: &Ledger,
+    assembler: &mut Assembler,
+    pending: &mut Pending,
+    dup_acks: &mut BTreeMap<String, SeqRanges>,
+    metrics: &Metrics,
+) -> Result<(), ConsumerError> {
+    pending
+        .offsets
+        .insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+    pending.since.get_or_insert_with(tokio::time::Instant::now);
+    let payload = msg.payload().unwrap_or_default();
+    let opened = match batch::open(keys, payload) {
+        Ok(b) => b,
+        Err(e) => {
+            let name =
+                quarantine_batch(output, msg, payload, e.reason_code(), &e.to_string()).await?;
+            pending.quarantine.push(name);
+            metrics::add(&metrics.quarantined_batches, 1);
+            return Ok(());
+        }
+    };
+    let meta = &opened.header.meta;
+    if ledger.is_committed(&meta.agent_id, meta.batch_seq) {
+        metrics::add(&metrics.duplicates_dropped, 1);
+        dup_acks
+            .entry(meta.agent_id.clone())
+            .or_default()
+            .insert(meta.batch_seq);
+        return Ok(());
+    }
+    if pending
+        .batches
+        .get(&meta.agent_id)
+        .is_some_and(|s| s.contains(meta.batch_seq))
+    {
+        metrics::add(&metrics.duplicates_dropped, 1);
+        return Ok(());
+    }
+    let added = match assembler.add(registry, &opened, meta.bucket_hour) {
+        Ok(a) => a,
+        Err(why) => {
+            let name = quarantine_batch(output, msg, payload, "unknown_type", &why).await?;
+            pending.quarantine.push(name);
+            metrics::add(&metrics.quarantined_batches, 1);
+            return Ok(());
+        }
+    };
+    pending
+        .batches
+        .entry(meta.agent_id.clone())
+        .or_default()
+        .insert(meta.batch_seq);
+    let entry = pending
+        .delivered
+        .entry((
+            meta.agent_id.clone(),
+            meta.event_type.clone(),
+            meta.bucket_hour,
+        ))
+        .or_default();
+    entry.0 += added.rows as u64;
+    entry.1 += added.rejected.len() as u64;
+    entry.2.insert(meta.batch_seq);
+    metrics::add(&metrics.quarantined_events, added.rejected.len() as u64);
+    pending.rejected.extend(added.rejected);
+    if let Some(first) = opened.records().first() {
+        let t = first.received_at_us;
+        pending.oldest_received_us = Some(pending.oldest_received_us.map_or(t, |o| o.min(t)));
+        metrics::set(
+            &metrics.oldest_uncommitted_received_at_ms,
+            (pending.oldest_received_us.unwrap_or(0) / 1000) as u64,
+        );
+    }
+    Ok(())
+}
+
+/// Keeps a batch that cannot be delivered: raw bytes plus a JSON note with the reason.
+/// Names are derived from the Kafka position, so a re-read writes the same objects.
+async fn quarantine_batch(
+    output: &Output,
+    msg: &BorrowedMessage<'_>,
+    payload: &[u8],
+    reason: &str,
+    detail: &str,
+) -> Result<String, ConsumerError> {
+    let base = format!(
+        "_quarantine/{reason}/{}-{}-{}",
+        msg.topic(),
+        msg.partition(),
+        msg.offset()
+    );
+    output
+        .put(&format!("{base}.bin"), Bytes::copy_from_slice(payload))
+        .await?;
+    let note = serde_json::json!({
+        "reason": reason,
+        "error": detail,
+        "topic": msg.topic(),
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "bytes": payload.len(),
+    });
+    output
+        .put(&format!("{base}.json"), Bytes::from(note.to_string()))
+        .await?;
+    eprintln!("evd consumer: quarantined {base}: {detail}");
+    Ok(base)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn flush(
+    consumer: &StreamConsumer<RebalanceFlag>,
+    acks: &FutureProducer,
+    config: &ConsumerConfig,
+    output: &Output,
+    ledger: &mut Ledger,
+    assembler: &mut Assembler,
+    pending: &mut Pending,
+    metrics: &Metrics,
+    consumer_id: &str,
+    start_ms: i64,
+    counter: &mut u64,
+) -> Result<(), ConsumerError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    *counter += 1;
+    let flush_id = format!("{consumer_id}-{start_ms}-{:06}", *counter);
+    let mut files = Vec::new();
+    let mut staged = Vec::new();
+    let mut rows_total = 0u64;
+    for (n, finished) in assembler.take().into_iter().enumerate() {
+        let bytes = parquet_out::encode(&finished.batch)
+            .map_err(|e| ConsumerError::Fatal(format!("parquet: {e}")))?;
+        let staging = format!("_evd/staging/{flush_id}/{n}.parquet");
+        rows_total += finished.batch.num_rows() as u64;
+        files.push(FileEntry {
+            staging: staging.clone(),
+            final_path: format!(
+                "{}/{}/{flush_id}-{n}.parquet",
+                finished.event_type,
+                finished.hour.partition_path()
+            ),
+            event_type: finished.event_type,
+            hour: finished.hour.0,
+            rows: finished.batch.num_rows() as u64,
+            bytes: bytes.len() as u64,
+        });
+        staged.push((staging, bytes));
+    }
+    let mut quarantine = std::mem::take(&mut pending.quarantine);
+    if !pending.rejected.is_empty() {
+        let name = format!("_quarantine/schema/{flush_id}.jsonl");
+        let mut text = String::new();
+        for r in pending.rejected.drain(..) {
+            let line = serde_json::json!({
+                "agent_id": r.agent_id, "batch_seq": r.batch_seq, "event_seq": r.event_seq,
+                "reason": r.reason, "body": String::from_utf8_lossy(&r.body),
+            });
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        output.put(&name, Bytes::from(text)).await?;
+        quarantine.push(name);
+    }
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        flush_id: flush_id.clone(),
+        consumer_id: consumer_id.to_string(),
+        created_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+        files,
+        batches: pending
+            .batches
+            .iter()
+            .map(|(agent, set)| AgentBatches {
+                agent_id: agent.clone(),
+                ranges: set.iter().collect(),
+            })
+            .collect(),
+        delivered: pending
+            .delivered
+            .iter()
+            .map(
+                |((agent, ty, hour), (events, quarantined, batches))| Delivered {
+                    agent_id: agent.clone(),
+                    event_type: ty.clone(),
+                    hour: hour.0,
+                    events: *events,
+                    quarantined: *quarantined,
+                    batch_ranges: batches.iter().collect(),
+                },
+            )
+            .collect(),
+        quarantine,
+        offsets: pending
+            .offsets
+            .iter()
+            .map(|((topic, partition), next)| OffsetEntry {
+                topic: topic.clone(),
+                partition: *partition,
+                next_offset: *next,
+            })
+            .collect(),
+    };
+    output.commit(&manifest, staged).await?;
+    ledger.apply(&manifest);
+
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), next) in &pending.offsets {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next));
+    }
+    // A failed offset commit (e.g. a rebalance) only means the batches are read again
+    // and dropped by the ledger.
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+        eprintln!(
+            "evd consumer: offset commit failed (batches will be re-read and deduplicated): {e}"
+        );
+    }
+    crash_point("offsets");
+    let batches = std::mem::take(&mut pending.batches);
+    send_acks(
+        acks,
+        &config.kafka.acks_topic,
+        batches,
+        &output.manifest_rel(&flush_id),
+        metrics,
+    )
+    .await;
+    crash_point("acks");
+
+    metrics::add(&metrics.flushes, 1);
+    metrics::add(&metrics.events_written, rows_total);
+    metrics::add(&metrics.files_written, manifest.files.len() as u64);
+    metrics::add(
+        &metrics.bytes_written,
+        manifest.files.iter().map(|f| f.bytes).sum(),
+    );
+    metrics::set(
+        &metrics.commit_latency_ms_last,
+        started.elapsed().as_millis() as u64,
+    );
+    metrics::set(&metrics.oldest_uncommitted_received_at_ms, 0);
+    *pending = Pending::default();
+    Ok(())
+}
+
+/// Publishes one ack per agent (split into chunks of at most 65,536 ranges).
+async fn send_acks(
+    producer: &FutureProducer,
+    topic: &str,
+    batches: BTreeMap<String, SeqRanges>,
+    object: &str,
+    metrics: &Metrics,
+) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    for (agent_id, seqs) in batches {
+        let ranges: Vec<(u64, u64)> = seqs.iter().collect();
+        for chunk in ranges.chunks(evd_schemas::wire::MAX_RANGES) {
+            let ack = Ack {
+                agent_id: agent_id.clone(),
+                committed_at_ms: now,
+                committed_object: object.to_string(),
+                batch_seqs: SeqRanges::from_ranges(chunk.iter().copied()),
+            };
+            let Ok(bytes) = ack.encode() else { continue };
+            let record = FutureRecord::to(topic)
+                .key(agent_id.as_bytes())
+                .payload(&bytes);
+            // Best effort: an agent retransmits what it does not hear about, and the
+            // ledger turns the retransmit into another ack.
+            match producer
+                .send(record, Timeout::After(Duration::from_secs(10)))
+                .await
+            {
+                Ok(_) => metrics::add(&metrics.acks_sent, 1),
+                Err((e, _)) => eprintln!("evd consumer: ack to {agent_id} failed: {e}"),
+            }
+        }
+    }
+}

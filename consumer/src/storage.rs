@@ -1,0 +1,33 @@
+//! Choosing the object store from the output URL.
+
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+
+use crate::commit::Output;
+
+/// `file:///abs/dir` → a local directory (created if missing). Other schemes go through
+/// `object_store::parse_url_opts` with options from the environment (`AWS_*`,
+/// `GOOGLE_*`, `AZURE_*`), for the backends this build includes.
+pub fn output_from_url(url: &str) -> Result<Output, String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("output_url {url:?}: {e}"))?;
+    if parsed.scheme() == "file" {
+        let dir = parsed
+            .to_file_path()
+            .map_err(|_| format!("output_url {url:?}: not a local path"))?;
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| e.to_string())?;
+        return Ok(Output {
+            store: Arc::new(store),
+            prefix: Path::default(),
+        });
+    }
+    let env = std::env::vars().map(|(k, v)| (k.to_ascii_lowercase(), v));
+    let (store, prefix) = object_store::parse_url_opts(&parsed, env)
+        .map_err(|e| format!("output_url {url:?}: {e}"))?;
+    Ok(Output {
+        store: Arc::from(store),
+        prefix,
+    })
+}

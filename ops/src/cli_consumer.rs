@@ -1,0 +1,62 @@
+//! `evd consumer`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use evd_consumer::config::ConsumerConfig;
+use evd_consumer::metrics::Metrics;
+use evd_consumer::run::{ConsumerParts, run};
+use evd_consumer::storage::output_from_url;
+use evd_ops::load;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Reads a consumer config; relative paths are resolved against its directory.
+pub fn load_consumer_config(path: &Path) -> Result<ConsumerConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let mut config = ConsumerConfig::from_toml(&path.display().to_string(), &text)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [&mut config.registry_dir, &mut config.keyring_path] {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    Ok(config)
+}
+
+pub fn run_consumer(config_path: &Path) -> Result<ExitCode> {
+    let config = load_consumer_config(config_path)?;
+    let registry = load::registry_dir(&config.registry_dir)?;
+    let keys = load::master_keyring(&config.keyring_path)?;
+    let output = output_from_url(&config.output_url).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    runtime.block_on(async {
+        if let Some(addr) = config.metrics_listen.clone() {
+            let m = metrics.clone();
+            tokio::spawn(evd_ops::metrics_http::serve(addr, move || m.render()));
+        }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            let _ = stop_tx.send(true);
+        });
+        run(ConsumerParts {
+            config,
+            registry,
+            keys,
+            output,
+            metrics,
+            shutdown: stop_rx,
+        })
+        .await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,176 @@
+//! The consumer as a real process (`evd consumer`), and reading its output back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::agent_proc::{example_registry_dir, test_master_keyring};
+use crate::process::EvdProcess;
+
+pub struct ConsumerProcess {
+    pub process: EvdProcess,
+    pub out_dir: PathBuf,
+}
+
+impl ConsumerProcess {
+    /// Starts a consumer writing to `out_dir` (a local `file://` store).
+    pub fn start(
+        dir: &Path,
+        id: &str,
+        bootstrap: &str,
+        out_dir: &Path,
+        flush_interval_ms: u64,
+        env: &[(&str, &str)],
+    ) -> Result<ConsumerProcess> {
+        Self::start_with_url(
+            dir,
+            id,
+            bootstrap,
+            &format!("file://{}", out_dir.display()),
+            out_dir,
+            flush_interval_ms,
+            env,
+        )
+    }
+
+    pub fn start_with_url(
+        dir: &Path,
+        id: &str,
+        bootstrap: &str,
+        url: &str,
+        out_dir: &Path,
+        flush_interval_ms: u64,
+        env: &[(&str, &str)],
+    ) -> Result<ConsumerProcess> {
+        std::fs::create_dir_all(dir)?;
+        let keyring = dir.join("master-keys.toml");
+        if !keyring.exists() {
+            std::fs::write(&keyring, test_master_keyring().to_toml())?;
+        }
+        let metrics_addr = format!("127.0.0.1:{}", crate::free_port());
+        let config = dir.join("consumer.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"consumer_id = "{id}"
+registry_dir = "{registry}"
+keyring_path = "master-keys.toml"
+output_url = "{url}"
+flush_interval_ms = {flush_interval_ms}
+metrics_listen = "{metrics_addr}"
+
+[kafka]
+bootstrap_servers = "{bootstrap}"
+consumer = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+"#,
+                registry = example_registry_dir().display(),
+            ),
+        )?;
+        let mut process = EvdProcess::new("consumer", dir, config, metrics_addr);
+        process.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut consumer = ConsumerProcess {
+            process,
+            out_dir: out_dir.to_path_buf(),
+        };
+        consumer.spawn()?;
+        Ok(consumer)
+    }
+
+    pub fn spawn(&mut self) -> Result<()> {
+        self.process.spawn(|p| p.metric("flushes").is_some())
+    }
+
+    pub fn restart(&mut self) -> Result<()> {
+        self.process.kill9()?;
+        self.spawn()
+    }
+}
+
+/// Reads every `*.parquet` under the final Hive paths of `out_dir` with DuckDB:
+/// `user_id` counts (ids are `u<n>`) and rows per (type, hour).
+pub struct ParquetReadBack {
+    pub ids: BTreeMap<u64, u32>,
+    pub rows_per_type_hour: BTreeMap<(String, String), u64>,
+    pub files: Vec<String>,
+}
+
+pub fn read_back(out_dir: &Path) -> Result<ParquetReadBack> {
+    let script = r#"
+import duckdb, glob, json, os, sys
+out = sys.argv[1]
+files = sorted(f for f in glob.glob(os.path.join(out, "*", "date=*", "hour=*", "*.parquet")))
+ids, per = {}, {}
+for ty in sorted({f[len(out):].strip("/").split("/")[0] for f in files}):
+    pattern = os.path.join(out, ty, "**", "*.parquet")
+    rows = duckdb.sql(f"SELECT user_id, date, hour FROM read_parquet('{pattern}', hive_partitioning=true)").fetchall()
+    for uid, date, hour in rows:
+        ids[uid] = ids.get(uid, 0) + 1
+        key = f"{ty}|{date}T{int(hour):02d}"
+        per[key] = per.get(key, 0) + 1
+print(json.dumps({"ids": ids, "per": per, "files": [f[len(out):].strip("/") for f in files]}))
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(out_dir)
+        .output()
+        .context("running python3 with duckdb")?;
+    if !output.status.success() {
+        bail!(
+            "duckdb read-back failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let mut ids = BTreeMap::new();
+    for (uid, n) in v["ids"].as_object().context("ids")? {
+        let id: u64 = uid
+            .trim_start_matches('u')
+            .parse()
+            .context("user_id u<n>")?;
+        ids.insert(id, n.as_u64().unwrap_or(0) as u32);
+    }
+    let mut rows_per_type_hour = BTreeMap::new();
+    for (k, n) in v["per"].as_object().context("per")? {
+        let (ty, hour) = k.split_once('|').context("key")?;
+        rows_per_type_hour.insert((ty.to_string(), hour.to_string()), n.as_u64().unwrap_or(0));
+    }
+    let files = v["files"]
+        .as_array()
+        .context("files")?
+        .iter()
+        .filter_map(|f| f.as_str().map(str::to_string))
+        .collect();
+    Ok(ParquetReadBack {
+        ids,
+        rows_per_type_hour,
+        files,
+    })
+}
+
+/// Every final Parquet file must be listed by a committed manifest.
+pub fn files_not_in_manifests(out_dir: &Path, files: &[String]) -> Result<Vec<String>> {
+    let mut listed = std::collections::HashSet::new();
+    let dir = out_dir.join("_evd/manifests");
+    if dir.exists() {
+        for entry in std::fs::read_dir(dir)? {
+            let bytes = std::fs::read(entry?.path())?;
+            let m: serde_json::Value = serde_json::from_slice(&bytes)?;
+            for f in m["files"].as_array().into_iter().flatten() {
+                if let Some(p) = f["final_path"].as_str() {
+                    listed.insert(p.to_string());
+                }
+            }
+        }
+    }
+    Ok(files
+        .iter()
+        .filter(|f| !listed.contains(*f))
+        .cloned()
+        .collect())
+}
