@@ -46,11 +46,20 @@ pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
         config,
         registry,
         keys,
-        clock: Arc::new(SystemClock),
+        clock: test_clock().unwrap_or_else(|| Arc::new(SystemClock)),
         reload: Some(reload),
         metrics,
     }))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `EVD_TEST_CLOCK_OFFSET_FILE` (end-to-end tests only): receive time shifted by the
+/// milliseconds in that file, so a test can move a running agent through hours.
+fn test_clock() -> Option<Arc<dyn evd_producer::clock::Clock>> {
+    let path = std::env::var_os("EVD_TEST_CLOCK_OFFSET_FILE")?;
+    Some(Arc::new(evd_producer::clock::FileOffsetClock::new(
+        path.into(),
+    )))
 }
 
 /// `evd send`: stdin lines to the socket; prints errors (and acks unless `quiet`).

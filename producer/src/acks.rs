@@ -42,6 +42,8 @@ pub async fn run(
 ) -> Result<(), rdkafka::error::KafkaError> {
     let consumer: StreamConsumer = config.create()?;
     assign_all_partitions(&consumer, &topic).await;
+    let drop_percent = test_drop_acks_percent();
+    let mut seen = 0u64;
     loop {
         let msg = match consumer.recv().await {
             Ok(m) => m,
@@ -57,6 +59,12 @@ pub async fn run(
         let Some(payload) = msg.payload() else {
             continue;
         };
+        seen += 1;
+        // Test-only fault: lose this ack as if the network had (spread evenly).
+        if drop_percent > 0 && (seen.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) % 100 < drop_percent
+        {
+            continue;
+        }
         match Ack::decode(payload) {
             Ok(ack) if ack.agent_id == agent_id => {
                 if to_writer.send(WriterMsg::Acked(ack.batch_seqs)).is_err() {
@@ -94,4 +102,13 @@ async fn assign_all_partitions(consumer: &StreamConsumer, topic: &str) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+}
+
+/// `EVD_TEST_DROP_ACKS_PERCENT` (reliability tests only): drop that share of acks.
+fn test_drop_acks_percent() -> u64 {
+    std::env::var("EVD_TEST_DROP_ACKS_PERCENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        .min(100)
 }

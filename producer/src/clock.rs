@@ -38,3 +38,38 @@ impl Clock for OffsetClock {
         SystemClock.now_us() + self.0.load(Ordering::SeqCst)
     }
 }
+
+/// System time plus an offset in ms read from a file (re-read at most every 50 ms).
+/// For end-to-end tests that move a running agent through hours:
+/// `EVD_TEST_CLOCK_OFFSET_FILE=/path` selects it in `evd agent`.
+pub struct FileOffsetClock {
+    path: std::path::PathBuf,
+    cached: std::sync::Mutex<(std::time::Instant, i64)>,
+}
+
+impl FileOffsetClock {
+    pub fn new(path: std::path::PathBuf) -> Self {
+        let offset = Self::read(&path);
+        FileOffsetClock {
+            path,
+            cached: std::sync::Mutex::new((std::time::Instant::now(), offset)),
+        }
+    }
+
+    fn read(path: &std::path::Path) -> i64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Clock for FileOffsetClock {
+    fn now_us(&self) -> i64 {
+        let mut cached = self.cached.lock().expect("clock lock");
+        if cached.0.elapsed() > std::time::Duration::from_millis(50) {
+            *cached = (std::time::Instant::now(), Self::read(&self.path));
+        }
+        SystemClock.now_us() + cached.1 * 1000
+    }
+}

@@ -33,6 +33,8 @@ pub struct AgentOptions {
     pub socket_extra: String,
     /// Registry directory; the example registry when unset.
     pub registry_dir: Option<PathBuf>,
+    /// Environment of the agent process (test-only fault switches).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for AgentOptions {
@@ -42,6 +44,7 @@ impl Default for AgentOptions {
             extra: String::new(),
             socket_extra: String::new(),
             registry_dir: None,
+            env: Vec::new(),
         }
     }
 }
@@ -103,6 +106,7 @@ bootstrap_servers = "{bootstrap}"
             agent_id: agent_id.to_string(),
             process: EvdProcess::new("agent", dir, config, metrics_addr),
         };
+        agent.process.env = opts.env;
         agent.spawn()?;
         Ok(agent)
     }

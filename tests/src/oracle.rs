@@ -183,7 +183,7 @@ impl TestReader {
 
 /// Creates every topic the agent uses on `bootstrap`.
 pub fn create_pipeline_topics(bootstrap: &str, partitions: i32) -> Result<()> {
-    for t in TYPES {
+    for t in TYPES.iter().chain(&["ClientCrash", "LogLine"]) {
         crate::kafka::create_topic(bootstrap, &topic(t), partitions)?;
     }
     crate::kafka::create_topic(bootstrap, "evd.acks", 1)?;

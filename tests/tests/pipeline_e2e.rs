@@ -112,3 +112,183 @@ async fn every_acked_event_lands_in_parquet_exactly_once() {
         Vec::<String>::new()
     );
 }
+
+/// Sends `ids` from 4 clients and returns what was acked.
+async fn send_all(agent: &AgentProcess, ids: std::ops::Range<u64>) -> Vec<u64> {
+    let mut handles = Vec::new();
+    for c in 0..4 {
+        let socket = agent.socket();
+        let ids = ids.clone();
+        handles.push(tokio::spawn(async move {
+            send_ids(&socket, ids.filter(move |i| i % 4 == c))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut acked = Vec::new();
+    for h in handles {
+        acked.extend(h.await.unwrap());
+    }
+    acked
+}
+
+async fn wait_drained(agent: &AgentProcess, consumer: &ConsumerProcess, limit: Duration) {
+    let started = Instant::now();
+    while agent.metric("spool_unacked_batches") != Some(0)
+        || agent.metric("batches_sealed") == Some(0)
+    {
+        assert!(
+            started.elapsed() < limit,
+            "spool did not drain\nagent:\n{}\nconsumer:\n{}",
+            agent.log_tail(),
+            consumer.process.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn assert_exactly_once(
+    out: &std::path::Path,
+    acked: &[u64],
+) -> tests::consumer_proc::ParquetReadBack {
+    let back = read_back(out).unwrap();
+    let lost: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|id| !back.ids.contains_key(id))
+        .collect();
+    let dup: Vec<u64> = back
+        .ids
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    println!(
+        "{} acked: lost {}, dup {}, {} files",
+        acked.len(),
+        lost.len(),
+        dup.len(),
+        back.files.len()
+    );
+    assert!(lost.is_empty(), "lost {:?}", &lost[..lost.len().min(10)]);
+    assert!(dup.is_empty(), "duplicated {:?}", &dup[..dup.len().min(10)]);
+    assert_eq!(
+        files_not_in_manifests(out, &back.files).unwrap(),
+        Vec::<String>::new()
+    );
+    back
+}
+
+/// F6: 30% of acks are lost on the way back: agents retransmit, the ledger drops the
+/// copies (and acks them again), the spool drains, nothing is written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_percent_of_acks_dropped_no_duplicates_and_the_spool_drains() {
+    let broker = RealBroker::start().unwrap();
+    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let consumer = ConsumerProcess::start(
+        &dir.path().join("consumer"),
+        "c1",
+        &broker.bootstrap(),
+        &out,
+        200,
+        &[],
+    )
+    .unwrap();
+    let opts = AgentOptions {
+        retransmit_after_ms: 1_500,
+        env: vec![("EVD_TEST_DROP_ACKS_PERCENT".into(), "30".into())],
+        ..AgentOptions::default()
+    };
+    let agent = AgentProcess::start(
+        &dir.path().join("agent"),
+        "host-d",
+        &broker.bootstrap(),
+        opts,
+    )
+    .unwrap();
+    // Rounds with pauses: many flushes, so many ack messages for the fault to hit.
+    let mut acked = Vec::new();
+    let round = events() / 20;
+    for r in 0..10 {
+        acked.extend(send_all(&agent, r * round..(r + 1) * round).await);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    wait_drained(&agent, &consumer, Duration::from_secs(180)).await;
+    let retransmitted = agent.metric("batches_retransmitted").unwrap();
+    let dropped = consumer.process.metric("duplicates_dropped").unwrap();
+    println!("retransmitted {retransmitted} batches; consumer dropped {dropped} duplicates");
+    assert!(
+        retransmitted > 0 && dropped > 0,
+        "the fault must have happened"
+    );
+    assert_exactly_once(&out, &acked);
+}
+
+/// Three hours of receive time (the agent's clock is moved): rows land in the hour
+/// they were received in, with the counts that were sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hours_of_receive_time_become_three_hour_buckets() {
+    let broker = RealBroker::start().unwrap();
+    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let clock_file = dir.path().join("clock-offset-ms");
+    std::fs::write(&clock_file, "0").unwrap();
+    let consumer = ConsumerProcess::start(
+        &dir.path().join("consumer"),
+        "c1",
+        &broker.bootstrap(),
+        &out,
+        500,
+        &[],
+    )
+    .unwrap();
+    let opts = AgentOptions {
+        env: vec![(
+            "EVD_TEST_CLOCK_OFFSET_FILE".into(),
+            clock_file.display().to_string(),
+        )],
+        ..AgentOptions::default()
+    };
+    let agent = AgentProcess::start(
+        &dir.path().join("agent"),
+        "host-3h",
+        &broker.bootstrap(),
+        opts,
+    )
+    .unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let base_hour = evd_schemas::Hour::from_unix_ms(now_ms).next().next();
+    let per_hour = events() / 5;
+    let mut acked = Vec::new();
+    for h in 0..3u32 {
+        let hour = evd_schemas::Hour(base_hour.0 + h);
+        // Ten minutes into the target hour.
+        let target = hour.start_ms() + 600_000;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        std::fs::write(&clock_file, (target - now).to_string()).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let from = u64::from(h) * per_hour;
+        acked.extend(send_all(&agent, from..from + per_hour).await);
+    }
+    wait_drained(&agent, &consumer, Duration::from_secs(120)).await;
+    let back = assert_exactly_once(&out, &acked);
+    for h in 0..3u32 {
+        let hour = evd_schemas::Hour(base_hour.0 + h).to_string();
+        let rows: u64 = back
+            .rows_per_type_hour
+            .iter()
+            .filter(|((_, hr), _)| *hr == hour)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(rows, per_hour, "hour {hour}: {:?}", back.rows_per_type_hour);
+    }
+}
