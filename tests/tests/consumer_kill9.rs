@@ -52,12 +52,14 @@ async fn the_consumer_survives_30_deaths_at_every_commit_step() {
     let stop_sending = stop.clone();
     let sender = tokio::spawn(async move {
         let mut acked = Vec::new();
-        let chunk = (total / 40).max(100);
+        // A steady trickle (about 4 chunks a second) until the deaths are done and at
+        // least `total` events were sent.
+        let chunk = (total / 100).max(100);
         let mut next = 0;
         while !stop_sending.load(std::sync::atomic::Ordering::SeqCst) || next < total {
             acked.extend(send_ids(&socket, next..next + chunk).await.unwrap());
             next += chunk;
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         acked
     });

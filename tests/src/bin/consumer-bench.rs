@@ -1,0 +1,183 @@
+//! Consumer throughput on one core: sealed batches → open (AEAD + zstd) → validate →
+//! Arrow → zstd Parquet → commit on the local store, beside arrow-rs writing the same
+//! rows straight from memory. Not a test: prints a table.
+//!
+//! `cargo run --release -p tests --bin consumer-bench -- [EVENTS]`
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use arrow_array::builder::{
+    Int64Builder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use evd_consumer::commit::Output;
+use evd_consumer::ledger::{FileEntry, MANIFEST_VERSION, Manifest};
+use evd_consumer::parquet_out;
+use evd_consumer::rows::Assembler;
+use evd_schemas::wire::batch::{self, BatchMeta};
+use evd_schemas::wire::record::put_record;
+use evd_schemas::{Hour, Registry};
+use object_store::local::LocalFileSystem;
+use tests::agent_proc::{example_registry_dir, test_master_keyring};
+
+fn registry() -> Result<Registry> {
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(example_registry_dir())? {
+        let path = entry?.path();
+        sources.push((path.display().to_string(), std::fs::read_to_string(&path)?));
+    }
+    Ok(Registry::from_sources(sources)?)
+}
+
+/// PageView lines only, so both sides write the same single table.
+fn line(id: u64) -> String {
+    format!(
+        r#"{{"type":"PageView","ts":{},"user_id":"u{id}","url":"/home/{}","referrer":"/search","load_ms":{}}}"#,
+        1_795_000_000_000u64 + id,
+        "x".repeat(180),
+        id % 900
+    )
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let events: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let registry = registry()?;
+    let keys = test_master_keyring();
+    let agent_keys = keys.derive_agent_keyring("bench");
+    let hour = Hour(500_000);
+    let json_bytes: u64 = (0..events).map(|i| line(i).len() as u64).sum();
+
+    // Seal batches of 1,000 as an agent would (not timed).
+    let mut sealed = Vec::new();
+    for (seq, chunk) in (0..events).collect::<Vec<_>>().chunks(1000).enumerate() {
+        let mut payload = Vec::new();
+        for &id in chunk {
+            put_record(
+                &mut payload,
+                id + 1,
+                hour.start_ms() * 1000 + id as i64 % 1000,
+                line(id).as_bytes(),
+            );
+        }
+        let meta = BatchMeta {
+            agent_id: "bench".into(),
+            batch_seq: seq as u64 + 1,
+            event_type: "PageView".into(),
+            bucket_hour: hour,
+            created_at_ms: 0,
+            event_count: chunk.len() as u32,
+        };
+        sealed.push(batch::seal(&agent_keys, &meta, &payload, 1)?);
+    }
+
+    // evd: open, validate, assemble, encode, commit.
+    let dir = tempfile::tempdir()?;
+    let output = Output {
+        store: Arc::new(LocalFileSystem::new_with_prefix(dir.path())?),
+        prefix: Default::default(),
+    };
+    let started = Instant::now();
+    let mut assembler = Assembler::default();
+    for bytes in &sealed {
+        let opened = batch::open(&keys, bytes)?;
+        assembler
+            .add(&registry, &opened, hour)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let mut files = Vec::new();
+    let mut staged = Vec::new();
+    let mut parquet_bytes = 0;
+    for (n, f) in assembler.take().into_iter().enumerate() {
+        let bytes = parquet_out::encode(&f.batch)?;
+        parquet_bytes += bytes.len();
+        files.push(FileEntry {
+            staging: format!("_evd/staging/b/{n}.parquet"),
+            final_path: format!("PageView/{}/b-{n}.parquet", f.hour.partition_path()),
+            event_type: f.event_type,
+            hour: f.hour.0,
+            rows: f.batch.num_rows() as u64,
+            bytes: bytes.len() as u64,
+        });
+        staged.push((format!("_evd/staging/b/{n}.parquet"), bytes));
+    }
+    let manifest = Manifest {
+        version: MANIFEST_VERSION,
+        flush_id: "b".into(),
+        consumer_id: "bench".into(),
+        created_at_ms: 0,
+        files,
+        batches: vec![],
+        delivered: vec![],
+        quarantine: vec![],
+        offsets: vec![],
+    };
+    output.commit(&manifest, staged).await?;
+    let evd_secs = started.elapsed().as_secs_f64();
+
+    // arrow-rs directly: the same rows from memory, same schema and writer settings.
+    let schema = Arc::new(registry.get("PageView").unwrap().arrow_schema());
+    let started = Instant::now();
+    let ts = || TimestampMicrosecondBuilder::new().with_timezone("UTC");
+    let (mut received, mut tsb, mut agent, mut eseq, mut bseq) = (
+        ts(),
+        ts(),
+        StringBuilder::new(),
+        UInt64Builder::new(),
+        UInt64Builder::new(),
+    );
+    let (mut user, mut url, mut referrer, mut load) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+        Int64Builder::new(),
+    );
+    let pad = "x".repeat(180);
+    for id in 0..events {
+        received.append_value(hour.start_ms() * 1000 + id as i64 % 1000);
+        tsb.append_value((1_795_000_000_000 + id as i64) * 1000);
+        agent.append_value("bench");
+        eseq.append_value(id + 1);
+        bseq.append_value(id / 1000 + 1);
+        user.append_value(format!("u{id}"));
+        url.append_value(format!("/home/{pad}"));
+        referrer.append_value("/search");
+        load.append_value((id % 900) as i64);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(received.finish()),
+        Arc::new(tsb.finish()),
+        Arc::new(agent.finish()),
+        Arc::new(eseq.finish()),
+        Arc::new(bseq.finish()),
+        Arc::new(user.finish()),
+        Arc::new(url.finish()),
+        Arc::new(referrer.finish()),
+        Arc::new(load.finish()),
+    ];
+    let batch = RecordBatch::try_new(schema, columns)?;
+    let bytes = parquet_out::encode(&batch)?;
+    std::fs::write(dir.path().join("direct.parquet"), &bytes)?;
+    let direct_secs = started.elapsed().as_secs_f64();
+
+    let mb = json_bytes as f64 / 1e6;
+    println!("\n| path (1 core) | events | seconds | events/s | JSON MB/s | Parquet bytes |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| evd: sealed batches → open → validate → Arrow → Parquet → commit | {events} | {evd_secs:.2} | {:.0} | {:.0} | {parquet_bytes} |",
+        events as f64 / evd_secs,
+        mb / evd_secs
+    );
+    println!(
+        "| arrow-rs: same rows from memory → Parquet | {events} | {direct_secs:.2} | {:.0} | {:.0} | {} |",
+        events as f64 / direct_secs,
+        mb / direct_secs,
+        bytes.len()
+    );
+    Ok(())
+}
