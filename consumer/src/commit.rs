@@ -17,7 +17,8 @@
 //! 2. put the manifest with `PutMode::Create` — **commit point**; crash: recovery sees a
 //!    manifest without `done` and finishes step 3;
 //! 3. copy each staging file to its final path (an existing final file with the same
-//!    name is the same bytes: names are unique per flush) — crash mid-way: some final
+//!    name holds the same bytes: names are unique per flush, so copying again is
+//!    harmless) — crash mid-way: some final
 //!    files visible, the rest copied by recovery; never a partial file (puts and copies
 //!    are atomic per object);
 //! 4. put `done`, delete staging;
@@ -147,8 +148,10 @@ impl Output {
         for (i, file) in manifest.files.iter().enumerate() {
             let from = self.path(&file.staging);
             let to = self.path(&file.final_path);
-            match self.store.copy_if_not_exists(&from, &to).await {
-                Ok(()) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            // Final names are unique per flush and hold the same bytes as staging, so a
+            // plain copy is idempotent (and works on every backend).
+            match self.store.copy(&from, &to).await {
+                Ok(()) => {}
                 // Staging already gone: the final copy must exist then.
                 Err(object_store::Error::NotFound { .. }) => {
                     self.store

@@ -22,7 +22,7 @@ impl ConsumerProcess {
         bootstrap: &str,
         out_dir: &Path,
         flush_interval_ms: u64,
-        env: &[(&str, &str)],
+        env: &[(String, String)],
     ) -> Result<ConsumerProcess> {
         Self::start_with_url(
             dir,
@@ -42,7 +42,7 @@ impl ConsumerProcess {
         url: &str,
         out_dir: &Path,
         flush_interval_ms: u64,
-        env: &[(&str, &str)],
+        env: &[(String, String)],
     ) -> Result<ConsumerProcess> {
         std::fs::create_dir_all(dir)?;
         let keyring = dir.join("master-keys.toml");
@@ -95,6 +95,8 @@ consumer = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
 /// `user_id` counts (ids are `u<n>`) and rows per (type, hour).
 pub struct ParquetReadBack {
     pub ids: BTreeMap<u64, u32>,
+    /// DuckDB's column types per event type: `type → column → SQL type`.
+    pub column_types: BTreeMap<String, BTreeMap<String, String>>,
     pub rows_per_type_hour: BTreeMap<(String, String), u64>,
     pub files: Vec<String>,
 }
@@ -105,14 +107,18 @@ import duckdb, glob, json, os, sys
 out = sys.argv[1]
 files = sorted(f for f in glob.glob(os.path.join(out, "*", "date=*", "hour=*", "*.parquet")))
 ids, per = {}, {}
+types = {}
 for ty in sorted({f[len(out):].strip("/").split("/")[0] for f in files}):
     pattern = os.path.join(out, ty, "**", "*.parquet")
-    rows = duckdb.sql(f"SELECT user_id, date, hour FROM read_parquet('{pattern}', hive_partitioning=true)").fetchall()
+    col = "signature" if ty == "ClientCrash" else "user_id"
+    rel = f"read_parquet('{pattern}', hive_partitioning=true)"
+    types[ty] = {name: kind for name, kind, *_ in duckdb.sql(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
+    rows = duckdb.sql(f"SELECT {col}, date, hour FROM {rel}").fetchall()
     for uid, date, hour in rows:
         ids[uid] = ids.get(uid, 0) + 1
         key = f"{ty}|{date}T{int(hour):02d}"
         per[key] = per.get(key, 0) + 1
-print(json.dumps({"ids": ids, "per": per, "files": [f[len(out):].strip("/") for f in files]}))
+print(json.dumps({"ids": ids, "per": per, "types": types, "files": [f[len(out):].strip("/") for f in files]}))
 "#;
     let output = Command::new("python3")
         .arg("-c")
@@ -140,6 +146,7 @@ print(json.dumps({"ids": ids, "per": per, "files": [f[len(out):].strip("/") for 
         let (ty, hour) = k.split_once('|').context("key")?;
         rows_per_type_hour.insert((ty.to_string(), hour.to_string()), n.as_u64().unwrap_or(0));
     }
+    let column_types = serde_json::from_value(v["types"].clone()).context("types")?;
     let files = v["files"]
         .as_array()
         .context("files")?
@@ -148,6 +155,7 @@ print(json.dumps({"ids": ids, "per": per, "files": [f[len(out):].strip("/") for 
         .collect();
     Ok(ParquetReadBack {
         ids,
+        column_types,
         rows_per_type_hour,
         files,
     })

@@ -10,6 +10,7 @@ pub mod agent_proc;
 pub mod consumer_proc;
 pub mod kafka;
 mod mock_broker;
+pub mod moto;
 pub mod oracle;
 pub mod process;
 mod real_broker;

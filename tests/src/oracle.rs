@@ -1,7 +1,7 @@
 //! Load generation with unique ids, and a reader that finds them again in Kafka.
 //!
-//! Every event carries its id in `user_id` (`u<id>`); the four example types that
-//! have that field take turns.
+//! Every event carries its id as `u<id>`: in `user_id` for the four example types that
+//! have it, in `signature` for `ClientCrash`; the five types take turns.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -16,7 +16,22 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-pub const TYPES: [&str; 4] = ["PageView", "SearchViewResponse", "EndSong", "AdImpression"];
+pub const TYPES: [&str; 5] = [
+    "PageView",
+    "SearchViewResponse",
+    "EndSong",
+    "AdImpression",
+    "ClientCrash",
+];
+
+/// The column holding the id of an event of `event_type`.
+pub fn id_column(event_type: &str) -> &'static str {
+    if event_type == "ClientCrash" {
+        "signature"
+    } else {
+        "user_id"
+    }
+}
 
 pub fn topic(ty: &str) -> String {
     format!("evd.events.{ty}")
@@ -26,7 +41,11 @@ pub fn topic(ty: &str) -> String {
 pub fn event_line(id: u64) -> String {
     let ts = 1_795_000_000_000u64 + id;
     let pad = "x".repeat(120);
-    match id % 4 {
+    match id % 5 {
+        4 => format!(
+            r#"{{"type":"ClientCrash","ts":{ts},"app_version":"8.9.{}","platform":"android","signature":"u{id}","details":{{"thread":"main","pad":"{pad}"}}}}"#,
+            id % 40
+        ),
         0 => format!(
             r#"{{"type":"PageView","ts":{ts},"user_id":"u{id}","url":"/home/{pad}","referrer":"/search","load_ms":{}}}"#,
             id % 900
@@ -183,7 +202,7 @@ impl TestReader {
 
 /// Creates every topic the agent uses on `bootstrap`.
 pub fn create_pipeline_topics(bootstrap: &str, partitions: i32) -> Result<()> {
-    for t in TYPES.iter().chain(&["ClientCrash", "LogLine"]) {
+    for t in TYPES.iter().chain(&["LogLine"]) {
         crate::kafka::create_topic(bootstrap, &topic(t), partitions)?;
     }
     crate::kafka::create_topic(bootstrap, "evd.acks", 1)?;

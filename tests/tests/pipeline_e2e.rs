@@ -12,7 +12,7 @@ fn events() -> u64 {
     std::env::var("EVD_E2E_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
+        .unwrap_or(500_000)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,15 +98,31 @@ async fn every_acked_event_lands_in_parquet_exactly_once() {
     assert_eq!(phantom, 0);
     let per_type: u64 = back.rows_per_type_hour.values().sum();
     assert_eq!(per_type, total);
-    for ty in ["PageView", "SearchViewResponse", "EndSong", "AdImpression"] {
+    for ty in tests::oracle::TYPES {
         let n: u64 = back
             .rows_per_type_hour
             .iter()
-            .filter(|((t, _), _)| t == ty)
+            .filter(|((t, _), _)| *t == ty)
             .map(|(_, n)| n)
             .sum();
-        assert_eq!(n, total / 4, "{ty}");
+        assert_eq!(n, total / 5, "{ty}");
     }
+    // Typed columns, as the registry declares them.
+    let pv = &back.column_types["PageView"];
+    assert_eq!(pv["received_at"], "TIMESTAMP WITH TIME ZONE");
+    assert_eq!(pv["ts"], "TIMESTAMP WITH TIME ZONE");
+    assert_eq!(pv["event_seq"], "UBIGINT");
+    assert_eq!(pv["load_ms"], "BIGINT");
+    assert_eq!(pv["user_id"], "VARCHAR");
+    assert_eq!(
+        back.column_types["SearchViewResponse"]["latency_ms"],
+        "DOUBLE"
+    );
+    assert_eq!(back.column_types["EndSong"]["offline"], "BOOLEAN");
+    assert_eq!(
+        back.column_types["EndSong"]["started_at"],
+        "TIMESTAMP WITH TIME ZONE"
+    );
     assert_eq!(
         files_not_in_manifests(&out, &back.files).unwrap(),
         Vec::<String>::new()
@@ -210,7 +226,7 @@ async fn thirty_percent_of_acks_dropped_no_duplicates_and_the_spool_drains() {
     .unwrap();
     // Rounds with pauses: many flushes, so many ack messages for the fault to hit.
     let mut acked = Vec::new();
-    let round = events() / 20;
+    let round = events() / 100;
     for r in 0..10 {
         acked.extend(send_all(&agent, r * round..(r + 1) * round).await);
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -264,7 +280,7 @@ async fn three_hours_of_receive_time_become_three_hour_buckets() {
         .unwrap()
         .as_millis() as i64;
     let base_hour = evd_schemas::Hour::from_unix_ms(now_ms).next().next();
-    let per_hour = events() / 5;
+    let per_hour = events() / 25;
     let mut acked = Vec::new();
     for h in 0..3u32 {
         let hour = evd_schemas::Hour(base_hour.0 + h);
@@ -291,4 +307,36 @@ async fn three_hours_of_receive_time_become_three_hour_buckets() {
             .sum();
         assert_eq!(rows, per_hour, "hour {hour}: {:?}", back.rows_per_type_hour);
     }
+}
+
+/// The same pipeline with the output on S3 (a local moto server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_output_path_works_end_to_end() {
+    let moto = tests::moto::MotoServer::start().unwrap();
+    moto.create_bucket("evd-test").unwrap();
+    let broker = RealBroker::start().unwrap();
+    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let consumer = ConsumerProcess::start_with_url(
+        &dir.path().join("consumer"),
+        "c1",
+        &broker.bootstrap(),
+        "s3://evd-test/buckets",
+        &dir.path().join("unused"),
+        500,
+        &moto.env(),
+    )
+    .unwrap();
+    let agent = AgentProcess::start(
+        &dir.path().join("agent"),
+        "host-s3",
+        &broker.bootstrap(),
+        AgentOptions::default(),
+    )
+    .unwrap();
+    let acked = send_all(&agent, 0..events() / 25).await;
+    wait_drained(&agent, &consumer, Duration::from_secs(120)).await;
+    let local = dir.path().join("from-s3");
+    moto.download("evd-test", "buckets", &local).unwrap();
+    assert_exactly_once(&local, &acked);
 }
