@@ -173,12 +173,14 @@ mod tests {
     #[test]
     fn a_batch_never_spans_two_hours() {
         let mut b = batcher();
-        b.push(ev(1, "A", HOUR_US - 1, 1), 0);
-        b.push(ev(2, "A", HOUR_US, 1), 0);
+        // Both pushed 50 ms before the check: neither is due by age yet.
+        b.push(ev(1, "A", HOUR_US - 1, 1), 3_599_990);
+        b.push(ev(2, "A", HOUR_US, 1), 3_599_990);
         let due = b.due(3_600_000);
         assert_eq!(due.len(), 1, "the hour-0 batch is due once hour 1 begins");
         assert_eq!(due[0].bucket_hour, Hour(0));
-        let rest = b.due(3_600_000 + 100);
+        let rest = b.due(3_599_990 + 100);
+        assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].bucket_hour, Hour(1));
     }
 

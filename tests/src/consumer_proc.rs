@@ -182,3 +182,77 @@ pub fn files_not_in_manifests(out_dir: &Path, files: &[String]) -> Result<Vec<St
         .cloned()
         .collect())
 }
+
+/// The oracle's verdict on the Parquet output: every acked id exactly once, no id that
+/// was never sent (ids `>= sent_below`), and every final file in a manifest. Prints the
+/// figures and returns the read-back for further checks.
+pub fn assert_exactly_once(
+    out_dir: &Path,
+    acked: &[u64],
+    sent_below: Option<u64>,
+) -> ParquetReadBack {
+    let back = read_back(out_dir).expect("reading the output back");
+    let lost: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|id| !back.ids.contains_key(id))
+        .collect();
+    let dup: Vec<u64> = back
+        .ids
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let phantom = sent_below.map_or(0, |max| back.ids.keys().filter(|id| **id >= max).count());
+    println!(
+        "oracle: {} acked, {} rows; lost {}, dup {}, phantom {phantom}; {} files",
+        acked.len(),
+        back.ids.values().map(|&n| u64::from(n)).sum::<u64>(),
+        lost.len(),
+        dup.len(),
+        back.files.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "lost {} acked ids, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+    assert!(
+        dup.is_empty(),
+        "{} ids written twice, e.g. {:?}",
+        dup.len(),
+        &dup[..dup.len().min(10)]
+    );
+    assert_eq!(phantom, 0, "ids in the output that were never sent");
+    let unlisted = files_not_in_manifests(out_dir, &back.files).expect("reading manifests");
+    assert!(
+        unlisted.is_empty(),
+        "final files no manifest accounts for: {unlisted:?}"
+    );
+    back
+}
+
+/// Waits until every agent's spool holds no unacked batch (everything committed and
+/// acked end to end); panics with the logs after `limit`.
+pub async fn wait_drained(
+    agents: &[&crate::agent_proc::AgentProcess],
+    consumer: &EvdProcess,
+    limit: std::time::Duration,
+) -> f64 {
+    let started = std::time::Instant::now();
+    for agent in agents {
+        while agent.metric("spool_unacked_batches") != Some(0)
+            || agent.metric("batches_sealed") == Some(0)
+        {
+            assert!(
+                started.elapsed() < limit,
+                "spool did not drain\nagent:\n{}\nconsumer:\n{}",
+                agent.log_tail(),
+                consumer.log_tail()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+    started.elapsed().as_secs_f64()
+}

@@ -156,10 +156,10 @@ impl TestReader {
             for rec in opened.records() {
                 let v: serde_json::Value =
                     serde_json::from_slice(rec.body).expect("bodies are JSON");
-                let id = v["user_id"]
+                let id = v[id_column(&meta.event_type)]
                     .as_str()
                     .and_then(|u| u[1..].parse().ok())
-                    .expect("user_id u<id>");
+                    .expect("id u<n>");
                 *self.seen.entry(id).or_default() += 1;
             }
             if let Some(acker) = &self.acker {

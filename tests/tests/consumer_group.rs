@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::{ConsumerProcess, files_not_in_manifests, read_back};
+use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
 use tests::oracle::{TYPES, send_ids, topic};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,41 +106,8 @@ async fn two_consumers_split_the_work_and_survive_losing_one() {
     c2.process.kill9().unwrap();
     acked.extend(send_round(next).await);
 
-    let started = Instant::now();
-    for agent in &agents {
-        while agent.metric("spool_unacked_batches") != Some(0) {
-            assert!(
-                started.elapsed() < Duration::from_secs(180),
-                "spool did not drain\n{}\n{}",
-                agent.log_tail(),
-                c1.process.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    let back = read_back(&out).unwrap();
-    let lost: Vec<u64> = acked
-        .iter()
-        .copied()
-        .filter(|id| !back.ids.contains_key(id))
-        .collect();
-    let dup: Vec<u64> = back
-        .ids
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| *id)
-        .collect();
-    println!(
-        "{} acked: lost {}, dup {}; drained {:.1}s after the kill",
-        acked.len(),
-        lost.len(),
-        dup.len(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(lost.is_empty(), "lost {:?}", &lost[..lost.len().min(10)]);
-    assert!(dup.is_empty(), "duplicated {:?}", &dup[..dup.len().min(10)]);
-    assert_eq!(
-        files_not_in_manifests(&out, &back.files).unwrap(),
-        Vec::<String>::new()
-    );
+    let refs: Vec<&AgentProcess> = agents.iter().collect();
+    let secs = wait_drained(&refs, &c1.process, Duration::from_secs(180)).await;
+    println!("drained {secs:.1}s after the kill");
+    assert_exactly_once(&out, &acked, Some(next + 3 * per_round));
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tests::RealBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::{ConsumerProcess, files_not_in_manifests, read_back};
+use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
 use tests::oracle::{create_pipeline_topics, send_ids};
 use tests::rng::Rng;
 
@@ -103,40 +103,7 @@ async fn the_consumer_survives_30_deaths_at_every_commit_step() {
     // Clean consumer; wait for the agent's spool to drain.
     consumer.process.env = vec![];
     consumer.restart().unwrap();
-    let started = Instant::now();
-    while agent.metric("spool_unacked_batches") != Some(0) {
-        assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "spool did not drain\nagent:\n{}\nconsumer:\n{}",
-            agent.log_tail(),
-            consumer.process.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let back = read_back(&out).unwrap();
-    let lost: Vec<u64> = acked
-        .iter()
-        .copied()
-        .filter(|id| !back.ids.contains_key(id))
-        .collect();
-    let dup: Vec<u64> = back
-        .ids
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| *id)
-        .collect();
-    println!(
-        "{} acked; lost {}, dup {}; {} files; drained {:.1}s after the last death",
-        acked.len(),
-        lost.len(),
-        dup.len(),
-        back.files.len(),
-        started.elapsed().as_secs_f64()
-    );
-    assert!(lost.is_empty(), "lost {:?}", &lost[..lost.len().min(10)]);
-    assert!(dup.is_empty(), "duplicated {:?}", &dup[..dup.len().min(10)]);
-    assert_eq!(
-        files_not_in_manifests(&out, &back.files).unwrap(),
-        Vec::<String>::new()
-    );
+    let secs = wait_drained(&[&agent], &consumer.process, Duration::from_secs(240)).await;
+    println!("drained {secs:.1}s after the last death");
+    assert_exactly_once(&out, &acked, None);
 }

@@ -53,7 +53,7 @@ async fn bad_batches_are_quarantined_and_the_rest_delivered() {
     )
     .unwrap();
     let keys = test_master_keyring();
-    let good = |seq: u64, id: u64| sealed(&keys, "host-q", seq, &[event_line(id * 4)]);
+    let good = |seq: u64, id: u64| sealed(&keys, "host-q", seq, &[event_line(id * 5)]);
 
     let mut tampered = good(2, 2);
     let n = tampered.len();
@@ -62,15 +62,15 @@ async fn bad_batches_are_quarantined_and_the_rest_delivered() {
         &MasterKeyring::new([(9, Key([9; 32]))]),
         "host-q",
         3,
-        &[event_line(12)],
+        &[event_line(15)],
     );
     // Agent B's batch with its header rewritten to claim agent A ("host-q" → "host-z").
-    let mut swapped = sealed(&keys, "host-z", 4, &[event_line(16)]);
+    let mut swapped = sealed(&keys, "host-z", 4, &[event_line(20)]);
     let at = swapped.windows(6).position(|w| w == b"host-z").unwrap();
     swapped[at..at + 6].copy_from_slice(b"host-q");
     // An authentic batch where one event violates the schema (user_id must be a string).
     let bad_event = r#"{"type":"PageView","ts":1,"user_id":42,"url":"/x"}"#.to_string();
-    let mixed = sealed(&keys, "host-q", 5, &[event_line(20), bad_event]);
+    let mixed = sealed(&keys, "host-q", 5, &[event_line(25), bad_event]);
 
     let producer: FutureProducer = tests::kafka::client_config(&broker.bootstrap())
         .create()
@@ -109,7 +109,7 @@ async fn bad_batches_are_quarantined_and_the_rest_delivered() {
     let back = read_back(&out).unwrap();
     assert_eq!(
         back.ids.keys().copied().collect::<Vec<_>>(),
-        vec![4, 20, 24],
+        vec![5, 25, 30],
         "the good events around the bad ones"
     );
     let q = out.join("_quarantine");
