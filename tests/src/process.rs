@@ -19,7 +19,7 @@ pub fn evd_binary() -> PathBuf {
         .find(|bin| bin.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "no evd binary near {}: build it (cargo test --workspace)",
+                "no evd binary near {}: build it: cargo test --workspace builds it (or cargo build -p evd-ops)",
                 exe.display()
             )
         })

@@ -1,0 +1,75 @@
+//! The `evd` command as a user runs it. (Being an integration test of this package also
+//! makes `cargo test --workspace` build the `evd` binary the cross-crate tests start.)
+
+use std::path::Path;
+use std::process::Command;
+
+fn evd(args: &[&str], dir: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_evd"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_accepts_the_example_registry() {
+    let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
+    let (ok, stdout, stderr) = evd(&["validate", registry.to_str().unwrap()], Path::new("."));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("registry OK, 6 event types"), "{stdout}");
+}
+
+#[test]
+fn validate_names_file_line_and_key_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("reg")).unwrap();
+    std::fs::write(
+        dir.path().join("reg/t.toml"),
+        "name = \"T\"\nversion = 1\nowner = \"o\"\ntier = \"urgent\"\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = evd(&["validate", "reg"], dir.path());
+    assert!(!ok);
+    assert!(
+        stderr.contains("reg/t.toml:4: key `tier`: unknown variant `urgent`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn keys_are_generated_derived_and_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(evd(&["keys", "generate", "--out", "m.toml"], d).0);
+    assert!(
+        evd(
+            &[
+                "keys", "derive", "--master", "m.toml", "--agent", "host-a", "--out", "a.toml"
+            ],
+            d
+        )
+        .0
+    );
+    let (ok, stdout, _) = evd(&["validate", "a.toml"], d);
+    assert!(
+        ok && stdout.contains("agent keyring OK for agent \"host-a\""),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = evd(&["keys", "generate", "--out", "m.toml"], d);
+    assert!(!ok && stderr.contains("File exists"), "{stderr}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(d.join("a.toml"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+}
