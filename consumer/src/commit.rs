@@ -43,10 +43,6 @@ use crate::ledger::{Ledger, Manifest};
 /// Staging files older than this that no manifest lists are deleted by recovery.
 const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
-fn chrono_like_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
-}
-
 /// Where the consumer's objects live.
 #[derive(Clone)]
 pub struct Output {
@@ -218,7 +214,7 @@ impl Output {
         }
         // Another consumer of the group may be between steps 1 and 2 right now: only
         // staging files old enough that no flush can still claim them are orphans.
-        let cutoff = chrono_like_now() - ORPHAN_AGE;
+        let cutoff = chrono::Utc::now() - ORPHAN_AGE;
         let staging: Vec<_> = self
             .store
             .list(Some(&self.path("_evd/staging")))

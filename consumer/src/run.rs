@@ -143,10 +143,7 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
         .create()
         .map_err(|e| ConsumerError::Config(format!("acks producer: {e}")))?;
 
-    let start_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let start_ms = unix_ms();
     let mut flush_counter = 0u64;
     let mut assembler = Assembler::default();
     let mut pending = Pending::default();
@@ -370,10 +367,7 @@ async fn flush(
         version: MANIFEST_VERSION,
         flush_id: flush_id.clone(),
         consumer_id: consumer_id.to_string(),
-        created_at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
+        created_at_ms: unix_ms(),
         files,
         batches: pending
             .batches
@@ -458,10 +452,7 @@ async fn send_acks(
     object: &str,
     metrics: &Metrics,
 ) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = unix_ms();
     for (agent_id, seqs) in batches {
         let ranges: Vec<(u64, u64)> = seqs.iter().collect();
         for chunk in ranges.chunks(evd_schemas::wire::MAX_RANGES) {
@@ -486,4 +477,12 @@ async fn send_acks(
             }
         }
     }
+}
+
+/// Wall-clock ms since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -1,7 +1,5 @@
 //! Time behind a trait so tests can move receive time (hour bucketing, closing).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub trait Clock: Send + Sync + 'static {
@@ -20,22 +18,6 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as i64)
             .unwrap_or(0)
-    }
-}
-
-/// System time plus an adjustable offset (tests jump hours without waiting).
-#[derive(Clone, Default)]
-pub struct OffsetClock(Arc<AtomicI64>);
-
-impl OffsetClock {
-    pub fn advance_us(&self, by: i64) {
-        self.0.fetch_add(by, Ordering::SeqCst);
-    }
-}
-
-impl Clock for OffsetClock {
-    fn now_us(&self) -> i64 {
-        SystemClock.now_us() + self.0.load(Ordering::SeqCst)
     }
 }
 

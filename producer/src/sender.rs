@@ -7,7 +7,7 @@
 //! is sent again with the exact bytes from the spool. Heartbeats carry
 //! `final_before_hour`: no batch of an earlier hour remains unannounced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::mpsc::Sender as StdSender;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -105,15 +105,7 @@ impl Sender {
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(SenderMsg::Send(out)) => self.start_send(out, &report_tx, &permits),
-                    Some(SenderMsg::Acked(seqs)) => {
-                        for (a, b) in seqs.iter() {
-                            let done: Vec<u64> = self.tracked.range(a..=b).map(|(&s, _)| s).collect();
-                            for s in done {
-                                self.tracked.remove(&s);
-                            }
-                        }
-                    }
+                    Some(msg) => self.handle(msg, &report_tx, &permits),
                     None => break,
                 },
                 Some(report) = reports.recv() => match report {
@@ -137,6 +129,26 @@ impl Sender {
         // Let queued messages go out before the process exits.
         let producer = self.current_producer();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+    }
+
+    /// A message from the writer: a batch to send, or acked batches to stop tracking.
+    fn handle(
+        &mut self,
+        msg: SenderMsg,
+        reports: &mpsc::UnboundedSender<TaskReport>,
+        permits: &Arc<Semaphore>,
+    ) {
+        match msg {
+            SenderMsg::Send(out) => self.start_send(out, reports, permits),
+            SenderMsg::Acked(seqs) => {
+                for (a, b) in seqs.iter() {
+                    let done: Vec<u64> = self.tracked.range(a..=b).map(|(&s, _)| s).collect();
+                    for s in done {
+                        self.tracked.remove(&s);
+                    }
+                }
+            }
+        }
     }
 
     fn current_producer(&self) -> Arc<FutureProducer> {
@@ -272,17 +284,7 @@ impl Sender {
         let Ok(status) = status_rx.await else { return };
         // The writer hands over sealed batches before it answers, so take them now.
         while let Ok(msg) = rx.try_recv() {
-            match msg {
-                SenderMsg::Send(out) => self.start_send(out, reports, permits),
-                SenderMsg::Acked(seqs) => {
-                    for (a, b) in seqs.iter() {
-                        let done: Vec<u64> = self.tracked.range(a..=b).map(|(&s, _)| s).collect();
-                        for s in done {
-                            self.tracked.remove(&s);
-                        }
-                    }
-                }
-            }
+            self.handle(msg, reports, permits);
         }
         let now = self.clock.now_ms();
         let unannounced = self
@@ -384,12 +386,4 @@ impl SendJob {
             }
         }
     }
-}
-
-/// Type names to topics, for metrics labels and tests.
-pub fn topics(registry: &Registry) -> HashMap<String, String> {
-    registry
-        .types()
-        .map(|t| (t.name.clone(), t.topic()))
-        .collect()
 }
