@@ -340,3 +340,40 @@ fn bit_flips_report_exact_losses_and_never_panic() {
         assert_eq!(rec.pending.len() as u64, 30 - expected_lost);
     }
 }
+
+#[test]
+fn a_corrupt_sealed_frame_never_lets_its_batch_seq_be_reused() {
+    let (mut spool, _) = open(MemStore::default());
+    let mut pending = BTreeMap::new();
+    for i in 0..5 {
+        let seq = spool.append_event(1, "A", &body(i)).unwrap();
+        pending.insert(
+            seq,
+            PendingEvent {
+                event_seq: seq,
+                received_at_us: 1,
+                event_type: "A".into(),
+                body: body(i),
+            },
+        );
+    }
+    let b = seal(&mut spool, &mut pending, "A").unwrap();
+    spool.append_event(1, "A", &body(9)).unwrap(); // a valid frame after the damage
+    spool.sync().unwrap();
+    let mut store = spool.into_store();
+    // Damage the sealed frame (its payload sits just before the last event frame).
+    let buf = store.read_all(1).unwrap();
+    let at = buf
+        .windows(b"sealed-".len())
+        .position(|w| w == b"sealed-")
+        .unwrap();
+    store.bytes_mut(1).unwrap()[at] ^= 0xff;
+    let (spool, rec) = Spool::open(store, "agent-1", LIMITS).unwrap();
+    assert_eq!(rec.report.corrupt_regions, 1, "{:?}", rec.report);
+    assert!(
+        spool.stats().next_batch_seq > b,
+        "batch {b} may have been produced before its frame was damaged: its seq must not come back"
+    );
+    // Its events are pending again (they will be re-batched under a new seq).
+    assert_eq!(rec.pending.len(), 6);
+}
