@@ -7,6 +7,9 @@
 //! _evd/staging/<flush_id>/<n>.parquet                      data before its commit
 //! _evd/manifests/<flush_id>.json                           the commit point (create-only)
 //! _evd/done/<flush_id>                                     every final file exists
+//! _evd/pending/<flush_id>                                  flush between 2a and 4
+//! _evd/closing/<type>/<hour>                               the auditor closes that hour
+//! <type>/date=…/hour=HH/_CLOSED.json                       the hour is closed (`closing`)
 //! _quarantine/<reason>/…                                   what could not be delivered
 //! ```
 //!
@@ -14,14 +17,18 @@
 //!
 //! 1. put every data file to `staging` — crash: orphan staging files, nothing visible,
 //!    offsets not committed, so the batches are read again; recovery deletes orphans;
-//! 2. put the manifest with `PutMode::Create` — **commit point**; crash: recovery sees a
-//!    manifest without `done` and finishes step 3;
+//! 2. (a) put `pending`, then (b) move files of hours with a closing intent to the next
+//!    open hour (late data; see `closing` for why this order makes closed hours
+//!    immutable), then (c) put the manifest with `PutMode::Create` — **commit point**.
+//!    If the auditor aborted the flush id first (an `aborted` manifest exists), repeat
+//!    2 under a new id. Crash before (c): the auditor aborts the stale pending flush;
+//!    after (c): recovery sees a manifest without `done` and finishes step 3;
 //! 3. copy each staging file to its final path (an existing final file with the same
 //!    name holds the same bytes: names are unique per flush, so copying again is
 //!    harmless) — crash mid-way: some final
 //!    files visible, the rest copied by recovery; never a partial file (puts and copies
 //!    are atomic per object);
-//! 4. put `done`, delete staging;
+//! 4. put `done`, delete staging, delete `pending`;
 //! 5. commit Kafka offsets — crash before: batches are read again and dropped by the
 //!    ledger (and acked again);
 //! 6. publish acks — crash before: agents retransmit, the ledger drops the copies and
@@ -38,7 +45,14 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use evd_schemas::Hour;
+
 use crate::ledger::{Ledger, Manifest};
+
+/// An hour's folder under the prefix: `<type>/date=YYYY-MM-DD/hour=HH`.
+pub fn hour_dir(event_type: &str, hour: Hour) -> String {
+    format!("{event_type}/{}", hour.partition_path())
+}
 
 /// Staging files older than this that no manifest lists are deleted by recovery.
 const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
@@ -99,12 +113,22 @@ impl Output {
         format!("_evd/manifests/{flush_id}.json")
     }
 
-    fn manifest_path(&self, flush_id: &str) -> Path {
+    pub(crate) fn manifest_path(&self, flush_id: &str) -> Path {
         self.path(&self.manifest_rel(flush_id))
     }
 
-    fn done_path(&self, flush_id: &str) -> Path {
+    pub(crate) fn done_path(&self, flush_id: &str) -> Path {
         self.path(&format!("_evd/done/{flush_id}"))
+    }
+
+    /// Present from before a flush's closing-intent check until it is done.
+    pub(crate) fn pending_path(&self, flush_id: &str) -> Path {
+        self.path(&format!("_evd/pending/{flush_id}"))
+    }
+
+    /// The auditor's intent to close an hour; no flush adds files to it once it exists.
+    pub(crate) fn closing_path(&self, event_type: &str, hour: Hour) -> Path {
+        self.path(&format!("_evd/closing/{event_type}/{}", hour.0))
     }
 
     pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<(), CommitError> {
@@ -115,32 +139,114 @@ impl Output {
     }
 
     /// Steps 1–4 for one flush (staged files are given as `(staging path, bytes)`).
+    ///
+    /// Two things may change `manifest` on the way, and the caller acks with it as it
+    /// is afterwards: files of an hour the auditor is closing move to the next hour that
+    /// is not (`closing` has the protocol), and when the auditor aborted an attempt the
+    /// flush is committed again under a new flush id.
     pub async fn commit(
         &self,
-        manifest: &Manifest,
+        manifest: &mut Manifest,
         staged: Vec<(String, Bytes)>,
     ) -> Result<(), CommitError> {
         for (rel, bytes) in staged {
             self.put(&rel, bytes).await?;
         }
         crash_point("staged");
+        let first_id = manifest.flush_id.clone();
+        for attempt in 0u32.. {
+            if attempt > 0 {
+                manifest.flush_id = format!("{first_id}-r{attempt}");
+            }
+            let pending = self.pending_path(&manifest.flush_id);
+            self.store
+                .put(&pending, PutPayload::from_static(b""))
+                .await?;
+            // Only after `pending` exists: an auditor closing an hour from now on
+            // either sees this flush pending or has its closing intent seen here.
+            self.move_off_closing_hours(manifest).await?;
+            let path = self.manifest_path(&manifest.flush_id);
+            if !self.create(&path, manifest.to_json()).await? {
+                let existing = self.read_manifest(&path).await?;
+                if existing.aborted {
+                    let _ = self.store.delete(&pending).await;
+                    continue;
+                }
+                if existing != *manifest {
+                    return Err(CommitError::Corrupt {
+                        path: path.to_string(),
+                        why: "another manifest holds this flush id".into(),
+                    });
+                }
+                // Our own earlier put, retried: it is committed.
+            }
+            crash_point("manifest");
+            self.finish(manifest).await?;
+            let _ = self.store.delete(&pending).await;
+            return Ok(());
+        }
+        unreachable!("the attempt loop only ends by returning")
+    }
+
+    /// Moves every file whose hour has a closing intent to the next hour without one.
+    async fn move_off_closing_hours(&self, manifest: &mut Manifest) -> Result<(), CommitError> {
+        for file in &mut manifest.files {
+            let mut hour = Hour(file.hour);
+            while self
+                .exists(&self.closing_path(&file.event_type, hour))
+                .await?
+            {
+                hour = hour.next();
+            }
+            if hour.0 != file.hour {
+                let name = file
+                    .final_path
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                file.hour = hour.0;
+                file.final_path = format!("{}/{name}", hour_dir(&file.event_type, hour));
+            }
+        }
+        Ok(())
+    }
+
+    /// A create-only put: `Ok(false)` when the object already exists.
+    pub(crate) async fn create(&self, path: &Path, bytes: Vec<u8>) -> Result<bool, CommitError> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
-        self.store
-            .put_opts(
-                &self.manifest_path(&manifest.flush_id),
-                PutPayload::from(manifest.to_json()),
-                opts,
-            )
-            .await?;
-        crash_point("manifest");
-        self.finish(manifest).await
+        match self
+            .store
+            .put_opts(path, PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) async fn exists(&self, path: &Path) -> Result<bool, CommitError> {
+        match self.store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) async fn read_manifest(&self, path: &Path) -> Result<Manifest, CommitError> {
+        let bytes = self.store.get(path).await?.bytes().await?;
+        Manifest::from_json(&bytes).map_err(|why| CommitError::Corrupt {
+            path: path.to_string(),
+            why,
+        })
     }
 
     /// Steps 3–4: idempotent, used by a flush and by recovery.
-    async fn finish(&self, manifest: &Manifest) -> Result<(), CommitError> {
+    pub(crate) async fn finish(&self, manifest: &Manifest) -> Result<(), CommitError> {
         for (i, file) in manifest.files.iter().enumerate() {
             let from = self.path(&file.staging);
             let to = self.path(&file.final_path);
@@ -195,12 +301,8 @@ impl Output {
             .collect();
         let mut claimed = std::collections::HashSet::new();
         for path in self.list(&self.path("_evd/manifests")).await? {
-            let bytes = self.store.get(&path).await?.bytes().await?;
-            let manifest = Manifest::from_json(&bytes).map_err(|why| CommitError::Corrupt {
-                path: path.to_string(),
-                why,
-            })?;
-            if !done.contains(&manifest.flush_id) {
+            let manifest = self.read_manifest(&path).await?;
+            if !manifest.aborted && !done.contains(&manifest.flush_id) {
                 eprintln!(
                     "evd consumer: finishing interrupted flush {}",
                     manifest.flush_id
@@ -228,7 +330,7 @@ impl Output {
         Ok(ledger)
     }
 
-    async fn list(&self, prefix: &Path) -> Result<Vec<Path>, CommitError> {
+    pub(crate) async fn list(&self, prefix: &Path) -> Result<Vec<Path>, CommitError> {
         let metas: Vec<_> = self.store.list(Some(prefix)).try_collect().await?;
         let mut paths: Vec<Path> = metas.into_iter().map(|m| m.location).collect();
         paths.sort();

@@ -33,6 +33,11 @@ pub struct Manifest {
     pub quarantine: Vec<String>,
     /// Kafka positions after this flush (a hint: the ledger, not offsets, dedups).
     pub offsets: Vec<OffsetEntry>,
+    /// Set on a manifest the auditor created to abort a flush that had not committed
+    /// when it closed an hour (see `closing`). An aborted manifest lists nothing; its
+    /// consumer retries the flush under a new id.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aborted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +83,22 @@ pub struct OffsetEntry {
 impl Manifest {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("manifests serialize")
+    }
+
+    /// The manifest that takes a flush id away from a flush not yet committed.
+    pub fn aborted(flush_id: &str, by: &str, at_ms: i64) -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION,
+            flush_id: flush_id.to_string(),
+            consumer_id: by.to_string(),
+            created_at_ms: at_ms,
+            files: vec![],
+            batches: vec![],
+            delivered: vec![],
+            quarantine: vec![],
+            offsets: vec![],
+            aborted: true,
+        }
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
@@ -172,6 +193,7 @@ mod tests {
             }],
             quarantine: vec![],
             offsets: vec![],
+            aborted: false,
         }
     }
 

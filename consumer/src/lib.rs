@@ -2,8 +2,10 @@
 //! on object storage → end-to-end acks.
 //!
 //! Sans-IO cores: [`rows`] (batches to Arrow), [`ledger`] (manifests and dedup).
-//! [`commit`] is the commit protocol over `object_store`; [`run`] the Kafka shell.
+//! [`commit`] is the commit protocol over `object_store`, [`closing`] how the auditor
+//! closes an hour against it; [`run`] the Kafka shell.
 
+pub mod closing;
 pub mod commit;
 pub mod config;
 pub mod ledger;

@@ -363,7 +363,7 @@ async fn flush(
         output.put(&name, Bytes::from(text)).await?;
         quarantine.push(name);
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         version: MANIFEST_VERSION,
         flush_id: flush_id.clone(),
         consumer_id: consumer_id.to_string(),
@@ -401,8 +401,9 @@ async fn flush(
                 next_offset: *next,
             })
             .collect(),
+        aborted: false,
     };
-    output.commit(&manifest, staged).await?;
+    output.commit(&mut manifest, staged).await?;
     ledger.apply(&manifest);
 
     let mut tpl = TopicPartitionList::new();
@@ -422,7 +423,7 @@ async fn flush(
         acks,
         &config.kafka.acks_topic,
         batches,
-        &output.manifest_rel(&flush_id),
+        &output.manifest_rel(&manifest.flush_id),
         metrics,
     )
     .await;

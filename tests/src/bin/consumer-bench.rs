@@ -106,7 +106,7 @@ async fn main() -> Result<()> {
         });
         staged.push((format!("_evd/staging/b/{n}.parquet"), bytes));
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         version: MANIFEST_VERSION,
         flush_id: "b".into(),
         consumer_id: "bench".into(),
@@ -116,8 +116,9 @@ async fn main() -> Result<()> {
         delivered: vec![],
         quarantine: vec![],
         offsets: vec![],
+        aborted: false,
     };
-    output.commit(&manifest, staged).await?;
+    output.commit(&mut manifest, staged).await?;
     let evd_secs = started.elapsed().as_secs_f64();
 
     // arrow-rs directly: the same rows from memory, same schema and writer settings.
