@@ -1,5 +1,7 @@
-//! evd operations: loading configuration from disk and, later, the auditor and the
-//! dashboard. The `evd` binary (src/main.rs) is a thin shell over this library.
+//! evd operations: the auditor (completeness, data loss, lateness, hour closing), its
+//! dashboard and metrics, and loading configuration from disk. The `evd` binary
+//! (src/main.rs) is a thin shell over this library.
 
+pub mod audit;
 pub mod load;
 pub mod metrics_http;

@@ -1,0 +1,490 @@
+//! The auditor's state machine. Pure: inputs are decoded audit records, scans of data
+//! files and manifests, and closed markers; time is a parameter.
+//!
+//! Independence from the consumer: *delivered* is counted from the rows found in the
+//! Parquet files (per agent and batch seq), never from the consumer's manifests, so a
+//! consumer that loses or duplicates rows and still claims success is caught. Only the
+//! quarantine counts come from manifests (quarantined events have no rows to count).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use evd_schemas::wire::audit::{AuditBody, AuditRecord, Heartbeat};
+use evd_schemas::{Hour, SeqRanges, Tier};
+use serde::{Deserialize, Serialize};
+
+use super::histogram::Histogram;
+
+/// When hours turn late and when they close at the latest, per tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosePolicy {
+    /// An open hour this long past its end shows as late.
+    pub late_after_ms: i64,
+    pub deadline_high_ms: i64,
+    pub deadline_normal_ms: i64,
+    pub deadline_low_ms: i64,
+}
+
+impl ClosePolicy {
+    /// After this long past its end an hour closes even if incomplete.
+    pub fn deadline_ms(&self, tier: Tier) -> i64 {
+        match tier {
+            Tier::High => self.deadline_high_ms,
+            Tier::Normal => self.deadline_normal_ms,
+            Tier::Low => self.deadline_low_ms,
+        }
+    }
+}
+
+/// A cell's colour on the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellState {
+    /// Not yet closed, within `late_after_ms` of its end.
+    Open,
+    /// Not yet closed, later than `late_after_ms` after its end.
+    Late,
+    /// Closed with every published event delivered.
+    Complete,
+    /// Closed with nothing missing, but some events quarantined.
+    Quarantine,
+    /// Closed at its deadline with events missing: data loss.
+    Incomplete,
+}
+
+impl CellState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellState::Open => "open",
+            CellState::Late => "late",
+            CellState::Complete => "complete",
+            CellState::Quarantine => "quarantine",
+            CellState::Incomplete => "incomplete",
+        }
+    }
+
+    pub fn is_closed(self) -> bool {
+        matches!(
+            self,
+            CellState::Complete | CellState::Quarantine | CellState::Incomplete
+        )
+    }
+}
+
+/// One agent's share of one (type, hour).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentHour {
+    pub agent_id: String,
+    pub published: u64,
+    pub delivered: u64,
+    pub quarantined: u64,
+    pub missing: u64,
+    /// Batches with rows missing (inclusive ranges); empty when nothing is missing.
+    pub missing_batch_seqs: Vec<(u64, u64)>,
+    /// The agent has announced every batch of this hour (its heartbeat says so).
+    pub reported: bool,
+}
+
+/// Everything known about one (type, hour).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HourReport {
+    pub event_type: String,
+    pub tier: &'static str,
+    pub hour: String,
+    pub hour_number: u32,
+    pub state: CellState,
+    pub published: u64,
+    pub delivered: u64,
+    pub quarantined: u64,
+    pub missing: u64,
+    /// Rows beyond what was published (a consumer bug if ever > 0).
+    pub duplicates: u64,
+    /// Rows of this hour's batches that landed in a later hour's folder.
+    pub skew: u64,
+    pub agents: Vec<AgentHour>,
+    /// Set once closed: the marker as written.
+    pub closed: Option<ClosedMarker>,
+    pub lateness: Histogram,
+    pub delivery_latency: Histogram,
+}
+
+impl HourReport {
+    /// Events lost for good: missing in an hour closed incomplete.
+    pub fn open_loss(&self) -> bool {
+        self.state == CellState::Incomplete && self.missing > 0
+    }
+}
+
+/// `_CLOSED.json` in an hour folder (version 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClosedMarker {
+    pub version: u32,
+    pub event_type: String,
+    pub hour: String,
+    pub hour_number: u32,
+    pub closed_at_ms: i64,
+    pub closed_by: String,
+    pub state: CellState,
+    pub published: u64,
+    pub delivered: u64,
+    pub quarantined: u64,
+    pub missing: u64,
+    pub duplicates: u64,
+    /// The hour's data files, relative to the output prefix: the hour, for good.
+    pub files: Vec<MarkerFile>,
+    pub agents: Vec<AgentHour>,
+}
+
+pub const MARKER_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarkerFile {
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// What one scan of one data file found.
+#[derive(Debug, Clone, Default)]
+pub struct FileScan {
+    pub event_type: String,
+    /// The hour folder the file is in.
+    pub folder_hour: Hour,
+    /// Rows per (agent, batch seq).
+    pub rows: BTreeMap<(String, u64), u64>,
+    /// Receive time − service `ts`.
+    pub lateness: Histogram,
+    /// Commit time (the file's last-modified) − receive time.
+    pub delivery_latency: Histogram,
+}
+
+/// A host as its heartbeats describe it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    pub agent_id: String,
+    pub last_heartbeat_ms: i64,
+    pub spool_bytes: u64,
+    pub unacked_batches: u64,
+    pub oldest_unacked_ms: i64,
+    pub next_batch_seq: u64,
+    pub reported_before: String,
+    pub batches_announced: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Host {
+    heartbeat: Option<(i64, Heartbeat)>,
+    alive: BTreeSet<Hour>,
+    batches: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct AuditState {
+    tiers: BTreeMap<String, Tier>,
+    /// (agent, seq) → events in the batch.
+    batches: HashMap<(String, u64), u32>,
+    by_hour: BTreeMap<(String, Hour), BTreeMap<String, Vec<u64>>>,
+    /// (agent, seq) → rows per folder hour.
+    landed: HashMap<(String, u64), BTreeMap<Hour, u64>>,
+    quarantined: HashMap<(String, String, Hour), u64>,
+    hosts: BTreeMap<String, Host>,
+    closed: BTreeMap<(String, Hour), ClosedMarker>,
+    lateness: BTreeMap<(String, Hour), Histogram>,
+    latency: BTreeMap<(String, Hour), Histogram>,
+}
+
+impl AuditState {
+    /// Event types and their tiers (from the registry). Only these get cells.
+    pub fn new(types: impl IntoIterator<Item = (String, Tier)>) -> AuditState {
+        AuditState {
+            tiers: types.into_iter().collect(),
+            ..AuditState::default()
+        }
+    }
+
+    pub fn on_audit(&mut self, record: &AuditRecord) {
+        let host = self.hosts.entry(record.agent_id.clone()).or_default();
+        match &record.body {
+            AuditBody::Heartbeat(h) => {
+                host.alive.insert(Hour::from_unix_ms(record.at_ms));
+                if host
+                    .heartbeat
+                    .as_ref()
+                    .is_none_or(|(at, _)| *at <= record.at_ms)
+                {
+                    host.heartbeat = Some((record.at_ms, *h));
+                }
+            }
+            AuditBody::Announcement(a) => {
+                host.alive.insert(a.bucket_hour);
+                let key = (record.agent_id.clone(), a.batch_seq);
+                if self.batches.contains_key(&key) {
+                    return; // announcements are idempotent per seq
+                }
+                host.batches += 1;
+                self.by_hour
+                    .entry((a.event_type.clone(), a.bucket_hour))
+                    .or_default()
+                    .entry(record.agent_id.clone())
+                    .or_default()
+                    .push(a.batch_seq);
+                self.batches.insert(key, a.event_count);
+            }
+        }
+    }
+
+    /// A data file seen for the first time (the caller scans each file once).
+    pub fn on_file(&mut self, scan: &FileScan) {
+        for ((agent, seq), rows) in &scan.rows {
+            *self
+                .landed
+                .entry((agent.clone(), *seq))
+                .or_default()
+                .entry(scan.folder_hour)
+                .or_default() += rows;
+        }
+        let key = (scan.event_type.clone(), scan.folder_hour);
+        self.lateness
+            .entry(key.clone())
+            .or_default()
+            .merge(&scan.lateness);
+        self.latency
+            .entry(key)
+            .or_default()
+            .merge(&scan.delivery_latency);
+    }
+
+    /// Events a consumer quarantined (from a manifest seen for the first time).
+    pub fn on_quarantined(&mut self, agent_id: &str, event_type: &str, hour: Hour, events: u64) {
+        *self
+            .quarantined
+            .entry((agent_id.to_string(), event_type.to_string(), hour))
+            .or_default() += events;
+    }
+
+    pub fn on_closed(&mut self, marker: ClosedMarker) {
+        self.closed.insert(
+            (marker.event_type.clone(), Hour(marker.hour_number)),
+            marker,
+        );
+    }
+
+    pub fn is_closed(&self, event_type: &str, hour: Hour) -> bool {
+        self.closed.contains_key(&(event_type.to_string(), hour))
+    }
+
+    /// Hours in which any agent was alive, newest first, at most `limit`.
+    pub fn active_hours(&self, limit: usize) -> Vec<Hour> {
+        let all: BTreeSet<Hour> = self
+            .hosts
+            .values()
+            .flat_map(|h| h.alive.iter().copied())
+            .collect();
+        all.into_iter().rev().take(limit).collect()
+    }
+
+    pub fn types(&self) -> impl Iterator<Item = (&str, Tier)> {
+        self.tiers.iter().map(|(n, t)| (n.as_str(), *t))
+    }
+
+    pub fn report(
+        &self,
+        event_type: &str,
+        hour: Hour,
+        now_ms: i64,
+        policy: &ClosePolicy,
+    ) -> HourReport {
+        let tier = self.tiers.get(event_type).copied().unwrap_or(Tier::Normal);
+        let published_seqs = self.by_hour.get(&(event_type.to_string(), hour));
+        let mut agents = Vec::new();
+        let (mut duplicates, mut skew) = (0, 0);
+        for (agent_id, host) in &self.hosts {
+            let seqs = published_seqs.and_then(|m| m.get(agent_id));
+            if !host.alive.contains(&hour) && seqs.is_none() {
+                continue;
+            }
+            let mut a = AgentHour {
+                agent_id: agent_id.clone(),
+                published: 0,
+                delivered: 0,
+                quarantined: self
+                    .quarantined
+                    .get(&(agent_id.clone(), event_type.to_string(), hour))
+                    .copied()
+                    .unwrap_or(0),
+                missing: 0,
+                missing_batch_seqs: vec![],
+                reported: host
+                    .heartbeat
+                    .as_ref()
+                    .is_some_and(|(_, h)| h.final_before_hour > hour),
+            };
+            let mut short = SeqRanges::default();
+            for seq in seqs.into_iter().flatten() {
+                let events = u64::from(self.batches[&(agent_id.clone(), *seq)]);
+                let landed = self.landed.get(&(agent_id.clone(), *seq));
+                let rows: u64 = landed.map_or(0, |m| m.values().sum());
+                skew += landed.map_or(0, |m| {
+                    m.iter().filter(|(h, _)| **h > hour).map(|(_, n)| n).sum()
+                });
+                a.published += events;
+                a.delivered += rows.min(events);
+                duplicates += rows.saturating_sub(events);
+                if rows < events {
+                    short.insert(*seq);
+                }
+            }
+            a.missing = a.published.saturating_sub(a.delivered + a.quarantined);
+            if a.missing > 0 {
+                a.missing_batch_seqs = short.iter().collect();
+            }
+            agents.push(a);
+        }
+        let sum = |f: fn(&AgentHour) -> u64| agents.iter().map(f).sum::<u64>();
+        let closed = self.closed.get(&(event_type.to_string(), hour)).cloned();
+        let state = match &closed {
+            Some(m) => m.state,
+            None if now_ms < hour.end_ms() + policy.late_after_ms => CellState::Open,
+            None => CellState::Late,
+        };
+        let key = (event_type.to_string(), hour);
+        HourReport {
+            event_type: event_type.to_string(),
+            tier: tier.as_str(),
+            hour: hour.to_string(),
+            hour_number: hour.0,
+            state,
+            published: sum(|a| a.published),
+            delivered: sum(|a| a.delivered),
+            quarantined: sum(|a| a.quarantined),
+            missing: sum(|a| a.missing),
+            duplicates,
+            skew,
+            agents,
+            closed,
+            lateness: self.lateness.get(&key).cloned().unwrap_or_default(),
+            delivery_latency: self.latency.get(&key).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Reports for every type × the `limit` most recent active hours, newest first.
+    pub fn reports(&self, now_ms: i64, policy: &ClosePolicy, limit: usize) -> Vec<HourReport> {
+        let hours = self.active_hours(limit);
+        let mut out = Vec::new();
+        for (ty, _) in self.types() {
+            for hour in &hours {
+                out.push(self.report(ty, *hour, now_ms, policy));
+            }
+        }
+        out
+    }
+
+    /// The state an unclosed hour would close with now, if it is due: the hour has
+    /// ended and either every agent alive in it reported it and nothing is missing, or
+    /// its tier's deadline has passed.
+    pub fn close_state(
+        report: &HourReport,
+        hour: Hour,
+        now_ms: i64,
+        policy: &ClosePolicy,
+        tier: Tier,
+    ) -> Option<CellState> {
+        if report.closed.is_some() || now_ms < hour.end_ms() {
+            return None;
+        }
+        let settled = report.agents.iter().all(|a| a.reported) && report.missing == 0;
+        if !settled && now_ms < hour.end_ms() + policy.deadline_ms(tier) {
+            return None;
+        }
+        Some(if report.missing > 0 {
+            CellState::Incomplete
+        } else if report.quarantined > 0 {
+            CellState::Quarantine
+        } else {
+            CellState::Complete
+        })
+    }
+
+    /// Every (type, hour) that should close now, oldest first, with its closing state.
+    pub fn due(
+        &self,
+        now_ms: i64,
+        policy: &ClosePolicy,
+        limit: usize,
+    ) -> Vec<(String, Hour, CellState)> {
+        let mut hours = self.active_hours(limit);
+        hours.reverse();
+        let mut due = Vec::new();
+        for hour in hours {
+            for (ty, tier) in self.types() {
+                let report = self.report(ty, hour, now_ms, policy);
+                if let Some(state) = Self::close_state(&report, hour, now_ms, policy, tier) {
+                    due.push((ty.to_string(), hour, state));
+                }
+            }
+        }
+        due
+    }
+
+    /// The marker for closing `report` now with `files`.
+    pub fn marker(
+        report: &HourReport,
+        state: CellState,
+        files: Vec<MarkerFile>,
+        by: &str,
+        now_ms: i64,
+    ) -> ClosedMarker {
+        ClosedMarker {
+            version: MARKER_VERSION,
+            event_type: report.event_type.clone(),
+            hour: report.hour.clone(),
+            hour_number: report.hour_number,
+            closed_at_ms: now_ms,
+            closed_by: by.to_string(),
+            state,
+            published: report.published,
+            delivered: report.delivered,
+            quarantined: report.quarantined,
+            missing: report.missing,
+            duplicates: report.duplicates,
+            files,
+            agents: report.agents.clone(),
+        }
+    }
+
+    pub fn hosts(&self) -> Vec<HostReport> {
+        self.hosts
+            .iter()
+            .map(|(id, h)| {
+                let hb = h.heartbeat.map(|(at, hb)| (at, hb)).unwrap_or_default();
+                HostReport {
+                    agent_id: id.clone(),
+                    last_heartbeat_ms: hb.0,
+                    spool_bytes: hb.1.spool_bytes,
+                    unacked_batches: hb.1.unacked_batches,
+                    oldest_unacked_ms: hb.1.oldest_unacked_ms,
+                    next_batch_seq: hb.1.next_batch_seq,
+                    reported_before: hb.1.final_before_hour.to_string(),
+                    batches_announced: h.batches,
+                }
+            })
+            .collect()
+    }
+
+    /// Latency and lateness over all hours of a type (for Prometheus).
+    pub fn histograms(&self, event_type: &str) -> (Histogram, Histogram) {
+        let mut lateness = Histogram::default();
+        let mut latency = Histogram::default();
+        for ((ty, _), h) in &self.lateness {
+            if ty == event_type {
+                lateness.merge(h);
+            }
+        }
+        for ((ty, _), h) in &self.latency {
+            if ty == event_type {
+                latency.merge(h);
+            }
+        }
+        (lateness, latency)
+    }
+}
