@@ -55,7 +55,7 @@ pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
 
 /// `EVD_TEST_CLOCK_OFFSET_FILE` (end-to-end tests only): receive time shifted by the
 /// milliseconds in that file, so a test can move a running agent through hours.
-fn test_clock() -> Option<Arc<dyn evd_producer::clock::Clock>> {
+pub fn test_clock() -> Option<Arc<dyn evd_producer::clock::Clock>> {
     let path = std::env::var_os("EVD_TEST_CLOCK_OFFSET_FILE")?;
     Some(Arc::new(evd_producer::clock::FileOffsetClock::new(
         path.into(),

@@ -3,5 +3,8 @@
 //! (src/main.rs) is a thin shell over this library.
 
 pub mod audit;
+pub mod auditor;
+pub mod config;
+pub mod dashboard;
 pub mod load;
 pub mod metrics_http;

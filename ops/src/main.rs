@@ -3,6 +3,7 @@
 mod cli_agent;
 mod cli_consumer;
 mod cli_keys;
+mod cli_ops;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,8 +52,8 @@ enum Command {
     },
     /// Run a broker-bridge between two Kafka clusters.
     Bridge(NotYet),
-    /// Run the auditor and dashboard.
-    Ops(NotYet),
+    /// Run the auditor and dashboard (`--config`), or ask it (`status`, `hour`).
+    Ops(cli_ops::OpsArgs),
     /// Send event lines from stdin to an agent's socket; exit 1 if any is refused.
     Send {
         #[arg(long)]
@@ -89,7 +90,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent { config } => cli_agent::run_agent(&config),
         Command::Send { socket, quiet } => cli_agent::run_send(&socket, quiet),
         Command::Consumer { config } => cli_consumer::run_consumer(&config),
-        Command::Bridge(_) | Command::Ops(_) | Command::Demo(_) => {
+        Command::Ops(args) => cli_ops::run(args),
+        Command::Bridge(_) | Command::Demo(_) => {
             eprintln!("evd: not yet: this subcommand arrives with its issue (see README)");
             Ok(ExitCode::from(2))
         }
@@ -136,10 +138,49 @@ fn validate(path: &Path) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    bail!(
-        "{}: not a registry directory or keyring file (config files arrive with the agent and consumer)",
-        path.display()
-    )
+    validate_config(path, &text)
+}
+
+/// Which config a file is, from its top-level keys; then the same loading as at start,
+/// including the registry and keyring it names.
+fn validate_config(path: &Path, text: &str) -> Result<ExitCode> {
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{}: not TOML", path.display()))?;
+    let has = |k: &str| table.contains_key(k);
+    if has("spool") || has("socket") {
+        let config = cli_agent::load_agent_config(path)?;
+        load::registry_dir(&config.registry_dir)?;
+        load::agent_keyring(&config.keyring_path)?;
+        println!(
+            "{}: agent config OK (agent {:?})",
+            path.display(),
+            config.agent_id()
+        );
+    } else if has("output_url") && has("keyring_path") {
+        let config = cli_consumer::load_consumer_config(path)?;
+        load::registry_dir(&config.registry_dir)?;
+        load::master_keyring(&config.keyring_path)?;
+        println!(
+            "{}: consumer config OK (output {})",
+            path.display(),
+            config.output_url
+        );
+    } else if has("output_url") {
+        let config = cli_ops::load_ops_config(path)?;
+        load::registry_dir(&config.registry_dir)?;
+        println!(
+            "{}: ops config OK (dashboard on {})",
+            path.display(),
+            config.listen
+        );
+    } else {
+        bail!(
+            "{}: not a registry directory, keyring, or agent/consumer/ops config",
+            path.display()
+        )
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn registry_check(old: &Path, new: &Path) -> Result<ExitCode> {

@@ -41,7 +41,7 @@ pub async fn run(
     to_writer: StdSender<WriterMsg>,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let consumer: StreamConsumer = config.create()?;
-    assign_all_partitions(&consumer, &topic).await;
+    assign_all_partitions(&consumer, &topic, Offset::Stored).await;
     let drop_percent = test_drop_acks_percent();
     let mut seen = 0u64;
     loop {
@@ -81,9 +81,9 @@ pub async fn run(
     }
 }
 
-/// Assigns every partition of `topic` at its stored offset, retrying until the topic's
-/// metadata is available.
-async fn assign_all_partitions(consumer: &StreamConsumer, topic: &str) {
+/// Assigns every partition of `topic` at `start`, retrying until the topic's metadata
+/// is available. (The auditor reads the audit topic the same way.)
+pub async fn assign_all_partitions(consumer: &StreamConsumer, topic: &str, start: Offset) {
     loop {
         let partitions = consumer
             .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
@@ -93,11 +93,11 @@ async fn assign_all_partitions(consumer: &StreamConsumer, topic: &str) {
         if let Some(n) = partitions {
             let mut list = TopicPartitionList::new();
             for p in 0..n {
-                let _ = list.add_partition_offset(topic, p, Offset::Stored);
+                let _ = list.add_partition_offset(topic, p, start);
             }
             match consumer.assign(&list) {
                 Ok(()) => return,
-                Err(e) => eprintln!("evd agent: assigning {topic}: {e} (retrying)"),
+                Err(e) => eprintln!("evd: assigning {topic}: {e} (retrying)"),
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -1,0 +1,357 @@
+//! The auditor's shell: feeds `audit::AuditState` from the audit topic and from scans
+//! of the output, and closes due hours with the `closing` protocol.
+//!
+//! State is rebuilt at every start from the audit topic (read from the beginning) and
+//! the output (data files, manifests, closed markers); the auditor persists nothing
+//! else. Each data file is read once (files are immutable), manifests likewise.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
+use evd_consumer::closing::{CLOSED_MARKER, HourFile};
+use evd_consumer::commit::{CommitError, Output};
+use evd_consumer::ledger::Manifest;
+use evd_producer::clock::Clock;
+use evd_schemas::wire::audit::AuditRecord;
+use evd_schemas::{Hour, Registry};
+use futures::TryStreamExt;
+use object_store::{ObjectMeta, ObjectStoreExt};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset};
+
+use crate::audit::{AuditState, CellState, ClosePolicy, ClosedMarker, FileScan, MarkerFile};
+use crate::config::OpsConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    /// Fix the configuration the message names.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The output could not be read or written; the loop retries on its next scan.
+    #[error("output: {0}")]
+    Output(String),
+}
+
+impl From<CommitError> for OpsError {
+    fn from(e: CommitError) -> Self {
+        OpsError::Output(e.to_string())
+    }
+}
+
+impl From<object_store::Error> for OpsError {
+    fn from(e: object_store::Error) -> Self {
+        OpsError::Output(e.to_string())
+    }
+}
+
+/// What the auditor shares with the dashboard, the metrics and `evd demo`.
+pub struct Shared {
+    pub state: Mutex<AuditState>,
+    pub policy: ClosePolicy,
+    pub clock: Arc<dyn Clock>,
+    pub window_hours: usize,
+    pub files_scanned: AtomicU64,
+    pub rows_scanned: AtomicU64,
+    pub hours_closed: AtomicU64,
+    pub quarantined_batches: AtomicU64,
+    pub audit_records: AtomicU64,
+    pub audit_undecodable: AtomicU64,
+    pub scan_errors: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(
+        registry: &Registry,
+        policy: ClosePolicy,
+        clock: Arc<dyn Clock>,
+        window_hours: usize,
+    ) -> Arc<Shared> {
+        let types = registry.types().map(|t| (t.name.clone(), t.tier));
+        Arc::new(Shared {
+            state: Mutex::new(AuditState::new(types)),
+            policy,
+            clock,
+            window_hours,
+            files_scanned: AtomicU64::new(0),
+            rows_scanned: AtomicU64::new(0),
+            hours_closed: AtomicU64::new(0),
+            quarantined_batches: AtomicU64::new(0),
+            audit_records: AtomicU64::new(0),
+            audit_undecodable: AtomicU64::new(0),
+            scan_errors: AtomicU64::new(0),
+        })
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, AuditState> {
+        self.state.lock().expect("audit state lock")
+    }
+}
+
+/// Reads the audit topic from the beginning into the state, forever.
+pub async fn read_audit_topic(config: &OpsConfig, shared: Arc<Shared>) -> Result<(), OpsError> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("group.id", format!("evd-ops-{}", config.auditor_id))
+        .set("enable.auto.commit", "false")
+        .set("log_level", "4");
+    for (k, v) in &config.kafka.consumer {
+        cfg.set(k, v);
+    }
+    let consumer: StreamConsumer = cfg
+        .create()
+        .map_err(|e| OpsError::Config(format!("kafka consumer: {e}")))?;
+    evd_producer::acks::assign_all_partitions(
+        &consumer,
+        &config.kafka.audit_topic,
+        Offset::Beginning,
+    )
+    .await;
+    loop {
+        let msg = match consumer.recv().await {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("evd ops: audit topic: {e} (retrying)");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        match AuditRecord::decode(msg.payload().unwrap_or_default()) {
+            Ok(record) => {
+                shared.audit_records.fetch_add(1, Ordering::Relaxed);
+                shared.state().on_audit(&record);
+            }
+            Err(e) => {
+                shared.audit_undecodable.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "evd ops: undecodable audit record at {}:{}: {e}",
+                    msg.partition(),
+                    msg.offset()
+                );
+            }
+        }
+    }
+}
+
+/// Scans the output and closes due hours every `scan_interval_ms`, until `shutdown`.
+pub async fn scan_and_close(
+    config: &OpsConfig,
+    output: &Output,
+    shared: Arc<Shared>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut seen = Seen::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(config.scan_interval_ms));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = scan(output, &shared, &mut seen).await {
+            shared.scan_errors.fetch_add(1, Ordering::Relaxed);
+            eprintln!("evd ops: scan: {e} (retrying)");
+            continue;
+        }
+        if let Err(e) = close_due(config, output, &shared, &mut seen).await {
+            shared.scan_errors.fetch_add(1, Ordering::Relaxed);
+            eprintln!("evd ops: closing: {e} (retrying)");
+        }
+    }
+}
+
+/// Objects already taken into the state.
+#[derive(Default)]
+pub struct Seen {
+    files: HashSet<String>,
+    manifests: HashSet<String>,
+    markers: HashSet<String>,
+}
+
+/// Takes every new data file, manifest and closed marker into the state.
+pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(), OpsError> {
+    let types: Vec<String> = shared.state().types().map(|(t, _)| t.to_string()).collect();
+    for ty in types {
+        let metas: Vec<ObjectMeta> = output
+            .store
+            .list(Some(&output.path(&ty)))
+            .try_collect()
+            .await?;
+        for meta in metas {
+            let rel = output.relative(&meta.location);
+            if rel.ends_with(".parquet") && !seen.files.contains(&rel) {
+                let file = scan_file(output, &ty, &meta).await?;
+                shared.state().on_file(&file);
+                shared.files_scanned.fetch_add(1, Ordering::Relaxed);
+                let rows: u64 = file.rows.values().sum();
+                shared.rows_scanned.fetch_add(rows, Ordering::Relaxed);
+                seen.files.insert(rel);
+            } else if rel.ends_with(CLOSED_MARKER) && !seen.markers.contains(&rel) {
+                let bytes = output.store.get(&meta.location).await?.bytes().await?;
+                let marker: ClosedMarker = serde_json::from_slice(&bytes)
+                    .map_err(|e| OpsError::Output(format!("{rel}: {e}")))?;
+                shared.state().on_closed(marker);
+                seen.markers.insert(rel);
+            }
+        }
+    }
+    let manifests: Vec<ObjectMeta> = output
+        .store
+        .list(Some(&output.path("_evd/manifests")))
+        .try_collect()
+        .await?;
+    for meta in manifests {
+        let rel = output.relative(&meta.location);
+        if seen.manifests.contains(&rel) {
+            continue;
+        }
+        let bytes = output.store.get(&meta.location).await?.bytes().await?;
+        let manifest =
+            Manifest::from_json(&bytes).map_err(|e| OpsError::Output(format!("{rel}: {e}")))?;
+        let mut state = shared.state();
+        for d in manifest.delivered.iter().filter(|d| d.quarantined > 0) {
+            state.on_quarantined(&d.agent_id, &d.event_type, Hour(d.hour), d.quarantined);
+        }
+        seen.manifests.insert(rel);
+    }
+    let quarantined: Vec<ObjectMeta> = output
+        .store
+        .list(Some(&output.path("_quarantine")))
+        .try_collect()
+        .await?;
+    let batches = quarantined
+        .iter()
+        .filter(|m| m.location.as_ref().ends_with(".bin"))
+        .count();
+    shared
+        .quarantined_batches
+        .store(batches as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Reads the audit columns of one data file: rows per (agent, batch), lateness and
+/// delivery latency (commit time = the object's last-modified time).
+async fn scan_file(
+    output: &Output,
+    event_type: &str,
+    meta: &ObjectMeta,
+) -> Result<FileScan, OpsError> {
+    let rel = output.relative(&meta.location);
+    let folder_hour = folder_hour(&rel)
+        .ok_or_else(|| OpsError::Output(format!("{rel}: not in an hour folder")))?;
+    let bytes = output.store.get(&meta.location).await?.bytes().await?;
+    let bad = |e: parquet::errors::ParquetError| OpsError::Output(format!("{rel}: {e}"));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
+    let mask = ProjectionMask::columns(
+        builder.parquet_schema(),
+        ["received_at", "ts", "agent_id", "batch_seq"],
+    );
+    let reader = builder.with_projection(mask).build().map_err(bad)?;
+    let committed_ms = meta.last_modified.timestamp_millis();
+    let mut scan = FileScan {
+        event_type: event_type.to_string(),
+        folder_hour,
+        ..FileScan::default()
+    };
+    for batch in reader {
+        let batch = batch.map_err(|e| OpsError::Output(format!("{rel}: {e}")))?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| OpsError::Output(format!("{rel}: no column {name}")))
+        };
+        let received = column("received_at")?.as_primitive::<TimestampMicrosecondType>();
+        let ts = column("ts")?.as_primitive::<TimestampMicrosecondType>();
+        let agent = column("agent_id")?.as_string::<i32>();
+        let seq = column("batch_seq")?.as_primitive::<UInt64Type>();
+        for i in 0..batch.num_rows() {
+            *scan
+                .rows
+                .entry((agent.value(i).to_string(), seq.value(i)))
+                .or_default() += 1;
+            let received_ms = received.value(i) / 1000;
+            scan.lateness.observe_ms(received_ms - ts.value(i) / 1000);
+            scan.delivery_latency.observe_ms(committed_ms - received_ms);
+        }
+    }
+    Ok(scan)
+}
+
+/// `<type>/date=YYYY-MM-DD/hour=HH/<file>` → that hour.
+pub fn folder_hour(rel: &str) -> Option<Hour> {
+    let date = rel.split('/').find_map(|p| p.strip_prefix("date="))?;
+    let hour = rel.split('/').find_map(|p| p.strip_prefix("hour="))?;
+    Hour::parse(&format!("{date}T{hour}"))
+}
+
+/// Closes every due hour: seal (no file joins it after), take any file the seal
+/// finished into the state, write the marker.
+pub async fn close_due(
+    config: &OpsConfig,
+    output: &Output,
+    shared: &Shared,
+    seen: &mut Seen,
+) -> Result<(), OpsError> {
+    let now = shared.clock.now_ms();
+    let due = shared.state().due(now, &shared.policy, shared.window_hours);
+    for (ty, hour, _) in due {
+        let files = output.seal_hour(&ty, hour, &config.auditor_id, now).await?;
+        scan(output, shared, seen).await?;
+        let (marker, tier) = {
+            let state = shared.state();
+            let report = state.report(&ty, hour, now, &shared.policy);
+            let tier = state.types().find(|(t, _)| *t == ty).map(|(_, t)| t);
+            let Some(tier) = tier else { continue };
+            // Due before the seal, so still due (the seal only adds rows).
+            let close = AuditState::close_state(&report, hour, now, &shared.policy, tier)
+                .unwrap_or(CellState::Incomplete);
+            let files = files
+                .into_iter()
+                .map(|HourFile { path, bytes }| MarkerFile { path, bytes })
+                .collect();
+            (
+                AuditState::marker(&report, close, files, &config.auditor_id, now),
+                tier,
+            )
+        };
+        let json = serde_json::to_vec_pretty(&marker).expect("markers serialize");
+        if !output.write_closed_marker(&ty, hour, json).await? {
+            // Closed before (by an earlier run): the existing marker stands.
+            scan(output, shared, seen).await?;
+            continue;
+        }
+        log_close(&marker, tier.as_str());
+        seen.markers.insert(format!(
+            "{}/{CLOSED_MARKER}",
+            evd_consumer::commit::hour_dir(&ty, hour)
+        ));
+        shared.state().on_closed(marker);
+        shared.hours_closed.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn log_close(m: &ClosedMarker, tier: &str) {
+    eprintln!(
+        "evd ops: closed {} {} ({tier}): {} — published {}, delivered {}, quarantined {}, missing {}, {} files",
+        m.event_type,
+        m.hour,
+        m.state.as_str(),
+        m.published,
+        m.delivered,
+        m.quarantined,
+        m.missing,
+        m.files.len()
+    );
+    for a in m.agents.iter().filter(|a| a.missing > 0) {
+        eprintln!(
+            "evd ops:   DATA LOSS {} {}: host {} missing {} events in batch seqs {:?}",
+            m.event_type, m.hour, a.agent_id, a.missing, a.missing_batch_seqs
+        );
+    }
+}

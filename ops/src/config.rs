@@ -1,0 +1,161 @@
+//! The auditor's configuration file (TOML). Field docs are the user documentation.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::audit::ClosePolicy;
+
+/// `evd ops --config ops.toml`. Run one auditor per output location.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Written into every closed-hour marker as `closed_by`.
+    #[serde(default = "defaults::auditor_id")]
+    pub auditor_id: String,
+    /// Directory of event-type TOML files (types and tiers).
+    pub registry_dir: PathBuf,
+    /// The consumers' output, as in their `output_url`.
+    pub output_url: String,
+    pub kafka: OpsKafka,
+    /// `host:port` for the dashboard (`/`), the JSON API (`/api/hours`, `/api/hosts`)
+    /// and Prometheus metrics (`/metrics`).
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    /// How often the output is scanned for new files and due hours are closed.
+    #[serde(default = "defaults::scan_interval_ms")]
+    pub scan_interval_ms: u64,
+    /// An open hour shows as late this long after it ended.
+    #[serde(default = "defaults::late_after_ms")]
+    pub late_after_ms: u64,
+    /// An hour of a `high` tier type closes at this long after its end even when
+    /// incomplete (then the marker names the hosts and batches missing).
+    #[serde(default = "defaults::deadline_high_ms")]
+    pub deadline_high_ms: u64,
+    /// The same for `normal` tier types.
+    #[serde(default = "defaults::deadline_normal_ms")]
+    pub deadline_normal_ms: u64,
+    /// The same for `low` tier types.
+    #[serde(default = "defaults::deadline_low_ms")]
+    pub deadline_low_ms: u64,
+    /// Hours shown on the dashboard and considered for closing.
+    #[serde(default = "defaults::window_hours")]
+    pub window_hours: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsKafka {
+    pub bootstrap_servers: String,
+    /// The agents' audit topic (heartbeats and batch announcements). Its retention
+    /// must cover `window_hours`: the auditor rebuilds its state from it at start.
+    #[serde(default = "defaults::audit_topic")]
+    pub audit_topic: String,
+    /// Extra librdkafka consumer settings.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+}
+
+mod defaults {
+    pub fn auditor_id() -> String {
+        "evd-ops".into()
+    }
+    pub fn listen() -> String {
+        "127.0.0.1:9300".into()
+    }
+    pub fn scan_interval_ms() -> u64 {
+        5_000
+    }
+    pub fn late_after_ms() -> u64 {
+        // The design target: an hour closed at most 2 minutes after it ends.
+        120_000
+    }
+    pub fn deadline_high_ms() -> u64 {
+        30 * 60_000
+    }
+    pub fn deadline_normal_ms() -> u64 {
+        2 * 3_600_000
+    }
+    pub fn deadline_low_ms() -> u64 {
+        6 * 3_600_000
+    }
+    pub fn window_hours() -> usize {
+        48
+    }
+    pub fn audit_topic() -> String {
+        "evd.audit".into()
+    }
+}
+
+impl OpsConfig {
+    pub fn from_toml(origin: &str, text: &str) -> Result<OpsConfig, evd_schemas::SourceError> {
+        let source = evd_schemas::TomlSource::new(origin, text);
+        let config: OpsConfig = source.deserialize()?;
+        config
+            .validate()
+            .map_err(|(key, why)| source.error_at_key(key, &why))?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if url::Url::parse(&self.output_url).is_err() {
+            return Err((
+                "output_url",
+                format!(
+                    "{:?} is not a URL (file:///dir, s3://bucket/prefix, …)",
+                    self.output_url
+                ),
+            ));
+        }
+        if self.scan_interval_ms == 0 {
+            return Err(("scan_interval_ms", "must be positive".into()));
+        }
+        if self.window_hours == 0 || self.window_hours > 24 * 14 {
+            return Err(("window_hours", "must be between 1 and 336".into()));
+        }
+        for (key, v) in [
+            ("deadline_high_ms", self.deadline_high_ms),
+            ("deadline_normal_ms", self.deadline_normal_ms),
+            ("deadline_low_ms", self.deadline_low_ms),
+        ] {
+            if v < self.late_after_ms {
+                return Err((
+                    key,
+                    format!("{v} is before late_after_ms ({})", self.late_after_ms),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn policy(&self) -> ClosePolicy {
+        ClosePolicy {
+            late_after_ms: self.late_after_ms as i64,
+            deadline_high_ms: self.deadline_high_ms as i64,
+            deadline_normal_ms: self.deadline_normal_ms as i64,
+            deadline_low_ms: self.deadline_low_ms as i64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let text = "registry_dir = \"r\"\noutput_url = \"file:///o\"\ndeadline_high_ms = 1\n[kafka]\nbootstrap_servers = \"b\"\n";
+        let e = OpsConfig::from_toml("ops.toml", text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ops.toml:3") && e.contains("deadline_high_ms"),
+            "{e}"
+        );
+        let e = OpsConfig::from_toml("ops.toml", "registry_dir = \"r\"\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ops.toml:2") && e.contains("bogus"), "{e}");
+    }
+}
