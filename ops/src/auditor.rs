@@ -15,7 +15,7 @@ use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
 use evd_consumer::closing::{CLOSED_MARKER, HourFile};
 use evd_consumer::commit::{CommitError, Output};
 use evd_consumer::ledger::Manifest;
-use evd_producer::clock::Clock;
+use evd_producer::clock::{Clock, SystemClock};
 use evd_schemas::wire::audit::AuditRecord;
 use evd_schemas::{Hour, Registry};
 use futures::TryStreamExt;
@@ -185,7 +185,10 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
         for meta in metas {
             let rel = output.relative(&meta.location);
             if rel.ends_with(".parquet") && !seen.files.contains(&rel) {
-                let file = scan_file(output, &ty, &meta).await?;
+                // Commit times are wall-clock; receive times are on the agents' clock,
+                // which this auditor's clock stands for (they differ only in tests/demo).
+                let clock_shift_ms = shared.clock.now_ms() - SystemClock.now_ms();
+                let file = scan_file(output, &ty, &meta, clock_shift_ms).await?;
                 shared.state().on_file(&file);
                 shared.files_scanned.fetch_add(1, Ordering::Relaxed);
                 let rows: u64 = file.rows.values().sum();
@@ -240,6 +243,7 @@ async fn scan_file(
     output: &Output,
     event_type: &str,
     meta: &ObjectMeta,
+    clock_shift_ms: i64,
 ) -> Result<FileScan, OpsError> {
     let rel = output.relative(&meta.location);
     let folder_hour = folder_hour(&rel)
@@ -252,7 +256,7 @@ async fn scan_file(
         ["received_at", "ts", "agent_id", "batch_seq"],
     );
     let reader = builder.with_projection(mask).build().map_err(bad)?;
-    let committed_ms = meta.last_modified.timestamp_millis();
+    let committed_ms = meta.last_modified.timestamp_millis() + clock_shift_ms;
     let mut scan = FileScan {
         event_type: event_type.to_string(),
         folder_hour,

@@ -2,6 +2,7 @@
 
 mod cli_agent;
 mod cli_consumer;
+mod cli_demo;
 mod cli_keys;
 mod cli_ops;
 
@@ -62,8 +63,8 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Run the whole pipeline in-process with a load generator.
-    Demo(NotYet),
+    /// Run the whole pipeline in-process with a load generator and the dashboard.
+    Demo(cli_demo::DemoArgs),
 }
 
 #[derive(clap::Args)]
@@ -91,7 +92,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Send { socket, quiet } => cli_agent::run_send(&socket, quiet),
         Command::Consumer { config } => cli_consumer::run_consumer(&config),
         Command::Ops(args) => cli_ops::run(args),
-        Command::Bridge(_) | Command::Demo(_) => {
+        Command::Demo(args) => cli_demo::run(args),
+        Command::Bridge(_) => {
             eprintln!("evd: not yet: this subcommand arrives with its issue (see README)");
             Ok(ExitCode::from(2))
         }
