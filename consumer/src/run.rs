@@ -235,6 +235,20 @@ async fn handle(
         metrics::add(&metrics.duplicates_dropped, 1);
         return Ok(());
     }
+    if test_lose_batch_seq() == Some(meta.batch_seq) {
+        // Test-only consumer bug: the batch is recorded as delivered (ledger, manifest,
+        // ack) but its rows are never written. The auditor must catch this.
+        eprintln!(
+            "evd consumer: EVD_TEST_LOSE_BATCH_SEQ: losing batch {}",
+            meta.batch_seq
+        );
+        pending
+            .batches
+            .entry(meta.agent_id.clone())
+            .or_default()
+            .insert(meta.batch_seq);
+        return Ok(());
+    }
     let added = match assembler.add(registry, &opened, meta.bucket_hour) {
         Ok(a) => a,
         Err(why) => {
@@ -478,6 +492,13 @@ async fn send_acks(
             }
         }
     }
+}
+
+/// `EVD_TEST_LOSE_BATCH_SEQ=<n>` (auditor tests only): silently lose every batch with
+/// that seq while claiming it delivered. Off unless set.
+fn test_lose_batch_seq() -> Option<u64> {
+    static SEQ: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *SEQ.get_or_init(|| std::env::var("EVD_TEST_LOSE_BATCH_SEQ").ok()?.parse().ok())
 }
 
 /// Wall-clock ms since the Unix epoch (0 if the clock is before it).

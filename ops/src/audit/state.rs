@@ -456,7 +456,7 @@ impl AuditState {
         self.hosts
             .iter()
             .map(|(id, h)| {
-                let hb = h.heartbeat.map(|(at, hb)| (at, hb)).unwrap_or_default();
+                let hb = h.heartbeat.unwrap_or_default();
                 HostReport {
                     agent_id: id.clone(),
                     last_heartbeat_ms: hb.0,
