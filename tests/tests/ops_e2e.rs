@@ -154,7 +154,7 @@ async fn hours_close_right_a_lost_batch_is_named_late_data_is_skew_and_the_dashb
     let consumer = ConsumerProcess::start(
         &dir.path().join("consumer"),
         "c1",
-        &bootstrap,
+        bootstrap,
         &out,
         300,
         &[("EVD_TEST_LOSE_BATCH_SEQ".into(), LOST_SEQ.to_string())],
@@ -163,14 +163,14 @@ async fn hours_close_right_a_lost_batch_is_named_late_data_is_skew_and_the_dashb
     let agent = AgentProcess::start(
         &dir.path().join("agent"),
         "host-a",
-        &bootstrap,
+        bootstrap,
         AgentOptions {
             env: vec![clock_env],
             ..AgentOptions::default()
         },
     )
     .unwrap();
-    let ops = start_ops(&dir.path().join("ops"), &bootstrap, &out, &clock_file);
+    let ops = start_ops(&dir.path().join("ops"), bootstrap, &out, &clock_file);
 
     let closed_in = |hours: std::ops::Range<u32>| {
         markers(&out)
@@ -308,7 +308,7 @@ async fn hours_close_right_a_lost_batch_is_named_late_data_is_skew_and_the_dashb
                 let (_, text) = evd(&["ops", "hour", t, &skewed.to_string(), "--url", &url]);
                 text.split("skew ")
                     .nth(1)
-                    .and_then(|s| s.trim().split_whitespace().next()?.parse::<u64>().ok())
+                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
                     .unwrap_or(0)
             })
             .sum::<u64>();
