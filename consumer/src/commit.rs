@@ -289,19 +289,26 @@ impl Output {
         Ok(())
     }
 
-    /// Reads every manifest into a ledger, finishing flushes a crash interrupted and
-    /// deleting staging files no manifest claims.
-    pub async fn recover(&self) -> Result<Ledger, CommitError> {
-        let mut ledger = Ledger::default();
+    /// Builds the ledger (newest snapshot + live manifests), finishing flushes a crash
+    /// interrupted and deleting staging files no manifest claims. With more than
+    /// `compact_after` live manifests, folds the finished ones into a new snapshot.
+    pub async fn recover(&self, compact_after: usize, by: &str) -> Result<Ledger, CommitError> {
         let done: std::collections::HashSet<String> = self
             .list(&self.path("_evd/done"))
             .await?
             .into_iter()
             .filter_map(|p| p.filename().map(str::to_string))
             .collect();
+        // Live manifests first, then the snapshot (`compaction` says why).
+        let live = self.list(&self.path("_evd/manifests")).await?;
+        let mut ledger = match self.latest_snapshot().await? {
+            Some(s) => Ledger::from_snapshot(&s),
+            None => Ledger::default(),
+        };
         let mut claimed = std::collections::HashSet::new();
-        for path in self.list(&self.path("_evd/manifests")).await? {
-            let manifest = self.read_manifest(&path).await?;
+        let mut foldable = Vec::new();
+        for path in live {
+            let manifest = self.read_live_or_archived(&path).await?;
             if !manifest.aborted && !done.contains(&manifest.flush_id) {
                 eprintln!(
                     "evd consumer: finishing interrupted flush {}",
@@ -313,6 +320,11 @@ impl Output {
                 claimed.insert(self.path(&f.staging));
             }
             ledger.apply(&manifest);
+            foldable.push((path, manifest.flush_id));
+        }
+        if foldable.len() > compact_after {
+            let now = chrono::Utc::now().timestamp_millis();
+            self.compact(&ledger, &foldable, by, now).await?;
         }
         // Another consumer of the group may be between steps 1 and 2 right now: only
         // staging files old enough that no flush can still claim them are orphans.

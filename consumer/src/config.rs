@@ -30,6 +30,10 @@ pub struct ConsumerConfig {
     /// ... or this many bytes of event JSON.
     #[serde(default = "defaults::flush_max_bytes")]
     pub flush_max_bytes: usize,
+    /// When a consumer starts or rebalances and finds more live flush manifests than
+    /// this, it folds them into a ledger snapshot, so start-up reads stay short.
+    #[serde(default = "defaults::compact_after_manifests")]
+    pub compact_after_manifests: usize,
     /// `host:port` for Prometheus metrics (`/metrics`).
     #[serde(default)]
     pub metrics_listen: Option<String>,
@@ -64,6 +68,9 @@ mod defaults {
     }
     pub fn flush_max_bytes() -> usize {
         256 << 20
+    }
+    pub fn compact_after_manifests() -> usize {
+        crate::compaction::DEFAULT_COMPACT_AFTER
     }
     pub fn group_id() -> String {
         "evd-consumers".into()

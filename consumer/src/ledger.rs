@@ -5,13 +5,13 @@
 //! point of the flush: every batch it lists counts as delivered, and recovery finishes
 //! whatever of the flush is unfinished (copying its files to their final paths).
 //!
-//! The **ledger** is the union of all manifests: per agent, the batch seqs already
-//! committed (for dedup), and per (agent, type, hour) the events delivered (for the
-//! auditor). Memory is one range set per agent plus one counter per (agent, type, hour).
+//! The **ledger** is the union of all manifests (and of the latest ledger snapshot,
+//! see `compaction`): per agent, the batch seqs already committed, for dedup. Memory
+//! is one range set per agent.
 
 use std::collections::BTreeMap;
 
-use evd_schemas::{Hour, SeqRanges};
+use evd_schemas::SeqRanges;
 use serde::{Deserialize, Serialize};
 
 pub const MANIFEST_VERSION: u32 = 1;
@@ -113,18 +113,12 @@ impl Manifest {
     }
 }
 
-/// Delivered counts for one (agent, type, hour).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeliveredCount {
-    pub events: u64,
-    pub quarantined: u64,
-    pub batches: SeqRanges,
-}
-
-#[derive(Debug, Default, Clone)]
+/// The ledger: every batch seq committed, per agent. Memory is one range set per agent
+/// (seqs are dense, so a few ranges each); nothing is kept per hour. Delivered counts
+/// per (agent, type, hour) stay in the manifests, for the record and the auditor.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ledger {
     committed: BTreeMap<String, SeqRanges>,
-    delivered: BTreeMap<(String, String, Hour), DeliveredCount>,
     manifests: usize,
 }
 
@@ -135,22 +129,10 @@ impl Ledger {
             .is_some_and(|r| r.contains(batch_seq))
     }
 
-    /// Adds a committed manifest. Applying the same manifest twice changes nothing
-    /// for dedup; counts are only added for batches not seen before.
+    /// Adds a committed manifest. Idempotent: applying a manifest twice, or one a
+    /// snapshot already holds, changes nothing.
     pub fn apply(&mut self, m: &Manifest) {
         self.manifests += 1;
-        for d in &m.delivered {
-            let key = (d.agent_id.clone(), d.event_type.clone(), Hour(d.hour));
-            let entry = self.delivered.entry(key).or_default();
-            let batches = SeqRanges::from_ranges(d.batch_ranges.iter().copied());
-            if batches.intersection_count(&entry.batches) == 0 {
-                entry.events += d.events;
-                entry.quarantined += d.quarantined;
-                for &(a, b) in &d.batch_ranges {
-                    entry.batches.insert_range(a, b);
-                }
-            }
-        }
         for b in &m.batches {
             let set = self.committed.entry(b.agent_id.clone()).or_default();
             for &(first, last) in &b.ranges {
@@ -159,12 +141,69 @@ impl Ledger {
         }
     }
 
-    pub fn delivered(&self) -> impl Iterator<Item = (&(String, String, Hour), &DeliveredCount)> {
-        self.delivered.iter()
-    }
-
+    /// Manifests applied since the ledger was built (from a snapshot or from nothing).
     pub fn manifests(&self) -> usize {
         self.manifests
+    }
+
+    pub fn snapshot(&self, generation: u64, by: &str, at_ms: i64) -> LedgerSnapshot {
+        LedgerSnapshot {
+            version: SNAPSHOT_VERSION,
+            generation,
+            created_by: by.to_string(),
+            created_at_ms: at_ms,
+            committed: self
+                .committed
+                .iter()
+                .map(|(agent, set)| AgentBatches {
+                    agent_id: agent.clone(),
+                    ranges: set.iter().collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn from_snapshot(s: &LedgerSnapshot) -> Ledger {
+        let mut ledger = Ledger::default();
+        for b in &s.committed {
+            let set = ledger.committed.entry(b.agent_id.clone()).or_default();
+            for &(first, last) in &b.ranges {
+                set.insert_range(first, last);
+            }
+        }
+        ledger
+    }
+}
+
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// `_evd/ledger/<generation>.json`: the ledger as of the manifests folded into it
+/// (see `compaction`). Each generation holds everything the one before held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSnapshot {
+    pub version: u32,
+    pub generation: u64,
+    pub created_by: String,
+    pub created_at_ms: i64,
+    pub committed: Vec<AgentBatches>,
+}
+
+impl LedgerSnapshot {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("snapshots serialize")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<LedgerSnapshot, String> {
+        let s: LedgerSnapshot =
+            serde_json::from_slice(bytes).map_err(|e| format!("ledger snapshot: {e}"))?;
+        if s.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "ledger snapshot version {} (this build reads {SNAPSHOT_VERSION})",
+                s.version
+            ));
+        }
+        Ok(s)
     }
 }
 
@@ -198,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn ledger_dedups_and_counts_each_batch_once() {
+    fn ledger_dedups_and_survives_a_snapshot() {
         let mut l = Ledger::default();
         let m = manifest("f1", "a", vec![(1, 3)], 30);
         l.apply(&m);
@@ -206,8 +245,10 @@ mod tests {
         l.apply(&manifest("f2", "a", vec![(4, 4)], 10));
         assert!(l.is_committed("a", 2) && l.is_committed("a", 4));
         assert!(!l.is_committed("a", 5) && !l.is_committed("b", 1));
-        let (_, count) = l.delivered().next().unwrap();
-        assert_eq!(count.events, 40);
+        let snap = l.snapshot(1, "c", 0);
+        let back = Ledger::from_snapshot(&LedgerSnapshot::from_json(&snap.to_json()).unwrap());
+        assert!(back.is_committed("a", 1) && back.is_committed("a", 4));
+        assert!(!back.is_committed("a", 5));
     }
 
     #[test]

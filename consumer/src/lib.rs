@@ -7,6 +7,7 @@
 
 pub mod closing;
 pub mod commit;
+pub mod compaction;
 pub mod config;
 pub mod ledger;
 pub mod metrics;

@@ -107,7 +107,9 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
         }
         topics
     };
-    let mut ledger = output.recover().await?;
+    let mut ledger = output
+        .recover(config.compact_after_manifests, &consumer_id)
+        .await?;
     eprintln!(
         "evd consumer {consumer_id}: ledger has {} manifests; consuming {} topics",
         ledger.manifests(),
@@ -166,7 +168,7 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
                     // consumers committed meanwhile.
                     assembler.clear();
                     pending = Pending::default();
-                    ledger = output.recover().await?;
+                    ledger = output.recover(config.compact_after_manifests, &consumer_id).await?;
                 }
                 metrics::add(&metrics.batches_consumed, 1);
                 handle(&msg, &registry, &keys, &output, &ledger, &mut assembler, &mut pending, &mut dup_acks, &metrics).await?;

@@ -120,7 +120,7 @@ async fn a_flush_caught_between_pending_and_manifest_is_aborted_and_moves_on() {
     assert!(out.hour_files("T", HOUR).await.unwrap().is_empty());
     assert_eq!(out.hour_files("T", HOUR.next()).await.unwrap().len(), 1);
     // The aborted id dedups nothing: recovery's ledger holds only the real flush.
-    let ledger = out.recover().await.unwrap();
+    let ledger = out.recover(100, "c").await.unwrap();
     assert_eq!(ledger.manifests(), 2);
     assert!(!dir.path().join("_evd/pending/f1").exists());
     assert!(!dir.path().join("_evd/pending/f1-r1").exists());

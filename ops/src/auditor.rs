@@ -203,24 +203,36 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
             }
         }
     }
-    let manifests: Vec<ObjectMeta> = output
-        .store
-        .list(Some(&output.path("_evd/manifests")))
-        .try_collect()
-        .await?;
+    // Live manifests, and those a ledger compaction moved to the archive (one flush
+    // counts once, wherever its manifest is now).
+    let mut manifests: Vec<ObjectMeta> = Vec::new();
+    for dir in ["_evd/manifests", "_evd/archive/manifests"] {
+        let listed: Vec<ObjectMeta> = output
+            .store
+            .list(Some(&output.path(dir)))
+            .try_collect()
+            .await?;
+        manifests.extend(listed);
+    }
     for meta in manifests {
         let rel = output.relative(&meta.location);
-        if seen.manifests.contains(&rel) {
+        let name = meta.location.filename().unwrap_or_default().to_string();
+        if seen.manifests.contains(&name) {
             continue;
         }
-        let bytes = output.store.get(&meta.location).await?.bytes().await?;
+        let bytes = match output.store.get(&meta.location).await {
+            Ok(r) => r.bytes().await?,
+            // Moved to the archive since the listing: the next scan finds it there.
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
         let manifest =
             Manifest::from_json(&bytes).map_err(|e| OpsError::Output(format!("{rel}: {e}")))?;
         let mut state = shared.state();
         for d in manifest.delivered.iter().filter(|d| d.quarantined > 0) {
             state.on_quarantined(&d.agent_id, &d.event_type, Hour(d.hour), d.quarantined);
         }
-        seen.manifests.insert(rel);
+        seen.manifests.insert(name);
     }
     let quarantined: Vec<ObjectMeta> = output
         .store

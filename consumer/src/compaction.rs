@@ -1,0 +1,98 @@
+//! Ledger compaction: keeping start-up and rebalance time flat as manifests pile up.
+//!
+//! ```text
+//! _evd/ledger/<generation, 20 digits>.json   LedgerSnapshot: committed seqs per agent
+//! _evd/archive/manifests/<flush_id>.json     manifests folded into a snapshot
+//! ```
+//!
+//! A compactor (any consumer, when it finds more than `compact_after_manifests` live
+//! manifests at recovery) writes generation g+1 = generation g ∪ every live manifest
+//! whose flush is done (and every aborted one), create-only — losing that race to
+//! another consumer just skips this compaction. Only then does it move the folded
+//! manifests to the archive (copy, then delete) and delete their `done` markers.
+//!
+//! Readers (`recover`) **list the live manifests first, then read the newest
+//! snapshot**. A manifest is removed from the live list only after a snapshot holding
+//! it exists, so whatever a reader's listing misses, the snapshot it reads afterwards
+//! holds. A manifest listed but archived before the reader gets it is read from the
+//! archive. Applying a manifest a snapshot already holds changes nothing.
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use crate::commit::{CommitError, Output};
+use crate::ledger::{Ledger, LedgerSnapshot, Manifest};
+
+/// Default for `compact_after_manifests`.
+pub const DEFAULT_COMPACT_AFTER: usize = 500;
+
+impl Output {
+    /// The newest ledger snapshot, if any.
+    pub async fn latest_snapshot(&self) -> Result<Option<LedgerSnapshot>, CommitError> {
+        let Some(path) = self.list(&self.path("_evd/ledger")).await?.pop() else {
+            return Ok(None);
+        };
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        LedgerSnapshot::from_json(&bytes)
+            .map(Some)
+            .map_err(|why| CommitError::Corrupt {
+                path: path.to_string(),
+                why,
+            })
+    }
+
+    /// A live manifest, or its archived copy if a compaction moved it meanwhile.
+    pub(crate) async fn read_live_or_archived(&self, live: &Path) -> Result<Manifest, CommitError> {
+        match self.read_manifest(live).await {
+            Err(CommitError::Store(object_store::Error::NotFound { .. })) => {
+                let name = live.filename().unwrap_or_default();
+                self.read_manifest(&self.path(&format!("_evd/archive/manifests/{name}")))
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// Folds `folded` (live manifests of finished or aborted flushes, already applied
+    /// to `ledger`) into the next snapshot generation and archives them. Returns false
+    /// when another consumer wrote that generation first.
+    pub async fn compact(
+        &self,
+        ledger: &Ledger,
+        folded: &[(Path, String)],
+        by: &str,
+        now_ms: i64,
+    ) -> Result<bool, CommitError> {
+        let generation = self
+            .latest_snapshot()
+            .await?
+            .map_or(1, |s| s.generation + 1);
+        let snapshot = ledger.snapshot(generation, by, now_ms);
+        let path = self.path(&format!("_evd/ledger/{generation:020}.json"));
+        if !self.create(&path, snapshot.to_json()).await? {
+            return Ok(false);
+        }
+        for (live, flush_id) in folded {
+            let name = live.filename().unwrap_or_default();
+            let archived = self.path(&format!("_evd/archive/manifests/{name}"));
+            let bytes = match self.store.get(live).await {
+                Ok(r) => r.bytes().await?,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            self.store.put(&archived, Bytes::from(bytes).into()).await?;
+            for gone in [live.clone(), self.done_path(flush_id)] {
+                match self.store.delete(&gone).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        eprintln!(
+            "evd consumer: ledger snapshot generation {generation}: folded {} manifests",
+            folded.len()
+        );
+        Ok(true)
+    }
+}
