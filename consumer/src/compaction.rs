@@ -17,7 +17,6 @@
 //! holds. A manifest listed but archived before the reader gets it is read from the
 //! archive. Applying a manifest a snapshot already holds changes nothing.
 
-use bytes::Bytes;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
@@ -81,7 +80,7 @@ impl Output {
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
-            self.store.put(&archived, Bytes::from(bytes).into()).await?;
+            self.store.put(&archived, bytes.into()).await?;
             for gone in [live.clone(), self.done_path(flush_id)] {
                 match self.store.delete(&gone).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
