@@ -75,6 +75,8 @@ struct Pending {
     rejected: Vec<RejectedEvent>,
     quarantine: Vec<String>,
     offsets: BTreeMap<(String, i32), i64>,
+    /// Offset of the first message of this flush, per partition.
+    first_offsets: BTreeMap<(String, i32), i64>,
     oldest_received_us: Option<i64>,
     since: Option<tokio::time::Instant>,
 }
@@ -174,19 +176,19 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
                 handle(&msg, &registry, &keys, &output, &ledger, &mut assembler, &mut pending, &mut dup_acks, &metrics).await?;
                 let (rows, bytes) = assembler.size();
                 if rows >= config.flush_max_rows || bytes >= config.flush_max_bytes {
-                    flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter).await?;
+                    flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
                 }
             }
             _ = tick.tick() => {
                 if pending.since.is_some_and(|t| t.elapsed() >= flush_every) {
-                    flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter).await?;
+                    flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
                 }
                 if !dup_acks.is_empty() {
                     send_acks(&acks, &config.kafka.acks_topic, std::mem::take(&mut dup_acks), "ledger", &metrics).await;
                 }
             }
             _ = shutdown.changed() => {
-                flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter).await?;
+                flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
                 return Ok(());
             }
         }
@@ -205,9 +207,12 @@ async fn handle(
     dup_acks: &mut BTreeMap<String, SeqRanges>,
     metrics: &Metrics,
 ) -> Result<(), ConsumerError> {
+    let key = (msg.topic().to_string(), msg.partition());
     pending
-        .offsets
-        .insert((msg.topic().to_string(), msg.partition()), msg.offset() + 1);
+        .first_offsets
+        .entry(key.clone())
+        .or_insert(msg.offset());
+    pending.offsets.insert(key, msg.offset() + 1);
     pending.since.get_or_insert_with(tokio::time::Instant::now);
     let payload = msg.payload().unwrap_or_default();
     let opened = match batch::open(keys, payload) {
@@ -335,8 +340,14 @@ async fn flush(
     consumer_id: &str,
     start_ms: i64,
     counter: &mut u64,
+    rebalanced: &AtomicBool,
 ) -> Result<(), ConsumerError> {
     if pending.is_empty() {
+        return Ok(());
+    }
+    if let Err(why) = still_owner(consumer, &pending.first_offsets, rebalanced) {
+        eprintln!("evd consumer: not committing this flush: {why}; abandoning it");
+        abandon(consumer, assembler, pending)?;
         return Ok(());
     }
     let started = std::time::Instant::now();
@@ -457,6 +468,59 @@ async fn flush(
         started.elapsed().as_millis() as u64,
     );
     metrics::set(&metrics.oldest_uncommitted_received_at_ms, 0);
+    *pending = Pending::default();
+    Ok(())
+}
+
+/// The zombie fence. A consumer paused past its session timeout has lost its
+/// partitions; their new owner reads this flush's batches again, so committing it
+/// would write their rows twice. Before the commit point, a non-advancing offset
+/// commit (where this flush began) asks the group coordinator whether this member still
+/// owns the partitions: a stale generation is refused. What remains is the window
+/// between this check and the manifest put (milliseconds, not a session timeout).
+fn still_owner(
+    consumer: &StreamConsumer<RebalanceFlag>,
+    first_offsets: &BTreeMap<(String, i32), i64>,
+    rebalanced: &AtomicBool,
+) -> Result<(), String> {
+    if rebalanced.load(Ordering::SeqCst) {
+        return Err("the group rebalanced since these batches were read".into());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), first) in first_offsets {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*first));
+    }
+    consumer
+        .commit(&tpl, CommitMode::Sync)
+        .map_err(|e| format!("the group coordinator refused this member ({e})"))
+}
+
+/// Drops a flush's buffers and rewinds the partitions still assigned to where it began,
+/// so nothing it held is skipped. Partitions no longer assigned are their new owner's.
+fn abandon(
+    consumer: &StreamConsumer<RebalanceFlag>,
+    assembler: &mut Assembler,
+    pending: &mut Pending,
+) -> Result<(), ConsumerError> {
+    assembler.clear();
+    let assigned = consumer.assignment().unwrap_or_default();
+    for ((topic, partition), first) in &pending.first_offsets {
+        if assigned.find_partition(topic, *partition).is_none() {
+            continue;
+        }
+        consumer
+            .seek(
+                topic,
+                *partition,
+                Offset::Offset(*first),
+                Duration::from_secs(10),
+            )
+            .map_err(|e| {
+                ConsumerError::Fatal(format!(
+                    "rewinding {topic}/{partition} to {first} after an abandoned flush: {e}"
+                ))
+            })?;
+    }
     *pending = Pending::default();
     Ok(())
 }

@@ -111,3 +111,86 @@ async fn two_consumers_split_the_work_and_survive_losing_one() {
     println!("drained {secs:.1}s after the kill");
     assert_exactly_once(&out, &acked, Some(next + 3 * per_round));
 }
+
+/// A consumer paused (SIGSTOP) past its session timeout loses its partitions; when it
+/// resumes it must not commit the batches it held, which the new owner read and
+/// committed meanwhile (the zombie fence in `consumer/src/run.rs`): 0 duplicate rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_paused_past_its_session_timeout_writes_nothing_twice() {
+    let broker = MockBroker::start(1).unwrap();
+    for t in TYPES.iter().chain(&["LogLine"]) {
+        broker.create_topic(&topic(t), 4).unwrap();
+    }
+    broker.create_topic("evd.acks", 1).unwrap();
+    broker.create_topic("evd.audit", 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // Long flushes, so the paused consumer holds a buffer.
+    let c1 = ConsumerProcess::start(
+        &dir.path().join("c1"),
+        "c1",
+        broker.bootstrap(),
+        &out,
+        4_000,
+        &[],
+    )
+    .unwrap();
+    let c2 = ConsumerProcess::start(
+        &dir.path().join("c2"),
+        "c2",
+        broker.bootstrap(),
+        &out,
+        4_000,
+        &[],
+    )
+    .unwrap();
+    let agent = AgentProcess::start(
+        &dir.path().join("a"),
+        "host-z",
+        broker.bootstrap(),
+        AgentOptions {
+            retransmit_after_ms: 5_000,
+            ..AgentOptions::default()
+        },
+    )
+    .unwrap();
+    let mut acked = send_ids(&agent.socket(), 0..5_000).await.unwrap();
+    // One agent's batches share a key, so one consumer gets them: that one is frozen
+    // mid-buffer for 20 s (its session timeout is 6 s) while events keep coming, long
+    // enough for the other to take over and commit. Without the fence this test writes
+    // thousands of rows twice.
+    let started = Instant::now();
+    let busy = |c: &ConsumerProcess| c.process.metric("batches_consumed").unwrap_or(0);
+    while busy(&c1) + busy(&c2) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing consumed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (zombie, survivor) = if busy(&c1) > 0 {
+        (&c1, &c2)
+    } else {
+        (&c2, &c1)
+    };
+    let before = busy(zombie);
+    acked.extend(send_ids(&agent.socket(), 200_000..202_000).await.unwrap());
+    let wait = Instant::now();
+    while busy(zombie) == before && wait.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    zombie.process.signal(libc::SIGSTOP);
+    for round in 0..20u64 {
+        let from = 300_000 + round * 500;
+        acked.extend(send_ids(&agent.socket(), from..from + 500).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    }
+    zombie.process.signal(libc::SIGCONT);
+    acked.extend(send_ids(&agent.socket(), 400_000..401_000).await.unwrap());
+    let secs = wait_drained(&[&agent], &survivor.process, Duration::from_secs(120)).await;
+    println!("drained {secs:.1}s after the pause");
+    // Give the resumed consumer time for a stale flush, then check: every id once.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    println!("paused consumer's log:\n{}", zombie.process.log_tail());
+    assert_exactly_once(&out, &acked, None);
+}
