@@ -73,3 +73,45 @@ fn keys_are_generated_derived_and_never_overwritten() {
         0o600
     );
 }
+
+#[test]
+fn validate_checks_agent_consumer_and_ops_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
+    let reg = registry.display();
+    assert!(evd(&["keys", "generate", "--out", "m.toml"], d).0);
+    assert!(
+        evd(
+            &[
+                "keys", "derive", "--master", "m.toml", "--agent", "h", "--out", "a.toml"
+            ],
+            d
+        )
+        .0
+    );
+    let agent = format!(
+        "agent_id = \"h\"\nregistry_dir = \"{reg}\"\nkeyring_path = \"a.toml\"\n[socket]\npath = \"s.sock\"\n[spool]\ndir = \"spool\"\n[kafka]\nbootstrap_servers = \"b:9092\"\n"
+    );
+    std::fs::write(d.join("agent.toml"), &agent).unwrap();
+    let (ok, out, err) = evd(&["validate", "agent.toml"], d);
+    assert!(ok && out.contains("agent config OK"), "{out}{err}");
+    let consumer = format!(
+        "registry_dir = \"{reg}\"\nkeyring_path = \"m.toml\"\noutput_url = \"file:///tmp/x\"\n[kafka]\nbootstrap_servers = \"b:9092\"\n"
+    );
+    std::fs::write(d.join("consumer.toml"), &consumer).unwrap();
+    let (ok, out, err) = evd(&["validate", "consumer.toml"], d);
+    assert!(ok && out.contains("consumer config OK"), "{out}{err}");
+    let ops = format!(
+        "registry_dir = \"{reg}\"\noutput_url = \"file:///tmp/x\"\nwindow_hours = 0\n[kafka]\nbootstrap_servers = \"b:9092\"\n"
+    );
+    std::fs::write(d.join("ops.toml"), &ops).unwrap();
+    let (ok, _, err) = evd(&["validate", "ops.toml"], d);
+    assert!(
+        !ok && err.contains("ops.toml:3: key `window_hours`"),
+        "{err}"
+    );
+    std::fs::write(d.join("ops.toml"), ops.replace("window_hours = 0\n", "")).unwrap();
+    let (ok, out, err) = evd(&["validate", "ops.toml"], d);
+    assert!(ok && out.contains("ops config OK"), "{out}{err}");
+}
