@@ -11,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::batcher::{BatchLimits, Batcher};
 use crate::clock::Clock;
 use crate::config::AgentConfig;
+use crate::dedup::IdWindow;
 use crate::metrics::Metrics;
 use crate::sender::{Sender, SenderSettings, producer_config};
 use crate::socket::{self, SocketContext};
@@ -62,6 +63,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
     let store = DirStore::open(&config.spool.dir)
         .map_err(|e| AgentError::Fatal(format!("spool dir {}: {e}", config.spool.dir.display())))?;
     let limits = SpoolLimits {
+        dedup_window_us: config.spool.dedup_window_ms as i64 * 1000,
         max_bytes: config.spool.max_bytes,
         segment_bytes: config.spool.segment_bytes,
     };
@@ -101,9 +103,10 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         clock: clock.clone(),
         metrics: metrics.clone(),
         to_sender,
+        ids: IdWindow::new(config.spool.dedup_window_ms as i64 * 1000),
     };
     writer
-        .resume(recovered.pending)
+        .resume(recovered.pending, recovered.ids)
         .map_err(|e| AgentError::Fatal(e.to_string()))?;
     let mut writer_thread = tokio::task::spawn_blocking(move || writer.run(writer_rx));
 

@@ -68,6 +68,12 @@ pub struct SpoolConfig {
     /// already share fsyncs.
     #[serde(default)]
     pub group_commit_delay_ms: u64,
+    /// A line whose `event_id` was made durable this recently is answered with the
+    /// first copy's seq instead of being stored again, also across agent crashes
+    /// (docs/wire-format.md §4). Costs memory per id and keeps acked segments on disk
+    /// this long. 0 turns client ids off.
+    #[serde(default = "defaults::dedup_window_ms")]
+    pub dedup_window_ms: u64,
 }
 
 /// When a batch is sealed: whichever limit is reached first. Defaults follow the
@@ -150,6 +156,9 @@ mod defaults {
     }
     pub fn acks_topic() -> String {
         "evd.acks".into()
+    }
+    pub fn dedup_window_ms() -> u64 {
+        30_000
     }
     pub fn audit_topic() -> String {
         "evd.audit".into()

@@ -11,6 +11,7 @@ pub mod batcher;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod dedup;
 pub mod metrics;
 pub mod sender;
 pub mod socket;

@@ -30,6 +30,7 @@ counters! {
     refused_too_large: "Lines refused: longer than max_line_bytes.",
     refused_spool_full: "Lines refused: spool full.",
     refused_peer: "Connections refused by the uid/gid allow-list.",
+    duplicate_ids: "Lines answered with an earlier copy's seq (client event_id resent).",
     batches_sealed: "Batches sealed.",
     batches_sent: "Batch sends confirmed by Kafka (including retransmits).",
     batches_retransmitted: "Batches sent again after the ack timeout or a restart.",

@@ -242,6 +242,7 @@ fn check_line(
     let ty = registry.validate(&parsed).map_err(|e| e.to_string())?;
     Ok(Incoming {
         event_type: ty.name.clone(),
+        event_id: parsed.event_id,
         body: bytes,
     })
 }

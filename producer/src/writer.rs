@@ -18,13 +18,18 @@ use tokio::sync::oneshot;
 
 use crate::batcher::{Batcher, ReadyBatch};
 use crate::clock::Clock;
+use crate::dedup::IdWindow;
 use crate::metrics::Metrics;
-use crate::spool::{PendingEvent, SealedBatch, SegmentStore, Spool, SpoolError, SpoolStats};
+use crate::spool::{
+    PendingEvent, RecoveredId, SealedBatch, SegmentStore, Spool, SpoolError, SpoolStats,
+};
 
 /// An event that passed validation, waiting for the spool.
 #[derive(Debug)]
 pub struct Incoming {
     pub event_type: String,
+    /// The client's idempotency key (`event_id`), if any.
+    pub event_id: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -84,13 +89,26 @@ pub struct Writer<S: SegmentStore> {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub to_sender: tokio::sync::mpsc::UnboundedSender<SenderMsg>,
+    /// Client ids made durable within the dedup window.
+    pub ids: IdWindow,
 }
 
 impl<S: SegmentStore> Writer<S> {
     /// Feeds recovered state in: pending events to the batcher, unacked batches to the
     /// sender (every unacked batch is sent again after a restart).
-    pub fn resume(&mut self, pending: Vec<PendingEvent>) -> Result<(), SpoolError> {
+    pub fn resume(
+        &mut self,
+        pending: Vec<PendingEvent>,
+        ids: Vec<RecoveredId>,
+    ) -> Result<(), SpoolError> {
         let now = self.clock.now_ms();
+        // Recovered ids are remembered for a full window from now, as their segments
+        // are kept (spool rule 5): the client may resend only once it reconnects.
+        let now_us = self.clock.now_us();
+        for id in ids {
+            self.ids
+                .insert(id.event_id, id.event_seq, id.received_at_us.max(now_us));
+        }
         let mut ready = Vec::new();
         for event in pending {
             ready.extend(self.batcher.push(event, now));
@@ -158,10 +176,23 @@ impl<S: SegmentStore> Writer<S> {
                 WriterMsg::Events { events, reply } => {
                     let mut results = Vec::with_capacity(events.len());
                     for ev in events {
+                        if let Some(seq) = ev
+                            .event_id
+                            .as_deref()
+                            .and_then(|id| self.ids.get(id, now_us))
+                        {
+                            // A resend of an event already durable: the first copy's seq.
+                            Metrics::add(&self.metrics.duplicate_ids, 1);
+                            results.push(Ok(seq));
+                            continue;
+                        }
                         match self.spool.append_event(now_us, &ev.event_type, &ev.body) {
                             Ok(seq) => {
                                 accepted += 1;
                                 results.push(Ok(seq));
+                                if let Some(id) = ev.event_id {
+                                    self.ids.insert(id, seq, now_us);
+                                }
                                 let pending = PendingEvent {
                                     event_seq: seq,
                                     received_at_us: now_us,
@@ -199,6 +230,7 @@ impl<S: SegmentStore> Writer<S> {
                 WriterMsg::Shutdown => shutdown = true,
             }
         }
+        self.spool.expire(now_us)?;
         ready.extend(self.batcher.due(now_ms));
         if shutdown {
             ready.extend(self.batcher.drain());
@@ -338,6 +370,7 @@ mod tests {
             fail: fail.clone(),
         };
         let limits = SpoolLimits {
+            dedup_window_us: 0,
             max_bytes: 1 << 30,
             segment_bytes: 1 << 20,
         };
@@ -356,6 +389,7 @@ mod tests {
             clock: Arc::new(SystemClock),
             metrics: Arc::new(Metrics::default()),
             to_sender,
+            ids: IdWindow::new(0),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let (reply_tx, mut reply_rx) = oneshot::channel();
@@ -363,6 +397,7 @@ mod tests {
         tx.send(WriterMsg::Events {
             events: vec![Incoming {
                 event_type: "T".into(),
+                event_id: None,
                 body: b"{}".to_vec(),
             }],
             reply: reply_tx,

@@ -10,12 +10,17 @@ use crate::error::{Error, Reason, Result};
 /// Default and upper bound for one event line, newline excluded.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 
-/// A parsed event line. `fields` holds every key except `type` and `ts`.
+/// Longest client idempotency key (`event_id`), in bytes.
+pub const MAX_EVENT_ID_BYTES: usize = 128;
+
+/// A parsed event line. `fields` holds every key except `type`, `ts` and `event_id`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventLine {
     pub type_name: String,
     /// The service's own timestamp, µs since the Unix epoch.
     pub ts_us: i64,
+    /// The client's idempotency key, if it sent one.
+    pub event_id: Option<String>,
     pub fields: Map<String, Value>,
 }
 
@@ -33,6 +38,8 @@ enum LineError {
     MissingTs,
     #[error("`ts` is {0}, expected an RFC 3339 string or integer epoch milliseconds")]
     BadTs(String),
+    #[error("`event_id` is {0}, expected a string of 1 to {MAX_EVENT_ID_BYTES} bytes")]
+    BadEventId(String),
 }
 
 /// Parses one line (without its newline). Rejections carry `Json` or `TooLarge`.
@@ -57,11 +64,26 @@ pub fn parse_event_line(line: &[u8], max_len: usize) -> Result<EventLine> {
     };
     let ts = fields.remove("ts").ok_or(json(LineError::MissingTs))?;
     let ts_us = parse_timestamp_us(&ts).ok_or_else(|| json(LineError::BadTs(describe(&ts))))?;
+    let event_id = match fields.remove("event_id") {
+        None => None,
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_EVENT_ID_BYTES => Some(id),
+        Some(other) => return Err(json(LineError::BadEventId(describe(&other)))),
+    };
     Ok(EventLine {
         type_name,
         ts_us,
+        event_id,
         fields,
     })
+}
+
+/// The `event_id` of a stored event line, if it has one: what spool recovery needs,
+/// without parsing lines that cannot hold one.
+pub fn event_id_of(line: &[u8]) -> Option<String> {
+    if !line.windows(10).any(|w| w == b"\"event_id\"") {
+        return None;
+    }
+    parse_event_line(line, usize::MAX).ok()?.event_id
 }
 
 /// A timestamp as µs since the epoch: an RFC 3339 string or integer epoch milliseconds.
@@ -111,6 +133,23 @@ mod tests {
         assert_eq!(a.fields.len(), 1);
         let b = parse_event_line(br#"{"type":"T","ts":1500}"#, 100).unwrap();
         assert_eq!(b.ts_us, 1_500_000);
+        assert_eq!(b.event_id, None);
+    }
+
+    #[test]
+    fn event_ids_are_envelope_keys_and_checked() {
+        let line = br#"{"type":"T","ts":1,"event_id":"e-1","x":1}"#;
+        let e = parse_event_line(line, 100).unwrap();
+        assert_eq!(e.event_id.as_deref(), Some("e-1"));
+        assert!(!e.fields.contains_key("event_id"));
+        assert_eq!(event_id_of(line).as_deref(), Some("e-1"));
+        assert_eq!(event_id_of(br#"{"type":"T","ts":1}"#), None);
+        let long = format!("\"{}\"", "x".repeat(129));
+        for bad in ["\"\"", "7", long.as_str()] {
+            let line = format!(r#"{{"type":"T","ts":1,"event_id":{bad}}}"#);
+            let err = parse_event_line(line.as_bytes(), 1000).unwrap_err();
+            assert!(err.to_string().contains("`event_id` is"), "{err}");
+        }
     }
 
     #[test]

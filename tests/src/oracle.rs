@@ -64,12 +64,26 @@ pub fn event_line(id: u64) -> String {
     }
 }
 
+/// `event_line(id)` with the client idempotency key `"event_id":"e<id>"`.
+pub fn event_line_with_id(id: u64) -> String {
+    format!("{{\"event_id\":\"e{id}\",{}", &event_line(id)[1..])
+}
+
 /// Sends events `ids` over one connection; returns the ids the agent acked.
 pub async fn send_ids(socket: &Path, ids: impl Iterator<Item = u64>) -> Result<Vec<u64>> {
+    send_ids_as(socket, ids, event_line).await
+}
+
+/// Like `send_ids`, with each line made by `line`.
+pub async fn send_ids_as(
+    socket: &Path,
+    ids: impl Iterator<Item = u64>,
+    line: fn(u64) -> String,
+) -> Result<Vec<u64>> {
     let ids: Vec<u64> = ids.collect();
     let mut text = String::with_capacity(ids.len() * 320);
     for &id in &ids {
-        text.push_str(&event_line(id));
+        text.push_str(&line(id));
         text.push('\n');
     }
     let mut acked = Vec::new();

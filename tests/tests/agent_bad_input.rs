@@ -171,3 +171,34 @@ fn a_peer_outside_the_allow_list_is_refused_clearly() {
     assert_eq!(agent.metric("refused_peer"), Some(before + 1));
     assert_eq!(agent.metric("events_accepted"), Some(0));
 }
+
+/// A resent line with an `event_id` gets the first copy's seq and is stored once, also
+/// across an agent restart; a malformed id is that line's error only.
+#[test]
+fn resent_event_ids_get_the_first_seq_and_are_stored_once() {
+    let mock = mock();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = AgentProcess::start(
+        dir.path(),
+        "host-i",
+        mock.bootstrap(),
+        AgentOptions::default(),
+    )
+    .unwrap();
+    let line = tests::oracle::event_line_with_id(7);
+    let input = format!(
+        "{line}\n{line}\n{}\n{}\n",
+        tests::oracle::event_line_with_id(8),
+        event_line(9).replacen('{', "{\"event_id\":42,", 1)
+    );
+    let first = exchange(&agent, input.as_bytes());
+    assert_eq!(first[0], first[1], "{first:?}");
+    assert_ne!(first[0], first[2]);
+    assert!(first[3].contains("`event_id` is number 42"), "{first:?}");
+    agent.kill9().unwrap();
+    agent.restart().unwrap();
+    let again = exchange(&agent, format!("{line}\n").as_bytes());
+    assert_eq!(again[0], first[0], "after a kill -9 the id is still known");
+    assert_eq!(agent.metric("events_accepted"), Some(0));
+    assert_eq!(agent.metric("duplicate_ids"), Some(1));
+}

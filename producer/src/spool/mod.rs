@@ -39,6 +39,9 @@
 //! 5. Segments are deleted oldest first, and only when every event in them belongs to an
 //!    acked batch and every batch sealed in them is acked. A sealed frame always comes
 //!    after its events, so a surviving event always has its surviving sealed frame.
+//!    Such a dead segment is kept for `dedup_window_us` after its newest event and after
+//!    the spool's open, so the client `event_id`s in it survive a crash (recovery
+//!    returns them); when space is short, new events win and it goes at once.
 //! 6. `open` starts a fresh segment, so a torn tail is never appended to.
 //!
 //! ## Recovery
@@ -66,6 +69,10 @@ pub use store::{DirStore, MemStore, SegmentStore};
 /// Size limits of a spool.
 #[derive(Debug, Clone, Copy)]
 pub struct SpoolLimits {
+    /// A segment whose batches are all acked is kept this long after its newest event
+    /// was received (and after every spool open), so the ids of its events survive a
+    /// crash for the client-resend dedup window. 0: freed at once.
+    pub dedup_window_us: i64,
     /// Event frames are refused ("spool full") once the spool holds 90% of this;
     /// the rest is kept for sealed frames so batching can always make progress.
     pub max_bytes: u64,
@@ -121,11 +128,21 @@ impl RecoveryReport {
     }
 }
 
+/// A client idempotency key found in the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredId {
+    pub event_id: String,
+    pub event_seq: u64,
+    pub received_at_us: i64,
+}
+
 /// Everything the agent needs to resume.
 #[derive(Debug)]
 pub struct Recovered {
     /// In event seq order.
     pub pending: Vec<PendingEvent>,
+    /// The `event_id` of every event still in the spool (acked or not), for dedup.
+    pub ids: Vec<RecoveredId>,
     pub report: RecoveryReport,
 }
 
@@ -156,6 +173,8 @@ struct Segment {
     live_events: u64,
     /// Sealed frames in this segment whose batch is not acked.
     live_batches: u64,
+    /// Receive time of the newest event in this segment.
+    last_received_us: i64,
 }
 
 impl Segment {
@@ -179,6 +198,10 @@ pub struct Spool<S: SegmentStore> {
     next_batch_seq: u64,
     unacked: BTreeMap<u64, UnackedBatch>,
     scratch: Vec<u8>,
+    /// The latest time the caller told (`append_event`, `expire`), and the first one
+    /// since open: dead segments are kept for the dedup window after both.
+    now_us: Option<i64>,
+    first_now_us: Option<i64>,
 }
 
 impl<S: SegmentStore> Spool<S> {
@@ -200,6 +223,8 @@ impl<S: SegmentStore> Spool<S> {
             next_batch_seq: 1,
             unacked: BTreeMap::new(),
             scratch: Vec::new(),
+            now_us: None,
+            first_now_us: None,
         };
         let recovered = spool.replay()?;
         spool.start_segment()?;
@@ -255,12 +280,27 @@ impl<S: SegmentStore> Spool<S> {
         }
         report.lost_events = replay.lost();
         let covered: SeqRanges = replay.covered;
+        let ids = replay
+            .events
+            .values()
+            .filter_map(|e| {
+                Some(RecoveredId {
+                    event_id: evd_schemas::event::event_id_of(&e.body)?,
+                    event_seq: e.event_seq,
+                    received_at_us: e.received_at_us,
+                })
+            })
+            .collect();
         let pending = replay
             .events
             .into_values()
             .filter(|e| !covered.contains(e.event_seq))
             .collect();
-        Ok(Recovered { pending, report })
+        Ok(Recovered {
+            pending,
+            ids,
+            report,
+        })
     }
 
     fn apply(
@@ -299,6 +339,7 @@ impl<S: SegmentStore> Spool<S> {
                 let seg = self.segments.get_mut(&segment).expect("current segment");
                 seg.events.insert(event_seq);
                 seg.live_events += 1;
+                seg.last_received_us = seg.last_received_us.max(received_at_us);
                 replay.events.insert(
                     event_seq,
                     PendingEvent {
@@ -422,8 +463,13 @@ impl<S: SegmentStore> Spool<S> {
         event_type: &str,
         body: &[u8],
     ) -> Result<u64, SpoolError> {
+        self.tick(received_at_us);
         let need = Self::event_frame_bytes(event_type, body.len());
         let quota = self.limits.max_bytes / 10 * 9;
+        if self.total_bytes + need > quota {
+            // Room for new events comes before remembering ids for dedup.
+            self.free_dead_segments(true)?;
+        }
         if self.total_bytes + need > quota {
             return Err(SpoolError::Full {
                 used: self.total_bytes,
@@ -441,6 +487,7 @@ impl<S: SegmentStore> Spool<S> {
         let seg = self.segments.get_mut(&self.active).expect("active exists");
         seg.events.insert(event_seq);
         seg.live_events += 1;
+        seg.last_received_us = seg.last_received_us.max(received_at_us);
         Ok(event_seq)
     }
 
@@ -531,11 +578,36 @@ impl<S: SegmentStore> Spool<S> {
         }
     }
 
-    /// Deletes dead segments, oldest first, never the active one.
+    /// Tells the spool the time, and frees dead segments whose dedup window is over.
+    pub fn expire(&mut self, now_us: i64) -> Result<(), SpoolError> {
+        self.tick(now_us);
+        self.free_segments()
+    }
+
+    fn tick(&mut self, now_us: i64) {
+        self.now_us = Some(self.now_us.map_or(now_us, |n| n.max(now_us)));
+        self.first_now_us.get_or_insert(now_us);
+    }
+
     fn free_segments(&mut self) -> Result<(), SpoolError> {
+        self.free_dead_segments(false)
+    }
+
+    /// Deletes dead segments, oldest first, never the active one, and (with a dedup
+    /// window, unless `ignore_window`) only once the window after their newest event
+    /// and after open is over.
+    fn free_dead_segments(&mut self, ignore_window: bool) -> Result<(), SpoolError> {
         while let Some((&id, seg)) = self.segments.first_key_value() {
             if id == self.active || !seg.is_dead() {
                 break;
+            }
+            if self.limits.dedup_window_us > 0 && !ignore_window {
+                let (Some(now), Some(first)) = (self.now_us, self.first_now_us) else {
+                    break;
+                };
+                if now < seg.last_received_us.max(first) + self.limits.dedup_window_us {
+                    break;
+                }
             }
             self.total_bytes -= seg.bytes;
             self.segments.remove(&id);

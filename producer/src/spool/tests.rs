@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use super::*;
 
 const LIMITS: SpoolLimits = SpoolLimits {
+    dedup_window_us: 0,
     max_bytes: 1 << 30,
     segment_bytes: 600,
 };
@@ -212,6 +213,7 @@ fn acked_segments_are_freed_and_counters_survive() {
 #[test]
 fn spool_full_refuses_events_but_not_sealed_batches() {
     let limits = SpoolLimits {
+        dedup_window_us: 0,
         max_bytes: 2_000,
         segment_bytes: 1 << 20,
     };
@@ -258,6 +260,7 @@ fn another_agents_spool_is_refused() {
 /// (segment, frame start, frame end).
 fn spool_with_events(n: u64) -> (MemStore, Vec<(u64, usize, usize)>) {
     let limits = SpoolLimits {
+        dedup_window_us: 0,
         max_bytes: 1 << 30,
         segment_bytes: 1 << 20,
     };
@@ -376,4 +379,121 @@ fn a_corrupt_sealed_frame_never_lets_its_batch_seq_be_reused() {
     );
     // Its events are pending again (they will be re-batched under a new seq).
     assert_eq!(rec.pending.len(), 6);
+}
+
+/// Acked segments holding client ids outlive their acks by the dedup window (measured
+/// from their newest event and from every open), and recovery hands the ids back.
+#[test]
+fn acked_segments_keep_client_ids_for_the_dedup_window_across_a_crash() {
+    let limits = SpoolLimits {
+        dedup_window_us: 1_000,
+        max_bytes: 1 << 30,
+        segment_bytes: 200,
+    };
+    let (mut spool, _) = Spool::open(MemStore::default(), "agent-1", limits).unwrap();
+    let mut pending = BTreeMap::new();
+    for i in 0..6u64 {
+        let line = format!(r#"{{"type":"A","ts":1,"event_id":"id-{i}"}}"#);
+        let seq = spool
+            .append_event(100 + i as i64, "A", line.as_bytes())
+            .unwrap();
+        pending.insert(
+            seq,
+            PendingEvent {
+                event_seq: seq,
+                received_at_us: 100,
+                event_type: "A".into(),
+                body: line.into_bytes(),
+            },
+        );
+    }
+    let batch = seal(&mut spool, &mut pending, "A").unwrap();
+    spool.sync().unwrap();
+    let segments = spool.stats().segments;
+    assert!(segments > 2, "the test needs several segments");
+    spool
+        .ack(&SeqRanges::from_ranges([(batch, batch)]))
+        .unwrap();
+    spool.expire(500).unwrap();
+    assert_eq!(spool.stats().segments, segments, "kept within the window");
+    // A crash now: every id comes back, and the window restarts at the next open.
+    let (mut spool, rec) = Spool::open(spool.into_store(), "agent-1", limits).unwrap();
+    let ids: Vec<&str> = rec.ids.iter().map(|r| r.event_id.as_str()).collect();
+    assert_eq!(ids, ["id-0", "id-1", "id-2", "id-3", "id-4", "id-5"]);
+    assert!(rec.pending.is_empty() && spool.unacked().next().is_none());
+    spool.expire(5_000).unwrap();
+    let kept = spool.stats().segments;
+    assert!(kept > 1, "kept for a window after the open");
+    spool.expire(6_001).unwrap();
+    assert_eq!(spool.stats().segments, 1, "freed once the window is over");
+}
+
+#[test]
+fn new_events_win_over_remembered_ids_when_space_is_short() {
+    let limits = SpoolLimits {
+        dedup_window_us: 1_000_000_000,
+        max_bytes: 2_000,
+        segment_bytes: 300,
+    };
+    let (mut spool, _) = Spool::open(MemStore::default(), "agent-1", limits).unwrap();
+    let mut pending = BTreeMap::new();
+    let mut now = 0;
+    // Fill, seal, ack, again and again: dead segments are dropped for new events.
+    for round in 0..20 {
+        loop {
+            now += 1;
+            match spool.append_event(now, "A", &body(round)) {
+                Ok(seq) => {
+                    pending.insert(
+                        seq,
+                        PendingEvent {
+                            event_seq: seq,
+                            received_at_us: now,
+                            event_type: "A".into(),
+                            body: body(round),
+                        },
+                    );
+                }
+                Err(SpoolError::Full { .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let batch = seal(&mut spool, &mut pending, "A").unwrap();
+        spool.sync().unwrap();
+        spool
+            .ack(&SeqRanges::from_ranges([(batch, batch)]))
+            .unwrap();
+        assert!(
+            spool.append_event(now, "A", &body(round)).is_ok(),
+            "round {round}: acked segments kept for dedup blocked a new event"
+        );
+        spool.sync().unwrap();
+        pending.clear();
+        let batch = seal_all_pending(&mut spool);
+        spool
+            .ack(&SeqRanges::from_ranges([(batch, batch)]))
+            .unwrap();
+    }
+}
+
+/// Seals whatever the spool holds unsealed after a recovery-free run (test helper).
+fn seal_all_pending(spool: &mut Spool<MemStore>) -> u64 {
+    let batch_seq = spool.allocate_batch_seq();
+    let events = SeqRanges::from_ranges([(
+        spool.stats().next_event_seq - 1,
+        spool.stats().next_event_seq - 1,
+    )]);
+    spool
+        .append_sealed(SealedBatch {
+            batch_seq,
+            event_type: "A",
+            bucket_hour: Hour(1),
+            sealed_at_ms: 5,
+            event_count: 1,
+            events: &events,
+            bytes: b"x",
+        })
+        .unwrap();
+    spool.sync().unwrap();
+    batch_seq
 }
