@@ -80,17 +80,8 @@ mod defaults {
     }
 }
 
-impl ConsumerConfig {
-    pub fn from_toml(origin: &str, text: &str) -> Result<ConsumerConfig, evd_schemas::SourceError> {
-        let source = evd_schemas::TomlSource::new(origin, text);
-        let config: ConsumerConfig = source.deserialize()?;
-        config
-            .validate()
-            .map_err(|(key, why)| source.error_at_key(key, &why))?;
-        Ok(config)
-    }
-
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+impl evd_schemas::ValidatedConfig for ConsumerConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if url::Url::parse(&self.output_url).is_err() {
             return Err((
                 "output_url",
@@ -110,6 +101,13 @@ impl ConsumerConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl ConsumerConfig {
+    /// Parses and validates a config file's text; errors name the file, line and key.
+    pub fn from_toml(origin: &str, text: &str) -> Result<ConsumerConfig, evd_schemas::SourceError> {
+        evd_schemas::TomlSource::load_config(origin, text)
     }
 
     pub fn consumer_id(&self) -> String {

@@ -88,17 +88,8 @@ mod defaults {
     }
 }
 
-impl OpsConfig {
-    pub fn from_toml(origin: &str, text: &str) -> Result<OpsConfig, evd_schemas::SourceError> {
-        let source = evd_schemas::TomlSource::new(origin, text);
-        let config: OpsConfig = source.deserialize()?;
-        config
-            .validate()
-            .map_err(|(key, why)| source.error_at_key(key, &why))?;
-        Ok(config)
-    }
-
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+impl evd_schemas::ValidatedConfig for OpsConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if url::Url::parse(&self.output_url).is_err() {
             return Err((
                 "output_url",
@@ -127,6 +118,13 @@ impl OpsConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl OpsConfig {
+    /// Parses and validates a config file's text; errors name the file, line and key.
+    pub fn from_toml(origin: &str, text: &str) -> Result<OpsConfig, evd_schemas::SourceError> {
+        evd_schemas::TomlSource::load_config(origin, text)
     }
 
     pub fn policy(&self) -> ClosePolicy {

@@ -173,19 +173,8 @@ const FIXED_PRODUCER_KEYS: [&str; 4] = [
     "transactional.id",
 ];
 
-impl AgentConfig {
-    /// Parses a config file's text; errors name the file, line and key.
-    pub fn from_toml(origin: &str, text: &str) -> Result<AgentConfig, evd_schemas::SourceError> {
-        let source = evd_schemas::TomlSource::new(origin, text);
-        let config: AgentConfig = source.deserialize()?;
-        config
-            .validate()
-            .map_err(|(key, why)| source.error_at_key(key, &why))?;
-        Ok(config)
-    }
-
-    /// Semantic checks beyond types: `(key, why)` of the first problem.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+impl evd_schemas::ValidatedConfig for AgentConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if let Some(id) = &self.agent_id
             && (id.is_empty() || id.len() > 255)
         {
@@ -232,6 +221,13 @@ impl AgentConfig {
             return Err(("retransmit_after_ms", "must be at least 1000".into()));
         }
         Ok(())
+    }
+}
+
+impl AgentConfig {
+    /// Parses and validates a config file's text; errors name the file, line and key.
+    pub fn from_toml(origin: &str, text: &str) -> Result<AgentConfig, evd_schemas::SourceError> {
+        evd_schemas::TomlSource::load_config(origin, text)
     }
 
     /// The configured agent id, or the host name.

@@ -16,4 +16,4 @@ pub use hour::Hour;
 pub use keys::{AgentKeyring, Key, KeySource, MasterKeyring};
 pub use ranges::SeqRanges;
 pub use registry::{EventType, FieldSpec, FieldType, Registry, Tier};
-pub use toml_source::{SourceError, TomlSource};
+pub use toml_source::{SourceError, TomlSource, ValidatedConfig};

@@ -39,9 +39,27 @@ pub struct TomlSource<'a> {
     text: &'a str,
 }
 
+/// A config file's type: deserialized with `deny_unknown_fields`, then checked as a
+/// whole by `validate`.
+pub trait ValidatedConfig: DeserializeOwned {
+    /// Semantic checks beyond types: `(key, why)` of the first problem.
+    fn validate(&self) -> Result<(), (&'static str, String)>;
+}
+
 impl<'a> TomlSource<'a> {
     pub fn new(origin: &'a str, text: &'a str) -> Self {
         TomlSource { origin, text }
+    }
+
+    /// Parses and validates a config file's text; every error names the file, the
+    /// line and the key.
+    pub fn load_config<T: ValidatedConfig>(origin: &str, text: &str) -> Result<T, SourceError> {
+        let source = TomlSource::new(origin, text);
+        let config: T = source.deserialize()?;
+        config
+            .validate()
+            .map_err(|(key, why)| source.error_at_key(key, &why))?;
+        Ok(config)
     }
 
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, SourceError> {

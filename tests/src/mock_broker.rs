@@ -91,6 +91,16 @@ impl MockBroker {
         self.call(|r| Command::CreateTopic(name.to_string(), partitions, r))
     }
 
+    /// Every event type's topic with `partitions` partitions, plus the acks and audit
+    /// topics (one partition each), as `oracle::create_pipeline_topics` on a broker.
+    pub fn create_pipeline_topics(&self, partitions: i32) -> Result<()> {
+        for t in crate::oracle::TYPES.iter().chain(&["LogLine"]) {
+            self.create_topic(&crate::oracle::topic(t), partitions)?;
+        }
+        self.create_topic("evd.acks", 1)?;
+        self.create_topic("evd.audit", 1)
+    }
+
     pub fn broker_down(&self, id: i32) -> Result<()> {
         self.call(|r| Command::BrokerDown(id, r))
     }

@@ -7,15 +7,11 @@ use std::time::{Duration, Instant};
 
 use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::oracle::{TYPES, event_line, topic};
+use tests::oracle::event_line;
 
 fn mock() -> MockBroker {
     let mock = MockBroker::start(1).unwrap();
-    for t in TYPES {
-        mock.create_topic(&topic(t), 1).unwrap();
-    }
-    mock.create_topic("evd.acks", 1).unwrap();
-    mock.create_topic("evd.audit", 1).unwrap();
+    mock.create_pipeline_topics(1).unwrap();
     mock
 }
 

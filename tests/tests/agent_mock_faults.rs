@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess, test_master_keyring};
-use tests::oracle::{TYPES, TestReader, send_ids, topic};
+use tests::oracle::{TestReader, send_ids};
 
 const ERRORS: [RDKafkaRespErr; 4] = [
     RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
@@ -21,11 +21,7 @@ type Inject = Box<dyn Fn(&MockBroker)>;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_batch_is_delivered_through_injected_faults() {
     let mock = MockBroker::start(3).unwrap();
-    for t in TYPES {
-        mock.create_topic(&topic(t), 3).unwrap();
-    }
-    mock.create_topic("evd.acks", 1).unwrap();
-    mock.create_topic("evd.audit", 1).unwrap();
+    mock.create_pipeline_topics(3).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let opts = AgentOptions {
         retransmit_after_ms: 5_000,

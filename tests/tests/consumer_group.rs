@@ -10,16 +10,12 @@ use std::time::{Duration, Instant};
 use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
 use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
-use tests::oracle::{TYPES, send_ids, topic};
+use tests::oracle::send_ids;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_split_the_work_and_survive_losing_one() {
     let broker = MockBroker::start(3).unwrap();
-    for t in TYPES.iter().chain(&["LogLine"]) {
-        broker.create_topic(&topic(t), 6).unwrap();
-    }
-    broker.create_topic("evd.acks", 1).unwrap();
-    broker.create_topic("evd.audit", 1).unwrap();
+    broker.create_pipeline_topics(6).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let c1 = ConsumerProcess::start(
@@ -118,11 +114,7 @@ async fn two_consumers_split_the_work_and_survive_losing_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_paused_past_its_session_timeout_writes_nothing_twice() {
     let broker = MockBroker::start(1).unwrap();
-    for t in TYPES.iter().chain(&["LogLine"]) {
-        broker.create_topic(&topic(t), 4).unwrap();
-    }
-    broker.create_topic("evd.acks", 1).unwrap();
-    broker.create_topic("evd.audit", 1).unwrap();
+    broker.create_pipeline_topics(4).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     // Long flushes, so the paused consumer holds a buffer.

@@ -15,7 +15,7 @@ use serde_json::Value;
 use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess, example_registry_dir};
 use tests::consumer_proc::{ConsumerProcess, read_back};
-use tests::oracle::{TYPES, send_ids, topic};
+use tests::oracle::{TYPES, send_ids};
 use tests::process::{EvdProcess, evd_binary};
 
 const LOST_SEQ: u64 = 3;
@@ -136,11 +136,7 @@ fn evd(args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hours_close_right_a_lost_batch_is_named_late_data_is_skew_and_the_dashboard_shows_it() {
     let mock = MockBroker::start(1).unwrap();
-    for t in TYPES.iter().chain(&["LogLine"]) {
-        mock.create_topic(&topic(t), 2).unwrap();
-    }
-    mock.create_topic("evd.acks", 1).unwrap();
-    mock.create_topic("evd.audit", 1).unwrap();
+    mock.create_pipeline_topics(2).unwrap();
     let bootstrap = mock.bootstrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
