@@ -123,7 +123,8 @@ fn get(url: &str, path: &str) -> Result<String> {
     let mut stream = std::net::TcpStream::connect(addr).with_context(|| {
         format!("connecting to the auditor at {url} (is `evd ops --config …` running?)")
     })?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));

@@ -37,6 +37,21 @@ pub async fn serve(addr: String, render: impl Fn() -> String + Send + Sync + 'st
     serve_routes(addr, move |_| Response::ok(PROMETHEUS, render())).await
 }
 
+/// Reads a request head (up to the blank line, 4 KiB, end of stream or 2 s): a
+/// client may send it in several writes.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while head.len() < 4096 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    head
+}
+
 /// Serves `handler(path)` on `addr` until the task is dropped.
 pub async fn serve_routes(
     addr: String,
@@ -56,13 +71,8 @@ pub async fn serve_routes(
         };
         let handler = handler.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            let head = String::from_utf8_lossy(&buf[..n]);
+            let head = read_head(&mut stream).await;
+            let head = String::from_utf8_lossy(&head);
             let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
             let response = handler(&path);
             let reason = if response.status == 200 {
@@ -79,5 +89,35 @@ pub async fn serve_routes(
             let _ = stream.write_all(head.as_bytes()).await;
             let _ = stream.write_all(response.body.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_head_sent_in_pieces_is_read_whole() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        tokio::spawn(serve_routes(addr.clone(), |path| {
+            Response::ok("text/plain", format!("path {path}"))
+        }));
+        let mut stream = loop {
+            match tokio::net::TcpStream::connect(&addr).await {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        stream.write_all(b"GET /api/").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stream.write_all(b"hours HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.ends_with("path /api/hours"), "{response}");
     }
 }
