@@ -129,9 +129,10 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
     }
     cfg.set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
-    let consumer: StreamConsumer<RebalanceFlag> = cfg
-        .create_with_context(RebalanceFlag(rebalanced.clone()))
-        .map_err(|e| ConsumerError::Config(format!("kafka consumer: {e}")))?;
+    let consumer: Arc<StreamConsumer<RebalanceFlag>> = Arc::new(
+        cfg.create_with_context(RebalanceFlag(rebalanced.clone()))
+            .map_err(|e| ConsumerError::Config(format!("kafka consumer: {e}")))?,
+    );
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topic_refs)
@@ -329,7 +330,7 @@ async fn quarantine_batch(
 
 #[allow(clippy::too_many_arguments)]
 async fn flush(
-    consumer: &StreamConsumer<RebalanceFlag>,
+    consumer: &Arc<StreamConsumer<RebalanceFlag>>,
     acks: &FutureProducer,
     config: &ConsumerConfig,
     output: &Output,
@@ -345,7 +346,7 @@ async fn flush(
     if pending.is_empty() {
         return Ok(());
     }
-    if let Err(why) = still_owner(consumer, &pending.first_offsets, rebalanced) {
+    if let Err(why) = still_owner(consumer, &pending.first_offsets, rebalanced).await {
         eprintln!("evd consumer: not committing this flush: {why}; abandoning it");
         abandon(consumer, assembler, pending)?;
         return Ok(());
@@ -439,7 +440,7 @@ async fn flush(
     }
     // A failed offset commit (e.g. a rebalance) only means the batches are read again
     // and dropped by the ledger.
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+    if let Err(e) = commit_offsets(consumer, tpl).await {
         eprintln!(
             "evd consumer: offset commit failed (batches will be re-read and deduplicated): {e}"
         );
@@ -478,8 +479,8 @@ async fn flush(
 /// commit (where this flush began) asks the group coordinator whether this member still
 /// owns the partitions: a stale generation is refused. What remains is the window
 /// between this check and the manifest put (milliseconds, not a session timeout).
-fn still_owner(
-    consumer: &StreamConsumer<RebalanceFlag>,
+async fn still_owner(
+    consumer: &Arc<StreamConsumer<RebalanceFlag>>,
     first_offsets: &BTreeMap<(String, i32), i64>,
     rebalanced: &AtomicBool,
 ) -> Result<(), String> {
@@ -490,15 +491,33 @@ fn still_owner(
     for ((topic, partition), first) in first_offsets {
         let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*first));
     }
-    consumer
-        .commit(&tpl, CommitMode::Sync)
-        .map_err(|e| format!("the group coordinator refused this member ({e})"))
+    commit_offsets(consumer, tpl)
+        .await
+        .map_err(|e| format!("the group coordinator did not confirm this member ({e})"))
+}
+
+/// librdkafka's synchronous commit may wait indefinitely (e.g. for a coordinator):
+/// this one gives up after this long. Giving up is always safe: a fence that is not
+/// confirmed abandons the flush, and an offset not committed is read again.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(15);
+
+async fn commit_offsets(
+    consumer: &Arc<StreamConsumer<RebalanceFlag>>,
+    tpl: TopicPartitionList,
+) -> Result<(), String> {
+    let c = consumer.clone();
+    let commit = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync));
+    match tokio::time::timeout(COMMIT_TIMEOUT, commit).await {
+        Ok(Ok(result)) => result.map_err(|e| e.to_string()),
+        Ok(Err(panicked)) => Err(panicked.to_string()),
+        Err(_) => Err(format!("no answer within {} s", COMMIT_TIMEOUT.as_secs())),
+    }
 }
 
 /// Drops a flush's buffers and rewinds the partitions still assigned to where it began,
 /// so nothing it held is skipped. Partitions no longer assigned are their new owner's.
 fn abandon(
-    consumer: &StreamConsumer<RebalanceFlag>,
+    consumer: &Arc<StreamConsumer<RebalanceFlag>>,
     assembler: &mut Assembler,
     pending: &mut Pending,
 ) -> Result<(), ConsumerError> {

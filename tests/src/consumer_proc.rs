@@ -242,12 +242,24 @@ pub async fn wait_drained(
 ) -> f64 {
     let started = std::time::Instant::now();
     for agent in agents {
+        // Nothing unacked, once this agent process has handled a batch (a restarted
+        // agent may only resend what an earlier process sealed).
         while agent.metric("spool_unacked_batches") != Some(0)
-            || agent.metric("batches_sealed") == Some(0)
+            || (agent.metric("batches_sealed") == Some(0)
+                && agent.metric("batches_sent") == Some(0))
         {
             assert!(
                 started.elapsed() < limit,
-                "spool did not drain\nagent:\n{}\nconsumer:\n{}",
+                "spool did not drain: agent sealed {:?} sent {:?} acked {:?} unacked {:?}; \
+                 consumer consumed {:?} flushes {:?} written {:?} acks sent {:?}\nagent:\n{}\nconsumer:\n{}",
+                agent.metric("batches_sealed"),
+                agent.metric("batches_sent"),
+                agent.metric("batches_acked"),
+                agent.metric("spool_unacked_batches"),
+                consumer.metric("batches_consumed"),
+                consumer.metric("flushes"),
+                consumer.metric("events_written"),
+                consumer.metric("acks_sent"),
                 agent.log_tail(),
                 consumer.log_tail()
             );
