@@ -185,21 +185,9 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
         for meta in metas {
             let rel = output.relative(&meta.location);
             if rel.ends_with(".parquet") && !seen.files.contains(&rel) {
-                // Commit times are wall-clock; receive times are on the agents' clock,
-                // which this auditor's clock stands for (they differ only in tests/demo).
-                let clock_shift_ms = shared.clock.now_ms() - SystemClock.now_ms();
-                let file = scan_file(output, &ty, &meta, clock_shift_ms).await?;
-                shared.state().on_file(&file);
-                shared.files_scanned.fetch_add(1, Ordering::Relaxed);
-                let rows: u64 = file.rows.values().sum();
-                shared.rows_scanned.fetch_add(rows, Ordering::Relaxed);
-                seen.files.insert(rel);
+                take_file(output, shared, seen, &ty, &meta).await?;
             } else if rel.ends_with(CLOSED_MARKER) && !seen.markers.contains(&rel) {
-                let bytes = output.store.get(&meta.location).await?.bytes().await?;
-                let marker: ClosedMarker = serde_json::from_slice(&bytes)
-                    .map_err(|e| OpsError::Output(format!("{rel}: {e}")))?;
-                shared.state().on_closed(marker);
-                seen.markers.insert(rel);
+                take_marker(output, shared, seen, &rel).await?;
             }
         }
     }
@@ -246,6 +234,41 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
     shared
         .quarantined_batches
         .store(batches as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Scans one data file not seen before into the state.
+async fn take_file(
+    output: &Output,
+    shared: &Shared,
+    seen: &mut Seen,
+    event_type: &str,
+    meta: &ObjectMeta,
+) -> Result<(), OpsError> {
+    // Commit times are wall-clock; receive times are on the agents' clock, which this
+    // auditor's clock stands for (they differ only in tests and the demo).
+    let clock_shift_ms = shared.clock.now_ms() - SystemClock.now_ms();
+    let file = scan_file(output, event_type, meta, clock_shift_ms).await?;
+    shared.state().on_file(&file);
+    shared.files_scanned.fetch_add(1, Ordering::Relaxed);
+    let rows: u64 = file.rows.values().sum();
+    shared.rows_scanned.fetch_add(rows, Ordering::Relaxed);
+    seen.files.insert(output.relative(&meta.location));
+    Ok(())
+}
+
+/// Reads a closed-hour marker (`rel` to the prefix) into the state.
+async fn take_marker(
+    output: &Output,
+    shared: &Shared,
+    seen: &mut Seen,
+    rel: &str,
+) -> Result<(), OpsError> {
+    let bytes = output.store.get(&output.path(rel)).await?.bytes().await?;
+    let marker: ClosedMarker =
+        serde_json::from_slice(&bytes).map_err(|e| OpsError::Output(format!("{rel}: {e}")))?;
+    shared.state().on_closed(marker);
+    seen.markers.insert(rel.to_string());
     Ok(())
 }
 
@@ -317,7 +340,13 @@ pub async fn close_due(
     let due = shared.state().due(now, &shared.policy, shared.window_hours);
     for (ty, hour, _) in due {
         let files = output.seal_hour(&ty, hour, &config.auditor_id, now).await?;
-        scan(output, shared, seen).await?;
+        // The seal may have finished flushes: take in this hour's new files only.
+        for file in &files {
+            if !seen.files.contains(&file.path) {
+                let meta = output.store.head(&output.path(&file.path)).await?;
+                take_file(output, shared, seen, &ty, &meta).await?;
+            }
+        }
         let (marker, tier) = {
             let state = shared.state();
             let report = state.report(&ty, hour, now, &shared.policy);
@@ -338,7 +367,11 @@ pub async fn close_due(
         let json = serde_json::to_vec_pretty(&marker).expect("markers serialize");
         if !output.write_closed_marker(&ty, hour, json).await? {
             // Closed before (by an earlier run): the existing marker stands.
-            scan(output, shared, seen).await?;
+            let rel = format!(
+                "{}/{CLOSED_MARKER}",
+                evd_consumer::commit::hour_dir(&ty, hour)
+            );
+            take_marker(output, shared, seen, &rel).await?;
             continue;
         }
         log_close(&marker, tier.as_str());
