@@ -82,15 +82,7 @@ mod defaults {
 
 impl evd_schemas::ValidatedConfig for ConsumerConfig {
     fn validate(&self) -> Result<(), (&'static str, String)> {
-        if url::Url::parse(&self.output_url).is_err() {
-            return Err((
-                "output_url",
-                format!(
-                    "{:?} is not a URL (file:///dir, s3://bucket/prefix, …)",
-                    self.output_url
-                ),
-            ));
-        }
+        crate::storage::check_output_url(&self.output_url)?;
         if self.flush_interval_ms == 0 || self.flush_max_rows == 0 {
             return Err(("flush_interval_ms", "flush limits must be positive".into()));
         }

@@ -7,6 +7,17 @@ use object_store::path::Path;
 
 use crate::commit::Output;
 
+/// The `output_url` check every config that names an output shares.
+pub fn check_output_url(url: &str) -> Result<(), (&'static str, String)> {
+    match url::Url::parse(url) {
+        Ok(_) => Ok(()),
+        Err(_) => Err((
+            "output_url",
+            format!("{url:?} is not a URL (file:///dir, s3://bucket/prefix, …)"),
+        )),
+    }
+}
+
 /// `file:///abs/dir` → a local directory (created if missing). Other schemes go through
 /// `object_store::parse_url_opts` with options from the environment (`AWS_*`,
 /// `GOOGLE_*`, `AZURE_*`), for the backends this build includes.

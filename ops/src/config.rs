@@ -90,15 +90,7 @@ mod defaults {
 
 impl evd_schemas::ValidatedConfig for OpsConfig {
     fn validate(&self) -> Result<(), (&'static str, String)> {
-        if url::Url::parse(&self.output_url).is_err() {
-            return Err((
-                "output_url",
-                format!(
-                    "{:?} is not a URL (file:///dir, s3://bucket/prefix, …)",
-                    self.output_url
-                ),
-            ));
-        }
+        evd_consumer::storage::check_output_url(&self.output_url)?;
         if self.scan_interval_ms == 0 {
             return Err(("scan_interval_ms", "must be positive".into()));
         }
