@@ -2,6 +2,7 @@
 //! consumer, and signals (SIGTERM/SIGINT drain, SIGHUP reloads the
 //! registry).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::sender::{Sender, SenderSettings, producer_config};
 use crate::socket::{self, SocketContext};
 use crate::spool::{DirStore, Spool, SpoolError, SpoolLimits};
 use crate::writer::{Writer, WriterMsg};
-use crate::{acks, writer};
+use crate::{acks, tail, writer};
 
 /// Why the agent stopped, by what the operator does next.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +106,12 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         to_sender,
         ids: IdWindow::new(config.spool.dedup_window_ms as i64 * 1000),
     };
+    let tail_positions: Vec<_> = recovered
+        .ids
+        .iter()
+        .filter(|r| r.event_id.starts_with("tail:"))
+        .cloned()
+        .collect();
     writer
         .resume(recovered.pending, recovered.ids)
         .map_err(|e| AgentError::Fatal(e.to_string()))?;
@@ -154,6 +161,27 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         metrics: metrics.clone(),
     });
     let socket_task = tokio::spawn(socket::serve(listener, ctx));
+
+    let tail_stop = Arc::new(AtomicBool::new(false));
+    let mut tail_task = if config.sources.is_empty() {
+        None
+    } else {
+        tail::shell::check_sources(&config.sources, &registry.read().expect("registry lock"))
+            .map_err(AgentError::Config)?;
+        let shell = tail::shell::TailShell {
+            sources: config.sources.clone(),
+            settings: config.tailer.clone(),
+            checkpoint_path: config.checkpoint_path(),
+            registry: registry.clone(),
+            to_writer: to_writer.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            stop: tail_stop.clone(),
+        };
+        Some(tokio::task::spawn_blocking(move || {
+            shell.run(&tail_positions)
+        }))
+    };
     eprintln!(
         "evd agent {agent_id}: listening on {}",
         config.socket.path.display()
@@ -175,8 +203,18 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
                 None => {}
             },
             done = &mut writer_thread => break Some(done),
+            Some(done) = maybe(&mut tail_task) => match done {
+                Ok(Ok(())) => tail_task = None,
+                Ok(Err(e)) => return Err(AgentError::Fatal(e)),
+                Err(e) => return Err(AgentError::Fatal(format!("tailer panicked: {e}"))),
+            },
         }
     };
+    // The tailer stops first, so every line it handed over is answered.
+    tail_stop.store(true, Ordering::Relaxed);
+    if let Some(task) = tail_task {
+        let _ = task.await;
+    }
     socket_task.abort();
     let _ = std::fs::remove_file(&config.socket.path);
     let writer_result = match outcome {
@@ -194,6 +232,16 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(AgentError::Fatal(e.to_string())),
         Err(e) => Err(AgentError::Fatal(format!("writer thread panicked: {e}"))),
+    }
+}
+
+/// Awaits a task that may not exist (then never ready).
+async fn maybe<T>(
+    task: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Option<Result<T, tokio::task::JoinError>> {
+    match task {
+        Some(t) => Some(t.await),
+        None => std::future::pending().await,
     }
 }
 

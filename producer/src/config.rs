@@ -32,6 +32,73 @@ pub struct AgentConfig {
     /// `host:port` for Prometheus metrics (`/metrics`); unset = no metrics server.
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// Log files to tail (`[[sources]]`, `kind = "file"`); see `producer/src/tail`.
+    #[serde(default)]
+    pub sources: Vec<FileSourceConfig>,
+    /// How the tailer runs (only used when `sources` is not empty).
+    #[serde(default)]
+    pub tailer: TailerConfig,
+}
+
+/// Only `file` sources exist; the socket is configured in `[socket]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    File,
+}
+
+/// A set of log files tailed into one event type.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    pub kind: SourceKind,
+    /// Glob patterns: `*` and `?` within a path component (`/var/log/app/*.log`,
+    /// `/srv/*/log/app.log`); relative ones resolve against the config's directory.
+    /// Rotated files should not match (`app.log.1`): rotation is followed by inode.
+    pub include: Vec<PathBuf>,
+    /// The registry type of this source's events.
+    pub event_type: String,
+    /// `text`: each line is wrapped as `{"line", "file"}` fields of `event_type`;
+    /// `json`: each line is an event object (missing `type` = `event_type`, missing
+    /// `ts` = read time).
+    pub format: crate::tail::LineFormat,
+    /// Longest line taken; a longer one is refused (counted) and skipped.
+    #[serde(default = "defaults::max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// If set, a last line without newline is taken (marked `"partial": true` in
+    /// `text` format) once the file has not grown for this long. Unset: it waits for
+    /// its newline (or for its file to be rotated away and idle `rotate_wait_ms`).
+    #[serde(default)]
+    pub partial_flush_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailerConfig {
+    /// Where read positions are kept (default `<spool.dir>/tail-checkpoints.json`).
+    #[serde(default)]
+    pub checkpoint_path: Option<PathBuf>,
+    /// How often files are checked for new lines, new files and rotation.
+    #[serde(default = "defaults::poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// A rotated-away or deleted file is closed once read to its end and idle this
+    /// long (a writer may still be finishing its last lines into it).
+    #[serde(default = "defaults::rotate_wait_ms")]
+    pub rotate_wait_ms: u64,
+    /// Bytes read from one file per poll (fairness across many files).
+    #[serde(default = "defaults::read_chunk_bytes")]
+    pub read_chunk_bytes: usize,
+}
+
+impl Default for TailerConfig {
+    fn default() -> Self {
+        TailerConfig {
+            checkpoint_path: None,
+            poll_interval_ms: defaults::poll_interval_ms(),
+            rotate_wait_ms: defaults::rotate_wait_ms(),
+            read_chunk_bytes: defaults::read_chunk_bytes(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +230,15 @@ mod defaults {
     pub fn audit_topic() -> String {
         "evd.audit".into()
     }
+    pub fn poll_interval_ms() -> u64 {
+        250
+    }
+    pub fn rotate_wait_ms() -> u64 {
+        5_000
+    }
+    pub fn read_chunk_bytes() -> usize {
+        4 << 20
+    }
 }
 
 /// Settings evd owns; a config that tries to change them is refused.
@@ -220,6 +296,30 @@ impl evd_schemas::ValidatedConfig for AgentConfig {
         if self.retransmit_after_ms < 1_000 {
             return Err(("retransmit_after_ms", "must be at least 1000".into()));
         }
+        for source in &self.sources {
+            if source.include.is_empty() {
+                return Err(("sources.include", "needs at least one pattern".into()));
+            }
+            if source.max_line_bytes == 0 || source.max_line_bytes > 16 << 20 {
+                return Err(("sources.max_line_bytes", "must be 1..=16777216".into()));
+            }
+        }
+        if !self.sources.is_empty()
+            && self.spool.dedup_window_ms < 10 * self.tailer.poll_interval_ms
+        {
+            // Tailed lines' positions ride in their event ids; the spool must keep them
+            // well past the checkpoint that follows each poll.
+            return Err((
+                "spool.dedup_window_ms",
+                "must be at least 10 × tailer.poll_interval_ms when files are tailed".into(),
+            ));
+        }
+        if self.tailer.poll_interval_ms == 0 || self.tailer.read_chunk_bytes == 0 {
+            return Err((
+                "tailer",
+                "poll_interval_ms and read_chunk_bytes must be > 0".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -228,6 +328,14 @@ impl AgentConfig {
     /// Parses and validates a config file's text; errors name the file, line and key.
     pub fn from_toml(origin: &str, text: &str) -> Result<AgentConfig, evd_schemas::SourceError> {
         evd_schemas::TomlSource::load_config(origin, text)
+    }
+
+    /// Where the tailer keeps its checkpoint.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.tailer
+            .checkpoint_path
+            .clone()
+            .unwrap_or_else(|| self.spool.dir.join("tail-checkpoints.json"))
     }
 
     /// The configured agent id, or the host name.

@@ -9,6 +9,9 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $(pub $name: AtomicU64,)*
+            /// Labelled series a task renders itself (the tailer's per-source and
+            /// per-file figures), appended as is.
+            pub labelled: std::sync::Mutex<String>,
         }
 
         impl Metrics {
@@ -57,6 +60,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         self.write_all(&mut out);
+        out.push_str(&self.labelled.lock().expect("metrics lock"));
         out
     }
 }

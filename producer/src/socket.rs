@@ -205,7 +205,7 @@ fn submit(ctx: &SocketContext, lines: Vec<(u64, Result<Vec<u8>, String>)>) -> Ch
     let mut slots = Vec::with_capacity(lines.len());
     let mut events = Vec::new();
     for (line_no, line) in lines {
-        let checked = line.and_then(|bytes| check_line(&registry, bytes, ctx));
+        let checked = line.and_then(|bytes| check_line(&registry, bytes, ctx.max_line_bytes));
         match checked {
             Ok(incoming) => {
                 events.push(incoming);
@@ -230,15 +230,17 @@ fn submit(ctx: &SocketContext, lines: Vec<(u64, Result<Vec<u8>, String>)>) -> Ch
     Chunk { slots, reply }
 }
 
-fn check_line(
+/// Validates one event line against the registry. The error starts with its reason
+/// (`json`, `unknown_type`, `schema`, `too_large`) and a colon.
+pub(crate) fn check_line(
     registry: &Registry,
     bytes: Vec<u8>,
-    ctx: &SocketContext,
+    max_line_bytes: usize,
 ) -> Result<Incoming, String> {
     if let Err(e) = std::str::from_utf8(&bytes) {
         return Err(format!("json: invalid UTF-8 at byte {}", e.valid_up_to()));
     }
-    let parsed = parse_event_line(&bytes, ctx.max_line_bytes).map_err(|e| e.to_string())?;
+    let parsed = parse_event_line(&bytes, max_line_bytes).map_err(|e| e.to_string())?;
     let ty = registry.validate(&parsed).map_err(|e| e.to_string())?;
     Ok(Incoming {
         event_type: ty.name.clone(),
@@ -247,7 +249,8 @@ fn check_line(
     })
 }
 
-fn count_refusal(m: &Metrics, error: &str) {
+/// Counts a refused line under its reason.
+pub(crate) fn count_refusal(m: &Metrics, error: &str) {
     let counter = match error.split(':').next().unwrap_or("") {
         "too_large" => &m.refused_too_large,
         "unknown_type" => &m.refused_unknown_type,

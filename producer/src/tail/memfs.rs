@@ -1,0 +1,139 @@
+//! An in-memory file system for the tailer's model tests: inodes that outlive their
+//! names while open, and inode numbers reused once a file is gone and closed.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use super::fs::{DirEntry, FileKey, TailFs};
+
+type Inode = Rc<RefCell<Vec<u8>>>;
+
+#[derive(Default)]
+struct State {
+    dirs: BTreeSet<PathBuf>,
+    names: BTreeMap<PathBuf, u64>,
+    inodes: BTreeMap<u64, Inode>,
+}
+
+/// Clones share one file system (the test writes, the tailer reads).
+#[derive(Clone, Default)]
+pub struct MemFs(Rc<RefCell<State>>);
+
+const DEV: u64 = 1;
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, path.display().to_string())
+}
+
+impl MemFs {
+    pub fn mkdir(&self, dir: &Path) {
+        self.0.borrow_mut().dirs.insert(dir.to_path_buf());
+    }
+
+    /// Creates an empty file (replacing one of that name), taking the lowest free
+    /// inode number: a number is free once no name and no open handle refer to it.
+    pub fn create(&self, path: &Path) {
+        let mut s = self.0.borrow_mut();
+        s.names.remove(path);
+        let named: BTreeSet<u64> = s.names.values().copied().collect();
+        s.inodes
+            .retain(|ino, inode| named.contains(ino) || Rc::strong_count(inode) > 1);
+        let ino = (1..)
+            .find(|i| !s.inodes.contains_key(i))
+            .expect("a free number");
+        s.inodes.insert(ino, Inode::default());
+        s.names.insert(path.to_path_buf(), ino);
+    }
+
+    fn inode(&self, path: &Path) -> Option<Inode> {
+        let s = self.0.borrow();
+        s.names.get(path).map(|ino| s.inodes[ino].clone())
+    }
+
+    pub fn exists(&self, path: &Path) -> bool {
+        self.0.borrow().names.contains_key(path)
+    }
+
+    pub fn ino(&self, path: &Path) -> Option<u64> {
+        self.0.borrow().names.get(path).copied()
+    }
+
+    pub fn len_of(&self, path: &Path) -> usize {
+        self.inode(path).map_or(0, |i| i.borrow().len())
+    }
+
+    pub fn append(&self, path: &Path, data: &[u8]) {
+        if let Some(inode) = self.inode(path) {
+            inode.borrow_mut().extend_from_slice(data);
+        }
+    }
+
+    pub fn truncate(&self, path: &Path) {
+        if let Some(inode) = self.inode(path) {
+            inode.borrow_mut().clear();
+        }
+    }
+
+    pub fn rename(&self, from: &Path, to: &Path) {
+        let mut s = self.0.borrow_mut();
+        if let Some(ino) = s.names.remove(from) {
+            s.names.insert(to.to_path_buf(), ino);
+        }
+    }
+
+    pub fn remove(&self, path: &Path) {
+        self.0.borrow_mut().names.remove(path);
+    }
+
+    /// `cp from to`: a new inode with the same bytes.
+    pub fn copy(&self, from: &Path, to: &Path) {
+        let Some(bytes) = self.inode(from).map(|i| i.borrow().clone()) else {
+            return;
+        };
+        self.create(to);
+        self.append(to, &bytes);
+    }
+}
+
+impl TailFs for MemFs {
+    type Handle = Inode;
+
+    fn list_dir(&mut self, dir: &Path) -> Vec<DirEntry> {
+        let s = self.0.borrow();
+        let files = s.names.keys().filter(|p| p.parent() == Some(dir));
+        let dirs = s.dirs.iter().filter(|p| p.parent() == Some(dir));
+        files
+            .map(|p| (p, false))
+            .chain(dirs.map(|p| (p, true)))
+            .map(|(p, is_dir)| DirEntry {
+                name: p.file_name().expect("named").to_string_lossy().into_owned(),
+                is_dir,
+            })
+            .collect()
+    }
+
+    fn key_of(&mut self, path: &Path) -> io::Result<FileKey> {
+        let ino = self.ino(path).ok_or_else(|| not_found(path))?;
+        Ok(FileKey { dev: DEV, ino })
+    }
+
+    fn open(&mut self, path: &Path) -> io::Result<(Inode, FileKey)> {
+        let ino = self.ino(path).ok_or_else(|| not_found(path))?;
+        let inode = self.inode(path).ok_or_else(|| not_found(path))?;
+        Ok((inode, FileKey { dev: DEV, ino }))
+    }
+
+    fn len(&mut self, file: &Inode) -> io::Result<u64> {
+        Ok(file.borrow().len() as u64)
+    }
+
+    fn read_at(&mut self, file: &Inode, offset: u64, max: usize) -> io::Result<Vec<u8>> {
+        let data = file.borrow();
+        let start = (offset as usize).min(data.len());
+        let end = (start + max).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+}

@@ -1,0 +1,76 @@
+//! # Tailer: log files into the spool, every line once
+//!
+//! The agent follows the files its `[[tail]]` sources name and turns each line into
+//! an event that goes through the same writer (and fsync) as the socket's.
+//!
+//! ## File identity
+//!
+//! A file is **device + inode + fingerprint**. The fingerprint is a hash of the first
+//! 256 bytes (of the whole file while it is shorter; it grows with the file). Inode
+//! numbers are reused once a file is deleted and closed, so a checkpoint for
+//! (dev, ino) applies to a file only if that file still starts with the fingerprinted
+//! bytes. A file that was truncated and rewritten with the same first 256 bytes
+//! looks appended-to: that one case cannot be told apart.
+//!
+//! ## Where a file is read from
+//!
+//! Every tailed line's event carries its position as `event_id`:
+//! `tail:<dev>.<ino>.<fingerprint>:<offset just past the line>`. The checkpoint file
+//! (`tail.checkpoint_path`, JSON, version 1) holds each open file's identity, its
+//! path and the offset up to which every line is in the spool. It is replaced
+//! atomically (write temp, fsync, rename, fsync directory) after the spool's fsync
+//! covered the lines, never before. On start, a file resumes at the furthest of the
+//! checkpoint's offset and the offsets in the `event_id`s the spool still holds, so a
+//! crash between the spool's fsync and the checkpoint does not read lines twice, and
+//! a crash before the fsync reads them again (they were never acked to anyone).
+//! Without any position a file is read from its beginning.
+//!
+//! ## Rules
+//!
+//! 1. Positions only advance over lines the spool made durable (or refused for good:
+//!    invalid lines are counted and logged, not retried). "Spool full" stops the file
+//!    at that line; it is read again later.
+//! 2. Files are read through open handles, so a renamed or deleted file is read to
+//!    its end. **Rename + create** rotation: the old file is finished, the new one
+//!    read from its start. A file no pattern names any more is closed once it has been
+//!    read to its end and has not grown for `rotate_wait_ms`; its last line, if it has
+//!    no newline, is taken then.
+//! 3. After a restart, the directories of the patterns are searched for files the
+//!    checkpoint or spool knows that no pattern names any more (rotated while the agent
+//!    was down) and those are finished. A file that had fewer than 64 bytes when last
+//!    seen cannot be told from another file that got its inode (a copy, say: log
+//!    lines share prefixes), so it is not searched for. Rotated files must stay in the same directory
+//!    (and uncompressed, e.g. logrotate's `delaycompress`) until they are finished.
+//! 4. A file shorter than its read position, or whose first bytes changed, was
+//!    truncated (**copytruncate**) or rewritten: it is read again from offset 0. Lines
+//!    appended after the tailer's last read and before the truncation are lost with
+//!    copytruncate: they are only in the copy, which no pattern should name (or it is
+//!    read as a new file, twice). That window is the method's, and rename rotation
+//!    has none.
+//! 5. A line longer than `max_line_bytes` is refused once (counted) and skipped up to
+//!    its newline. A last line without newline waits for it, or is taken as a partial
+//!    line after `partial_flush_ms` without growth (its continuation, if one comes, is
+//!    then a line of its own).
+//!
+//! The core ([`tailer`]) is sans-IO over [`fs::TailFs`]; the shell ([`shell`]) runs it
+//! in the agent. `model_tests` checks the rules against random file histories with
+//! crashes.
+
+pub mod event;
+pub mod fs;
+pub mod pattern;
+pub mod position;
+pub mod shell;
+pub mod tailer;
+
+#[cfg(test)]
+mod memfs;
+#[cfg(test)]
+mod model_tests;
+
+pub use event::{LineFormat, event_body};
+pub use fs::{FileKey, RealFs, TailFs};
+pub use position::{
+    Checkpoint, CheckpointStore, FileCheckpointStore, MemCheckpointStore, Position,
+};
+pub use tailer::{LineKind, SourceSpec, TailLine, TailSettings, TailStats, Tailer};

@@ -1,0 +1,304 @@
+//! The tailer in the agent: a thread that polls files, hands lines to the writer
+//! (the same group commit and fsync as the socket), waits for the writer's answer,
+//! then commits positions and saves the checkpoint.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use evd_schemas::Registry;
+
+use super::fs::RealFs;
+use super::position::{Checkpoint, CheckpointStore, FileCheckpointStore, Position};
+use super::tailer::{LineKind, SourceSpec, TailLine, TailSettings, Tailer};
+use super::{LineFormat, event_body};
+use crate::clock::Clock;
+use crate::config::{FileSourceConfig, TailerConfig};
+use crate::metrics::Metrics;
+use crate::socket::{check_line, count_refusal};
+use crate::spool::RecoveredId;
+use crate::writer::{Incoming, Refusal, WriterMsg};
+
+pub struct TailShell {
+    pub sources: Vec<FileSourceConfig>,
+    pub settings: TailerConfig,
+    pub checkpoint_path: std::path::PathBuf,
+    pub registry: Arc<RwLock<Arc<Registry>>>,
+    pub to_writer: Sender<WriterMsg>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Per-source counters for the labelled metrics.
+#[derive(Default, Clone, Copy)]
+struct SourceCounts {
+    bytes: u64,
+    lines: u64,
+    refused: [u64; 4],
+}
+
+const REASONS: [&str; 4] = ["json", "unknown_type", "schema", "too_large"];
+
+/// Checks that every source's type exists (and fits `text`) before the agent starts.
+pub fn check_sources(sources: &[FileSourceConfig], registry: &Registry) -> Result<(), String> {
+    for s in sources {
+        let Some(ty) = registry.get(&s.event_type) else {
+            return Err(format!(
+                "source {:?}: event type {:?} is not in the registry",
+                s.include, s.event_type
+            ));
+        };
+        if s.format == LineFormat::Text {
+            for field in ["line", "file"] {
+                if ty.field(field).is_none() {
+                    return Err(format!(
+                        "source {:?}: text lines need a `{field}` field in type {:?}",
+                        s.include, s.event_type
+                    ));
+                }
+            }
+            if s.partial_flush_ms.is_some() && ty.field("partial").is_none() {
+                return Err(format!(
+                    "source {:?}: partial_flush_ms needs a `partial` field in type {:?}",
+                    s.include, s.event_type
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl TailShell {
+    /// Runs until `stop` is set or the writer is gone. An error (the checkpoint
+    /// could not be saved) is fatal for the agent, like a spool error.
+    pub fn run(self, spooled: &[RecoveredId]) -> Result<(), String> {
+        let mut store = FileCheckpointStore {
+            path: self.checkpoint_path.clone(),
+        };
+        let checkpoint =
+            match store.load() {
+                Ok(Some(bytes)) => Some(Checkpoint::decode(&bytes).map_err(|e| {
+                    format!("tail checkpoint {}: {e}", self.checkpoint_path.display())
+                })?),
+                Ok(None) => None,
+                Err(e) => {
+                    return Err(format!(
+                        "tail checkpoint {}: {e}",
+                        self.checkpoint_path.display()
+                    ));
+                }
+            };
+        let specs = self
+            .sources
+            .iter()
+            .map(|s| SourceSpec {
+                include: s.include.clone(),
+                max_line_bytes: s.max_line_bytes,
+                partial_flush_ms: s.partial_flush_ms.map(|ms| ms as i64),
+            })
+            .collect();
+        let positions = spooled
+            .iter()
+            .filter_map(|r| Position::from_event_id(&r.event_id));
+        let mut tailer = Tailer::new(
+            RealFs,
+            specs,
+            TailSettings {
+                rotate_wait_ms: self.settings.rotate_wait_ms as i64,
+                read_chunk_bytes: self.settings.read_chunk_bytes,
+            },
+            checkpoint.as_ref(),
+            positions,
+        );
+        let mut counts = vec![SourceCounts::default(); self.sources.len()];
+        let save = |store: &mut FileCheckpointStore, tailer: &Tailer<RealFs>| {
+            store
+                .save(&tailer.checkpoint().encode())
+                .map_err(|e| format!("tail checkpoint {}: {e}", self.checkpoint_path.display()))
+        };
+        while !self.stop.load(Ordering::Relaxed) {
+            let now_ms = self.clock.now_ms();
+            let lines = tailer.poll(now_ms);
+            if tailer.take_discovered() {
+                save(&mut store, &tailer)?;
+            }
+            if lines.is_empty() {
+                self.publish(&tailer, &counts);
+                std::thread::sleep(Duration::from_millis(self.settings.poll_interval_ms));
+                continue;
+            }
+            let Some(durable) = self.spool_lines(&lines, now_ms, &mut counts) else {
+                return Ok(()); // the writer is gone: nothing more becomes durable
+            };
+            let full = durable.iter().any(|d| !d);
+            tailer.commit(lines.iter().zip(durable));
+            save(&mut store, &tailer)?;
+            self.publish(&tailer, &counts);
+            if full {
+                // Spool full: wait before reading the refused lines again.
+                std::thread::sleep(Duration::from_millis(self.settings.poll_interval_ms));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the lines' events to the writer and waits for the fsync. Returns, per
+    /// line, whether its position may advance; `None` if the writer is gone.
+    fn spool_lines(
+        &self,
+        lines: &[TailLine],
+        now_ms: i64,
+        counts: &mut [SourceCounts],
+    ) -> Option<Vec<bool>> {
+        let registry = self.registry.read().expect("registry lock").clone();
+        let mut events = Vec::new();
+        // Per line: index into `events`, or None if refused for good.
+        let mut slots = Vec::with_capacity(lines.len());
+        for line in lines {
+            let source = &self.sources[line.source];
+            let c = &mut counts[line.source];
+            c.bytes += line.bytes.len() as u64 + u64::from(line.kind != LineKind::Partial);
+            let checked = match line.kind {
+                LineKind::Skipped => {
+                    slots.push(None);
+                    continue;
+                }
+                LineKind::TooLong => Err(format!(
+                    "too_large: line is over {} bytes",
+                    source.max_line_bytes
+                )),
+                LineKind::Line | LineKind::Partial => {
+                    c.lines += 1;
+                    event_body(line, &source.event_type, source.format, now_ms)
+                        .and_then(|body| check_line(&registry, body, usize::MAX))
+                }
+            };
+            match checked {
+                Ok(incoming) => {
+                    slots.push(Some(events.len()));
+                    events.push(incoming);
+                }
+                Err(error) => {
+                    count_refusal(&self.metrics, &error);
+                    let reason = REASONS
+                        .iter()
+                        .position(|r| error.starts_with(r))
+                        .unwrap_or(0);
+                    c.refused[reason] += 1;
+                    eprintln!(
+                        "evd agent: tail {} line ending at byte {} refused: {error}",
+                        line.path.display(),
+                        line.end.offset
+                    );
+                    slots.push(None);
+                }
+            }
+        }
+        let results = if events.is_empty() {
+            Vec::new()
+        } else {
+            self.write(events)?
+        };
+        Some(
+            slots
+                .into_iter()
+                .map(|slot| match slot {
+                    None => true,
+                    Some(i) => results.get(i).is_some_and(|r| r.is_ok()),
+                })
+                .collect(),
+        )
+    }
+
+    fn write(&self, events: Vec<Incoming>) -> Option<Vec<Result<u64, Refusal>>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.to_writer
+            .send(WriterMsg::Events { events, reply })
+            .ok()?;
+        rx.blocking_recv().ok()
+    }
+
+    fn publish(&self, tailer: &Tailer<RealFs>, counts: &[SourceCounts]) {
+        let stats = tailer.stats();
+        let mut out = String::new();
+        let files: Vec<_> = tailer.files().collect();
+        let _ = writeln!(
+            out,
+            "# HELP evd_agent_tail_files_watched Files the tailer has open."
+        );
+        let _ = writeln!(out, "evd_agent_tail_files_watched {}", files.len());
+        for (name, help, v) in [
+            (
+                "rotations",
+                "Tailed files rotated away or deleted.",
+                stats.rotations,
+            ),
+            (
+                "truncations",
+                "Tailed files found truncated or rewritten.",
+                stats.truncations,
+            ),
+            (
+                "open_errors",
+                "Files a pattern matched that could not be opened.",
+                stats.open_errors,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP evd_agent_tail_{name}_total {help}");
+            let _ = writeln!(out, "evd_agent_tail_{name}_total {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP evd_agent_tail_bytes_read_total Bytes read per source."
+        );
+        let _ = writeln!(
+            out,
+            "# HELP evd_agent_tail_lines_read_total Lines read per source."
+        );
+        let _ = writeln!(
+            out,
+            "# HELP evd_agent_tail_lines_refused_total Lines refused per source and reason."
+        );
+        for (i, s) in self.sources.iter().enumerate() {
+            let c = counts[i];
+            let labels = format!("source=\"{i}\",event_type=\"{}\"", s.event_type);
+            let _ = writeln!(
+                out,
+                "evd_agent_tail_bytes_read_total{{{labels}}} {}",
+                c.bytes
+            );
+            let _ = writeln!(
+                out,
+                "evd_agent_tail_lines_read_total{{{labels}}} {}",
+                c.lines
+            );
+            for (reason, n) in REASONS.iter().zip(c.refused) {
+                let _ = writeln!(
+                    out,
+                    "evd_agent_tail_lines_refused_total{{{labels},reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP evd_agent_tail_bytes_behind File size minus the durable position, per file."
+        );
+        for f in files {
+            let path = f
+                .path
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
+            let _ = writeln!(
+                out,
+                "evd_agent_tail_bytes_behind{{file=\"{path}\"}} {}",
+                f.len.saturating_sub(f.durable)
+            );
+        }
+        *self.metrics.labelled.lock().expect("metrics lock") = out;
+    }
+}

@@ -1,0 +1,474 @@
+//! The tailer's core: which files to read, from where, and which lines they hold.
+//! Sans-IO: the file system is a [`TailFs`], time is a parameter, and nothing is
+//! written. The shell spools the lines `poll` returns, then calls `commit` and saves
+//! `checkpoint()`; a crash anywhere in between is covered by the positions the spool
+//! hands back (see the module docs).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::fs::{FileKey, TailFs};
+use super::pattern::expand;
+use super::position::{Checkpoint, CheckpointEntry, FINGERPRINT_BYTES, Fingerprint, Position};
+
+/// One file source as the core needs it.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    /// Glob patterns (see `pattern`), absolute or relative to the working directory.
+    pub include: Vec<PathBuf>,
+    /// Longest line taken; a longer one becomes one `TooLong` line and the rest of it
+    /// up to its newline is skipped.
+    pub max_line_bytes: usize,
+    /// A last line without newline is emitted as `Partial` once the file has not
+    /// grown for this long. `None`: held until its newline comes.
+    pub partial_flush_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TailSettings {
+    /// A file that no pattern matches any more (rotated away or deleted) is read to
+    /// its end and closed once it has not grown for this long.
+    pub rotate_wait_ms: i64,
+    /// Bytes read from one file per poll (raised to `max_line_bytes + 1`).
+    pub read_chunk_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// A complete line (newline excluded).
+    Line,
+    /// A last line without newline, flushed after `partial_flush_ms`.
+    Partial,
+    /// The first `max_line_bytes` of a longer line: refused, not spooled.
+    TooLong,
+    /// The rest of a too-long line: dropped silently (it was counted once).
+    Skipped,
+}
+
+/// A line read from a file. `end` is the position just past it (and its newline).
+#[derive(Debug, Clone)]
+pub struct TailLine {
+    pub source: usize,
+    pub path: Arc<PathBuf>,
+    pub end: Position,
+    pub kind: LineKind,
+    pub bytes: Vec<u8>,
+    /// Whether the reader is inside a too-long line after this one.
+    skipping_after: bool,
+}
+
+/// Counters the shell turns into metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TailStats {
+    pub files_opened: u64,
+    pub files_closed: u64,
+    /// Watched files that no pattern matches any more (rename rotation or delete).
+    pub rotations: u64,
+    /// Files found shorter than what was read, or with a different beginning.
+    pub truncations: u64,
+    pub open_errors: u64,
+    pub read_errors: u64,
+}
+
+/// A watched file's progress, for the bytes-behind gauge.
+#[derive(Debug, Clone)]
+pub struct FileStatus {
+    pub source: usize,
+    pub path: Arc<PathBuf>,
+    pub len: u64,
+    pub durable: u64,
+}
+
+struct Watched<H> {
+    handle: H,
+    source: usize,
+    path: Arc<PathBuf>,
+    fp: Fingerprint,
+    /// Lines ending at or before this are in the spool.
+    durable: u64,
+    durable_skipping: bool,
+    /// Lines ending at or before this were handed out by `poll`.
+    read: u64,
+    read_skipping: bool,
+    /// Some pattern names this file now.
+    matched: bool,
+    len: u64,
+    last_change_ms: i64,
+}
+
+/// A resume point from the checkpoint or the spool, not yet claimed by a file.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    fp: Fingerprint,
+    offset: u64,
+}
+
+pub struct Tailer<F: TailFs> {
+    fs: F,
+    sources: Vec<SourceSpec>,
+    settings: TailSettings,
+    files: BTreeMap<FileKey, Watched<F::Handle>>,
+    known: HashMap<FileKey, Vec<Known>>,
+    stats: TailStats,
+    discovered: bool,
+}
+
+impl<F: TailFs> Tailer<F> {
+    /// A tailer resuming from a checkpoint and from the positions of tailed lines the
+    /// spool still holds (whichever is further wins, per file).
+    pub fn new(
+        fs: F,
+        sources: Vec<SourceSpec>,
+        settings: TailSettings,
+        checkpoint: Option<&Checkpoint>,
+        spooled: impl IntoIterator<Item = Position>,
+    ) -> Tailer<F> {
+        let mut known: HashMap<FileKey, Vec<Known>> = HashMap::new();
+        let from_checkpoint = checkpoint
+            .into_iter()
+            .flat_map(|c| c.files.iter())
+            .filter_map(CheckpointEntry::position);
+        for pos in from_checkpoint.chain(spooled) {
+            known.entry(pos.key).or_default().push(Known {
+                fp: pos.fp,
+                offset: pos.offset,
+            });
+        }
+        Tailer {
+            fs,
+            sources,
+            settings,
+            files: BTreeMap::new(),
+            known,
+            stats: TailStats::default(),
+            discovered: false,
+        }
+    }
+
+    pub fn stats(&self) -> TailStats {
+        self.stats
+    }
+
+    pub fn files(&self) -> impl Iterator<Item = FileStatus> + '_ {
+        self.files.values().map(|w| FileStatus {
+            source: w.source,
+            path: w.path.clone(),
+            len: w.len,
+            durable: w.durable,
+        })
+    }
+
+    /// True once if files were opened since the last call: the shell saves a
+    /// checkpoint so a file rotated away while the agent is down is still found.
+    pub fn take_discovered(&mut self) -> bool {
+        std::mem::take(&mut self.discovered)
+    }
+
+    /// Every open file at its durable position.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            version: super::position::CHECKPOINT_VERSION,
+            files: self
+                .files
+                .iter()
+                .map(|(key, w)| {
+                    let pos = Position {
+                        key: *key,
+                        fp: w.fp,
+                        offset: w.durable,
+                    };
+                    CheckpointEntry::new(pos, &w.path)
+                })
+                .collect(),
+        }
+    }
+
+    /// Finds files, reads what is new in them and returns their lines, in file order
+    /// per file. Every line returned must be passed to `commit` before the next poll.
+    pub fn poll(&mut self, now_ms: i64) -> Vec<TailLine> {
+        self.scan(now_ms);
+        let mut out = Vec::new();
+        let keys: Vec<FileKey> = self.files.keys().copied().collect();
+        for key in keys {
+            self.read_file(key, now_ms, &mut out);
+        }
+        self.close_finished(now_ms);
+        out
+    }
+
+    /// Records which lines are durable (`true`: spooled, or refused for good) and
+    /// which must be read again (`false`: spool full). A file stops at its first
+    /// `false`: its later lines are read again too, so order is kept.
+    pub fn commit<'a>(&mut self, outcomes: impl IntoIterator<Item = (&'a TailLine, bool)>) {
+        let mut blocked = BTreeSet::new();
+        for (line, durable) in outcomes {
+            let key = line.end.key;
+            if blocked.contains(&key) {
+                continue;
+            }
+            let Some(w) = self.files.get_mut(&key) else {
+                continue;
+            };
+            if durable {
+                w.durable = line.end.offset;
+                w.durable_skipping = line.skipping_after;
+            } else {
+                blocked.insert(key);
+            }
+        }
+        for w in self.files.values_mut() {
+            w.read = w.durable;
+            w.read_skipping = w.durable_skipping;
+        }
+    }
+
+    fn scan(&mut self, now_ms: i64) {
+        let mut named: BTreeMap<FileKey, (usize, PathBuf)> = BTreeMap::new();
+        let mut dirs = BTreeSet::new();
+        for (source, spec) in self.sources.iter().enumerate() {
+            for pattern in &spec.include {
+                for path in expand(&mut self.fs, pattern, false) {
+                    if let Ok(key) = self.fs.key_of(&path) {
+                        named.entry(key).or_insert((source, path));
+                    }
+                }
+                if !self.known.is_empty()
+                    && let Some(parent) = pattern.parent()
+                {
+                    dirs.extend(expand(&mut self.fs, parent, true));
+                }
+            }
+        }
+        for (key, w) in self.files.iter_mut() {
+            let matched = named.contains_key(key);
+            if w.matched && !matched {
+                self.stats.rotations += 1;
+            }
+            w.matched = matched;
+            if let Some((_, path)) = named.get(key)
+                && path != w.path.as_ref()
+            {
+                w.path = Arc::new(path.clone());
+            }
+        }
+        for (key, (source, path)) in named {
+            if !self.files.contains_key(&key) {
+                self.open(&path, source, true, now_ms);
+            }
+        }
+        // After a restart: files that were rotated away while the agent was down
+        // still have lines to finish. Only files the checkpoint or spool knows count.
+        if !self.known.is_empty() {
+            for dir in dirs {
+                for entry in self.fs.list_dir(&dir) {
+                    let path = dir.join(&entry.name);
+                    if entry.is_dir {
+                        continue;
+                    }
+                    let Ok(key) = self.fs.key_of(&path) else {
+                        continue;
+                    };
+                    if !self.files.contains_key(&key) && self.known.contains_key(&key) {
+                        let source = self.source_for_dir(&dir);
+                        self.open(&path, source, false, now_ms);
+                    }
+                }
+            }
+            // Resume points no file claimed belong to files that are gone.
+            self.known.clear();
+        }
+    }
+
+    /// The first source with a pattern in `dir` (rotated files carry on as its).
+    fn source_for_dir(&mut self, dir: &Path) -> usize {
+        for (source, spec) in self.sources.iter().enumerate() {
+            for pattern in &spec.include {
+                if let Some(parent) = pattern.parent()
+                    && expand(&mut self.fs, parent, true).iter().any(|d| d == dir)
+                {
+                    return source;
+                }
+            }
+        }
+        0
+    }
+
+    fn open(&mut self, path: &Path, source: usize, matched: bool, now_ms: i64) {
+        let (handle, key) = match self.fs.open(path) {
+            Ok(h) => h,
+            Err(_) => {
+                self.stats.open_errors += 1;
+                return;
+            }
+        };
+        if self.files.contains_key(&key) {
+            return; // renamed between listing and opening: already watched
+        }
+        let (len, prefix) = match self.len_and_prefix(&handle) {
+            Some(x) => x,
+            None => return,
+        };
+        let resume = self
+            .known
+            .remove(&key)
+            .unwrap_or_default()
+            .into_iter()
+            // A short fingerprint matches too much to pick out a file no pattern names
+            // (log lines share prefixes): a copy would be read twice.
+            .filter(|k| k.fp.matches(&prefix) && (matched || k.fp.is_recognisable()))
+            .map(|k| k.offset)
+            .max();
+        let start = match resume {
+            Some(offset) if offset <= len => offset,
+            Some(_) => {
+                self.stats.truncations += 1;
+                0
+            }
+            None => 0,
+        };
+        // A file no pattern names is only finished, never started: without a resume
+        // point it is a copy or an old file, and reading it would duplicate lines.
+        if !matched && (resume.is_none() || start >= len) {
+            return;
+        }
+        self.stats.files_opened += 1;
+        self.discovered = true;
+        self.files.insert(
+            key,
+            Watched {
+                handle,
+                source,
+                path: Arc::new(path.to_path_buf()),
+                fp: Fingerprint::of(&prefix),
+                durable: start,
+                durable_skipping: false,
+                read: start,
+                read_skipping: false,
+                matched,
+                len,
+                last_change_ms: now_ms,
+            },
+        );
+    }
+
+    fn len_and_prefix(&mut self, handle: &F::Handle) -> Option<(u64, Vec<u8>)> {
+        let len = self.fs.len(handle).ok()?;
+        let prefix = self.fs.read_at(handle, 0, FINGERPRINT_BYTES).ok()?;
+        Some((len, prefix))
+    }
+
+    fn read_file(&mut self, key: FileKey, now_ms: i64, out: &mut Vec<TailLine>) {
+        let Some(w) = self.files.get_mut(&key) else {
+            return;
+        };
+        let Ok(len) = self.fs.len(&w.handle) else {
+            self.stats.read_errors += 1;
+            return;
+        };
+        if len != w.len || !w.fp.is_full() {
+            if len != w.len {
+                w.last_change_ms = now_ms;
+            }
+            let Ok(prefix) = self.fs.read_at(&w.handle, 0, FINGERPRINT_BYTES) else {
+                self.stats.read_errors += 1;
+                return;
+            };
+            if len < w.read || !w.fp.matches(&prefix) {
+                // Truncated (copytruncate) or rewritten: start over from the beginning.
+                self.stats.truncations += 1;
+                w.read = 0;
+                w.durable = 0;
+                w.read_skipping = false;
+                w.durable_skipping = false;
+            }
+            w.fp = Fingerprint::of(&prefix);
+            w.len = len;
+        }
+        if len <= w.read {
+            return;
+        }
+        let spec = &self.sources[w.source];
+        let chunk = self.settings.read_chunk_bytes.max(spec.max_line_bytes + 1);
+        let want = ((len - w.read) as usize).min(chunk);
+        let Ok(buf) = self.fs.read_at(&w.handle, w.read, want) else {
+            self.stats.read_errors += 1;
+            return;
+        };
+        let reached_end = w.read + buf.len() as u64 >= len;
+        let max = spec.max_line_bytes;
+        let mut lines = Lines { out, key, at: 0 };
+        while let Some(nl) = buf[lines.at..].iter().position(|&b| b == b'\n') {
+            let start = lines.at;
+            let line = &buf[start..start + nl];
+            let end = start + nl + 1;
+            if w.read_skipping {
+                lines.push(w, end, LineKind::Skipped, &[], false);
+            } else if line.len() > max {
+                lines.push(w, end, LineKind::TooLong, &line[..max], false);
+            } else {
+                lines.push(w, end, LineKind::Line, line, false);
+            }
+        }
+        let start = lines.at;
+        let rest = &buf[start..];
+        if rest.is_empty() {
+            return;
+        }
+        let idle_ms = now_ms - w.last_change_ms;
+        // A file no pattern names any more gets no newline later: finish it.
+        let finished = !w.matched && idle_ms >= self.settings.rotate_wait_ms;
+        if w.read_skipping {
+            lines.push(w, buf.len(), LineKind::Skipped, &[], true);
+        } else if rest.len() > max {
+            lines.push(w, buf.len(), LineKind::TooLong, &rest[..max], true);
+        } else if reached_end && (finished || spec.partial_flush_ms.is_some_and(|f| idle_ms >= f)) {
+            lines.push(w, buf.len(), LineKind::Partial, rest, false);
+        }
+    }
+
+    /// Closes files no pattern matches that are read to their end and idle.
+    fn close_finished(&mut self, now_ms: i64) {
+        let wait = self.settings.rotate_wait_ms;
+        let before = self.files.len();
+        self.files.retain(|_, w| {
+            w.matched || w.read < w.len || w.durable < w.read || now_ms - w.last_change_ms < wait
+        });
+        self.stats.files_closed += (before - self.files.len()) as u64;
+    }
+}
+
+/// Appends lines of one file, advancing its read position.
+struct Lines<'a> {
+    out: &'a mut Vec<TailLine>,
+    key: FileKey,
+    /// Bytes of the read buffer already handed out.
+    at: usize,
+}
+
+impl Lines<'_> {
+    fn push<H>(
+        &mut self,
+        w: &mut Watched<H>,
+        end: usize,
+        kind: LineKind,
+        bytes: &[u8],
+        skip: bool,
+    ) {
+        w.read += (end - self.at) as u64;
+        w.read_skipping = skip;
+        self.at = end;
+        self.out.push(TailLine {
+            source: w.source,
+            path: w.path.clone(),
+            end: Position {
+                key: self.key,
+                fp: w.fp,
+                offset: w.read,
+            },
+            kind,
+            bytes: bytes.to_vec(),
+            skipping_after: skip,
+        });
+    }
+}
