@@ -26,6 +26,16 @@ pub fn load_agent_config(path: &Path) -> Result<evd_producer::config::AgentConfi
             *p = base.join(&*p);
         }
     }
+    let tail_paths = config
+        .sources
+        .iter_mut()
+        .flat_map(|s| s.include.iter_mut().chain(s.exclude.iter_mut()))
+        .chain(config.tailer.checkpoint_path.as_mut());
+    for p in tail_paths {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
     Ok(config)
 }
 

@@ -54,8 +54,15 @@ pub struct FileSourceConfig {
     pub kind: SourceKind,
     /// Glob patterns: `*` and `?` within a path component (`/var/log/app/*.log`,
     /// `/srv/*/log/app.log`); relative ones resolve against the config's directory.
-    /// Rotated files should not match (`app.log.1`): rotation is followed by inode.
+    /// With rename rotation, let the pattern match the rotated names too
+    /// (`app.log*`, excluding compressed ones): a file is followed by inode, so a
+    /// rename is not a new file, and a file created and rotated away while the agent
+    /// was down is still found. With copytruncate, match only the live file: a copy
+    /// is a new file and would be read twice.
     pub include: Vec<PathBuf>,
+    /// Patterns (same syntax) of files never to read, e.g. `["/var/log/app/*.gz"]`.
+    #[serde(default)]
+    pub exclude: Vec<PathBuf>,
     /// The registry type of this source's events.
     pub event_type: String,
     /// `text`: each line is wrapped as `{"line", "file"}` fields of `event_type`;

@@ -105,7 +105,11 @@ impl<S: SegmentStore> Writer<S> {
         // Recovered ids are remembered for a full window from now, as their segments
         // are kept (spool rule 5): the client may resend only once it reconnects.
         let now_us = self.clock.now_us();
-        for id in ids {
+        // Tailed lines' ids are positions for the tailer, not client keys.
+        for id in ids
+            .into_iter()
+            .filter(|id| !id.event_id.starts_with("tail:"))
+        {
             self.ids
                 .insert(id.event_id, id.event_seq, id.received_at_us.max(now_us));
         }

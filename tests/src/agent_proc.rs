@@ -35,6 +35,8 @@ pub struct AgentOptions {
     pub registry_dir: Option<PathBuf>,
     /// Environment of the agent process (test-only fault switches).
     pub env: Vec<(String, String)>,
+    /// TOML appended at the end of the config (`[[sources]]`, `[tailer]`).
+    pub tail: String,
 }
 
 impl Default for AgentOptions {
@@ -45,6 +47,7 @@ impl Default for AgentOptions {
             socket_extra: String::new(),
             registry_dir: None,
             env: Vec::new(),
+            tail: String::new(),
         }
     }
 }
@@ -90,6 +93,8 @@ segment_bytes = 4194304
 [kafka]
 bootstrap_servers = "{bootstrap}"
 {extra}
+
+{tail}
 "#,
                 registry = opts
                     .registry_dir
@@ -99,6 +104,7 @@ bootstrap_servers = "{bootstrap}"
                 retransmit = opts.retransmit_after_ms,
                 extra = opts.extra,
                 socket_extra = opts.socket_extra,
+                tail = opts.tail,
             ),
         )?;
         let mut agent = AgentProcess {

@@ -242,11 +242,10 @@ pub async fn wait_drained(
 ) -> f64 {
     let started = std::time::Instant::now();
     for agent in agents {
-        // Nothing unacked, once this agent process has handled a batch (a restarted
-        // agent may only resend what an earlier process sealed).
+        // Nothing unacked, once this agent process has finished a writer turn (its
+        // gauges are set at the end of each; a turn runs at least every second).
         while agent.metric("spool_unacked_batches") != Some(0)
-            || (agent.metric("batches_sealed") == Some(0)
-                && agent.metric("batches_sent") == Some(0))
+            || agent.metric("fsyncs").is_none_or(|n| n == 0)
         {
             assert!(
                 started.elapsed() < limit,

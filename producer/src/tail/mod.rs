@@ -37,7 +37,9 @@
 //!    no newline, is taken then.
 //! 3. After a restart, the directories of the patterns are searched for files the
 //!    checkpoint or spool knows that no pattern names any more (rotated while the agent
-//!    was down) and those are finished. A file that had fewer than 64 bytes when last
+//!    was down) and those are finished. A file created *and* rotated away while the
+//!    agent was down is unknown: only a pattern that also names rotated files
+//!    (`app.log*`) finds it, which is why that is the advice for rename rotation. A file that had fewer than 64 bytes when last
 //!    seen cannot be told from another file that got its inode (a copy, say: log
 //!    lines share prefixes), so it is not searched for. Rotated files must stay in the same directory
 //!    (and uncompressed, e.g. logrotate's `delaycompress`) until they are finished.

@@ -72,6 +72,19 @@ pub fn expand<F: TailFs>(fs: &mut F, pattern: &Path, dirs: bool) -> Vec<PathBuf>
     current
 }
 
+/// Whether `path` is one of the paths `pattern` names (component by component).
+pub fn path_matches(pattern: &Path, path: &Path) -> bool {
+    let p: Vec<_> = pattern.components().collect();
+    let c: Vec<_> = path.components().collect();
+    p.len() == c.len()
+        && p.iter().zip(&c).all(|(p, c)| {
+            matches(
+                &p.as_os_str().to_string_lossy(),
+                &c.as_os_str().to_string_lossy(),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +99,10 @@ mod tests {
         assert!(!matches("a?p.log", "ap.log"));
         assert!(matches("*a*b", "xaxxab"));
         assert!(!matches("*a*b", "xaxxa"));
+        assert!(path_matches(
+            Path::new("/l/*/x*.gz"),
+            Path::new("/l/a/x1.gz")
+        ));
+        assert!(!path_matches(Path::new("/l/*.gz"), Path::new("/l/a/x1.gz")));
     }
 }

@@ -96,6 +96,7 @@ impl TailShell {
             .iter()
             .map(|s| SourceSpec {
                 include: s.include.clone(),
+                exclude: s.exclude.clone(),
                 max_line_bytes: s.max_line_bytes,
                 partial_flush_ms: s.partial_flush_ms.map(|ms| ms as i64),
             })

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::fs::{FileKey, TailFs};
-use super::pattern::expand;
+use super::pattern::{expand, path_matches};
 use super::position::{Checkpoint, CheckpointEntry, FINGERPRINT_BYTES, Fingerprint, Position};
 
 /// One file source as the core needs it.
@@ -17,6 +17,8 @@ use super::position::{Checkpoint, CheckpointEntry, FINGERPRINT_BYTES, Fingerprin
 pub struct SourceSpec {
     /// Glob patterns (see `pattern`), absolute or relative to the working directory.
     pub include: Vec<PathBuf>,
+    /// Patterns of files never read, though `include` matches them.
+    pub exclude: Vec<PathBuf>,
     /// Longest line taken; a longer one becomes one `TooLong` line and the rest of it
     /// up to its newline is skipped.
     pub max_line_bytes: usize,
@@ -229,6 +231,9 @@ impl<F: TailFs> Tailer<F> {
         for (source, spec) in self.sources.iter().enumerate() {
             for pattern in &spec.include {
                 for path in expand(&mut self.fs, pattern, false) {
+                    if spec.exclude.iter().any(|x| path_matches(x, &path)) {
+                        continue;
+                    }
                     if let Ok(key) = self.fs.key_of(&path) {
                         named.entry(key).or_insert((source, path));
                     }

@@ -1,0 +1,127 @@
+//! Tailer throughput: lines read from log files into the spool (fsync per poll,
+//! checkpoint saved per poll), from one file and from 100 files, beside `wc -l`
+//! reading the same bytes. Not a test: prints a table.
+//!
+//! `cargo run --release -p tests --bin tail-bench -- [LINES]`
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::Result;
+use evd_producer::spool::{DirStore, Spool, SpoolLimits};
+use evd_producer::tail::{
+    CheckpointStore, FileCheckpointStore, LineFormat, LineKind, RealFs, SourceSpec, TailSettings,
+    Tailer, event_body,
+};
+use evd_schemas::event::parse_event_line;
+use tests::agent_proc::example_registry_dir;
+use tests::oracle::event_line;
+
+/// Writes `lines` event lines spread over `files` files under `dir/logs`.
+fn write_logs(dir: &Path, files: u64, lines: u64) -> Result<(PathBuf, u64)> {
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let mut bytes = 0;
+    for f in 0..files {
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(logs.join(format!("f{f}.log")))?);
+        for id in (0..lines).filter(|id| id % files == f) {
+            let line = event_line(id);
+            out.write_all(line.as_bytes())?;
+            out.write_all(b"\n")?;
+            bytes += line.len() as u64 + 1;
+        }
+        out.flush()?;
+    }
+    Ok((logs, bytes))
+}
+
+/// Tails everything under `logs` into a fresh spool; returns seconds taken.
+fn tail_into_spool(dir: &Path, logs: &Path, lines: u64) -> Result<f64> {
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(example_registry_dir())? {
+        let path = entry?.path();
+        sources.push((path.display().to_string(), std::fs::read_to_string(&path)?));
+    }
+    let registry = evd_schemas::Registry::from_sources(sources)?;
+    let spool_dir = dir.join("spool");
+    let limits = SpoolLimits {
+        dedup_window_us: 30_000_000,
+        max_bytes: 64 << 30,
+        segment_bytes: 64 << 20,
+    };
+    let (mut spool, _) = Spool::open(DirStore::open(&spool_dir)?, "bench", limits)?;
+    let mut checkpoints = FileCheckpointStore {
+        path: dir.join("tail-checkpoints.json"),
+    };
+    let spec = SourceSpec {
+        include: vec![logs.join("*.log")],
+        exclude: vec![],
+        max_line_bytes: 1 << 20,
+        partial_flush_ms: None,
+    };
+    let settings = TailSettings {
+        rotate_wait_ms: 5_000,
+        read_chunk_bytes: 4 << 20,
+    };
+    let mut tailer = Tailer::new(RealFs, vec![spec], settings, None, []);
+    let started = Instant::now();
+    let mut spooled = 0;
+    while spooled < lines {
+        let now_ms = started.elapsed().as_millis() as i64;
+        let batch = tailer.poll(now_ms);
+        let now_us = now_ms * 1000;
+        for line in batch.iter().filter(|l| l.kind == LineKind::Line) {
+            let body = event_body(line, "PageView", LineFormat::Json, now_ms)
+                .map_err(anyhow::Error::msg)?;
+            let parsed = parse_event_line(&body, usize::MAX)?;
+            let ty = registry.validate(&parsed)?;
+            spool.append_event(now_us, &ty.name, &body)?;
+            spooled += 1;
+        }
+        spool.sync()?;
+        tailer.commit(batch.iter().map(|l| (l, true)));
+        checkpoints.save(&tailer.checkpoint().encode())?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn wc(logs: &Path) -> Result<f64> {
+    let files: Vec<PathBuf> = std::fs::read_dir(logs)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let status = Command::new("wc").arg("-l").args(&files).output()?.status;
+    anyhow::ensure!(status.success(), "wc failed");
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn main() -> Result<()> {
+    let lines: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
+    println!("| what | files | lines | MB | seconds | lines/s | MB/s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for files in [1, 100] {
+        let dir = tempfile::tempdir()?;
+        let (logs, bytes) = write_logs(dir.path(), files, lines)?;
+        let mb = bytes as f64 / 1e6;
+        let row = |what: &str, secs: f64| {
+            println!(
+                "| {what} | {files} | {lines} | {mb:.0} | {secs:.2} | {:.0} | {:.1} |",
+                lines as f64 / secs,
+                mb / secs
+            );
+        };
+        row("wc -l (page cache)", wc(&logs)?);
+        row(
+            "evd tailer → spool",
+            tail_into_spool(dir.path(), &logs, lines)?,
+        );
+    }
+    Ok(())
+}

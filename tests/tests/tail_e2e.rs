@@ -1,0 +1,133 @@
+//! The tailer end to end: a service logs 1M JSON lines into a file that is rotated
+//! (rename + create, like logrotate's `create`) every 50k lines, while the agent is
+//! killed with SIGKILL 10 times. Every line must be in Parquet exactly once. The
+//! pattern matches the rotated names too (`app.log*`), as the agent's docs advise for
+//! rename rotation: a file created and rotated while the agent is down is still read.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tests::RealBroker;
+use tests::agent_proc::{AgentOptions, AgentProcess, test_master_keyring};
+use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
+use tests::oracle::{TestReader, create_pipeline_topics, event_line};
+use tests::rng::Rng;
+
+const ROTATE_EVERY: u64 = 50_000;
+
+/// Writes lines `0..total` to `logs/app.log` at about `per_sec`, rotating to
+/// `app.log.<n>` every `ROTATE_EVERY` lines. Returns the number of rotations.
+fn service(logs: &Path, total: u64, per_sec: u64) -> u64 {
+    let active = logs.join("app.log");
+    let mut file = std::fs::File::create(&active).unwrap();
+    let started = Instant::now();
+    let mut rotations = 0;
+    let mut buf = Vec::new();
+    for id in 0..total {
+        if id > 0 && id % ROTATE_EVERY == 0 {
+            file.write_all(&buf).unwrap();
+            buf.clear();
+            rotations += 1;
+            std::fs::rename(&active, logs.join(format!("app.log.{rotations}"))).unwrap();
+            file = std::fs::File::create(&active).unwrap();
+        }
+        buf.extend_from_slice(event_line(id).as_bytes());
+        buf.push(b'\n');
+        if id % 1_000 == 999 {
+            file.write_all(&buf).unwrap();
+            buf.clear();
+            let due = Duration::from_secs_f64((id + 1) as f64 / per_sec as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    file.write_all(&buf).unwrap();
+    rotations
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_rotated_lines_survive_10_agent_kill_9s() {
+    let mut rng = Rng::from_env("tail_e2e");
+    let total: u64 = std::env::var("EVD_TAIL_E2E_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let per_sec = 25_000;
+    let kills = 10;
+    let broker = RealBroker::start().unwrap();
+    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let out = dir.path().join("out");
+    let consumer = ConsumerProcess::start(
+        &dir.path().join("consumer"),
+        "c1",
+        &broker.bootstrap(),
+        &out,
+        1_000,
+        &[],
+    )
+    .unwrap();
+    let opts = AgentOptions {
+        retransmit_after_ms: 5_000,
+        tail: format!(
+            "[[sources]]\nkind = \"file\"\ninclude = [\"{}/app.log*\"]\nevent_type = \"PageView\"\nformat = \"json\"\n",
+            logs.display()
+        ),
+        ..AgentOptions::default()
+    };
+    let mut agent = AgentProcess::start(
+        &dir.path().join("agent"),
+        "host-tail",
+        &broker.bootstrap(),
+        opts,
+    )
+    .unwrap();
+
+    let writer_logs = logs.clone();
+    let writer = std::thread::spawn(move || service(&writer_logs, total, per_sec));
+    let run_ms = total * 1000 / per_sec;
+    let kill_at: Vec<u64> = (0..kills)
+        .map(|_| rng.range(run_ms / (kills + 2), run_ms / kills))
+        .collect();
+    let killer = tokio::task::spawn_blocking(move || {
+        for (n, pause) in kill_at.into_iter().enumerate() {
+            std::thread::sleep(Duration::from_millis(pause));
+            agent
+                .restart()
+                .unwrap_or_else(|e| panic!("restart {n}: {e:#}"));
+        }
+        agent
+    });
+    let rotations = writer.join().unwrap();
+    let agent = killer.await.unwrap();
+    println!("{total} lines written, {rotations} rotations, {kills} agent kill -9s");
+
+    let all: Vec<u64> = (0..total).collect();
+    let bootstrap = broker.bootstrap();
+    let started = Instant::now();
+    let expected = all.clone();
+    let missing = tokio::task::spawn_blocking(move || {
+        let mut reader = TestReader::new(&bootstrap, test_master_keyring(), false).unwrap();
+        reader.wait_for(&expected, Duration::from_secs(300))
+    })
+    .await
+    .unwrap();
+    assert!(
+        missing.is_empty(),
+        "{} lines never reached Kafka, e.g. {:?}\n{}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        agent.log_tail()
+    );
+    println!(
+        "every line in Kafka {:.1}s after the writer stopped",
+        started.elapsed().as_secs_f64()
+    );
+    let secs = wait_drained(&[&agent], &consumer.process, Duration::from_secs(240)).await;
+    println!("spool drained {secs:.1}s later");
+    assert_exactly_once(&out, &all, Some(total));
+}
