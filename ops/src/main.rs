@@ -1,6 +1,7 @@
 //! `evd`: one binary for every role. Subcommands stay thin; logic lives in the crates.
 
 mod cli_agent;
+mod cli_bridge;
 mod cli_consumer;
 mod cli_demo;
 mod cli_keys;
@@ -51,8 +52,11 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Run a broker-bridge between two Kafka clusters.
-    Bridge(NotYet),
+    /// Run a broker-bridge: event topics edge → central, acks central → edge.
+    Bridge {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Run the auditor and dashboard (`--config`), or ask it (`status`, `hour`).
     Ops(cli_ops::OpsArgs),
     /// Send event lines from stdin to an agent's socket; exit 1 if any is refused.
@@ -65,12 +69,6 @@ enum Command {
     },
     /// Run the whole pipeline in-process with a load generator and the dashboard.
     Demo(cli_demo::DemoArgs),
-}
-
-#[derive(clap::Args)]
-struct NotYet {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -93,10 +91,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Consumer { config } => cli_consumer::run_consumer(&config),
         Command::Ops(args) => cli_ops::run(args),
         Command::Demo(args) => cli_demo::run(args),
-        Command::Bridge(_) => {
-            eprintln!("evd: not yet: this subcommand arrives with its issue (see README)");
-            Ok(ExitCode::from(2))
-        }
+        Command::Bridge { config } => cli_bridge::run_bridge(&config),
     }
 }
 
@@ -168,6 +163,14 @@ fn validate_config(path: &Path, text: &str) -> Result<ExitCode> {
             path.display(),
             config.output_url
         );
+    } else if has("edge") && has("central") {
+        let config = cli_bridge::load_bridge_config(path)?;
+        println!(
+            "{}: bridge config OK ({} → {})",
+            path.display(),
+            config.edge.bootstrap_servers,
+            config.central.bootstrap_servers
+        );
     } else if has("output_url") {
         let config = cli_ops::load_ops_config(path)?;
         load::registry_dir(&config.registry_dir)?;
@@ -178,7 +181,7 @@ fn validate_config(path: &Path, text: &str) -> Result<ExitCode> {
         );
     } else {
         bail!(
-            "{}: not a registry directory, keyring, or agent/consumer/ops config",
+            "{}: not a registry directory, keyring, or agent/consumer/bridge/ops config",
             path.display()
         )
     }

@@ -7,6 +7,7 @@
 //! - [`kafka`]: small rdkafka helpers shared by the tests.
 
 pub mod agent_proc;
+pub mod bridge_proc;
 pub mod consumer_proc;
 pub mod kafka;
 mod mock_broker;

@@ -1,0 +1,47 @@
+//! `evd bridge`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use evd_bridge::{BridgeConfig, Metrics};
+use tokio::signal::unix::{SignalKind, signal};
+
+pub fn load_bridge_config(path: &Path) -> Result<BridgeConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    Ok(BridgeConfig::from_toml(&path.display().to_string(), &text)?)
+}
+
+/// Runs until SIGTERM/SIGINT (deliver what was read, commit, exit 0) or a fatal error.
+pub fn run_bridge(config_path: &Path) -> Result<ExitCode> {
+    let config = load_bridge_config(config_path)?;
+    let metrics = Arc::new(Metrics::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        if let Some(addr) = config.metrics_listen.clone() {
+            let m = metrics.clone();
+            tokio::spawn(evd_ops::metrics_http::serve(addr, move || m.render()));
+        }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            on_signal.store(true, Ordering::Relaxed);
+        });
+        eprintln!(
+            "evd bridge: {} → {} (group {})",
+            config.edge.bootstrap_servers, config.central.bootstrap_servers, config.group_id
+        );
+        let m = metrics.clone();
+        tokio::task::spawn_blocking(move || evd_bridge::run(&config, m, stop)).await??;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
