@@ -430,27 +430,49 @@ impl Route {
         }
     }
 
+    /// Lag per assigned partition; and a position past the partition's end (a broker
+    /// that does not answer OFFSET_OUT_OF_RANGE, e.g. after a topic was recreated) is
+    /// moved to the beginning, so the first record's check reports the reset.
     fn report_lag(&self, last_read_ms: &BTreeMap<Tp, i64>) {
-        let positions = self.tracker.lock().expect("tracker lock").positions();
+        let Ok(assigned) = self.consumer.assignment() else {
+            return;
+        };
+        let positions = self.consumer.position().unwrap_or_default();
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        for ((topic, partition), next) in positions {
-            let Ok((_, high)) =
+        for e in assigned.elements() {
+            let tp: Tp = (e.topic().to_string(), e.partition());
+            let position = match positions.find_partition(&tp.0, tp.1).map(|p| p.offset()) {
+                Some(Offset::Offset(n)) => Some(n),
+                _ => self.committed_offset(&tp),
+            };
+            let Ok((low, high)) =
                 self.consumer
-                    .fetch_watermarks(&topic, partition, Duration::from_secs(1))
+                    .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(1))
             else {
                 continue;
             };
+            let next = position.unwrap_or(low);
+            if next > high {
+                eprintln!(
+                    "evd bridge {}: {}/{} is at offset {next}, past its end {high}: the topic was \
+                     recreated or its offsets moved; reading it again from its beginning",
+                    self.spec.name, tp.0, tp.1
+                );
+                let _ = self
+                    .consumer
+                    .seek(&tp.0, tp.1, Offset::Beginning, Duration::from_secs(5));
+            }
             let behind = (high - next).max(0);
-            let p = partition.to_string();
+            let p = tp.1.to_string();
             let labels = [
                 ("route", self.spec.name),
-                ("topic", topic.as_str()),
+                ("topic", tp.0.as_str()),
                 ("partition", p.as_str()),
             ];
             self.metrics.set("lag_offsets", &labels, behind as f64);
-            let age = match last_read_ms.get(&(topic.clone(), partition)) {
+            let age = match last_read_ms.get(&tp) {
                 Some(ts) if behind > 0 => (now_ms - ts).max(0) as f64 / 1000.0,
                 _ => 0.0,
             };

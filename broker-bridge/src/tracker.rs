@@ -119,14 +119,6 @@ impl Tracker {
     pub fn forget(&mut self, tp: &Tp) {
         self.parts.remove(tp);
     }
-
-    /// The next offset this route will read, per partition (for lag).
-    pub fn positions(&self) -> Vec<(Tp, i64)> {
-        self.parts
-            .iter()
-            .filter_map(|(tp, p)| Some((tp.clone(), p.expected?)))
-            .collect()
-    }
 }
 
 #[cfg(test)]

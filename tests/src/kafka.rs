@@ -52,6 +52,26 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> 
     Ok(())
 }
 
+/// Commits `offset` for every partition `0..partitions` of `topics` in `group` (the
+/// group must have no live members).
+pub fn commit_offsets(
+    bootstrap: &str,
+    group: &str,
+    topics: &[String],
+    partitions: i32,
+    offset: i64,
+) -> Result<()> {
+    let consumer: BaseConsumer = client_config(bootstrap).set("group.id", group).create()?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for t in topics {
+        for p in 0..partitions {
+            tpl.add_partition_offset(t, p, rdkafka::Offset::Offset(offset))?;
+        }
+    }
+    consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync)?;
+    Ok(())
+}
+
 /// An idempotent acks=all producer, as the agent uses.
 pub fn reliable_producer(bootstrap: &str) -> Result<FutureProducer> {
     Ok(client_config(bootstrap)

@@ -4,7 +4,7 @@
 //! have it, in `signature` for `ClientCrash`; the five types take turns.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -67,6 +67,30 @@ pub fn event_line(id: u64) -> String {
 /// `event_line(id)` with the client idempotency key `"event_id":"e<id>"`.
 pub fn event_line_with_id(id: u64) -> String {
     format!("{{\"event_id\":\"e{id}\",{}", &event_line(id)[1..])
+}
+
+/// Sends `ids` (lines with event ids) until every one is acked, reconnecting across
+/// agent restarts; returns the acked ids.
+pub async fn persistent_client(socket: PathBuf, ids: Vec<u64>) -> Vec<u64> {
+    let mut pending: BTreeSet<u64> = ids.into_iter().collect();
+    let mut acked = Vec::new();
+    while !pending.is_empty() {
+        // Send in slices so a kill interrupts only part of the work.
+        let slice: Vec<u64> = pending.iter().copied().take(5_000).collect();
+        match send_ids_as(&socket, slice.into_iter(), event_line_with_id).await {
+            Ok(got) => {
+                for id in &got {
+                    pending.remove(id);
+                }
+                acked.extend(got);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    acked
 }
 
 /// Sends events `ids` over one connection; returns the ids the agent acked.

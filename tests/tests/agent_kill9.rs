@@ -3,38 +3,13 @@
 //! spool must drain, and with the consumer every acked id is in Parquet exactly once:
 //! a resent line the agent had already made durable is not stored twice.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tests::RealBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess, test_master_keyring};
 use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
-use tests::oracle::{TestReader, create_pipeline_topics, event_line_with_id, send_ids_as};
+use tests::oracle::{TestReader, create_pipeline_topics, persistent_client};
 use tests::rng::Rng;
-
-/// Sends `ids` until every one is acked, reconnecting across agent restarts.
-async fn persistent_client(socket: PathBuf, ids: Vec<u64>) -> Vec<u64> {
-    let mut pending: BTreeSet<u64> = ids.into_iter().collect();
-    let mut acked = Vec::new();
-    while !pending.is_empty() {
-        // Send in slices so a kill interrupts only part of the work.
-        let slice: Vec<u64> = pending.iter().copied().take(5_000).collect();
-        match send_ids_as(&socket, slice.into_iter(), event_line_with_id).await {
-            Ok(got) => {
-                for id in &got {
-                    pending.remove(id);
-                }
-                acked.extend(got);
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    acked
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_events_survive_20_agent_kill_9s() {
