@@ -32,6 +32,7 @@
 //! Several bridge instances with the same `group_id` split the partitions.
 
 pub mod config;
+pub mod lag;
 pub mod metrics;
 pub mod route;
 pub mod tracker;

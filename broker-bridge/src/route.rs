@@ -19,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::BridgeError;
 use crate::config::{ClusterConfig, TuningConfig};
+use crate::lag::{Shared, Watcher, committed_offset};
 use crate::metrics::Metrics;
 use crate::tracker::{Continuity, Tp, Tracker};
 
@@ -197,6 +198,8 @@ pub struct Route {
     tracker: Arc<Mutex<Tracker>>,
     metrics: Arc<Metrics>,
     fatal: Arc<Mutex<Option<String>>>,
+    shared: Arc<Mutex<Shared>>,
+    watcher: Option<Watcher>,
 }
 
 impl Route {
@@ -250,6 +253,17 @@ impl Route {
         consumer
             .subscribe(&topics)
             .map_err(|e| BridgeError::Config(format!("{} subscribe: {e}", spec.name)))?;
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let client: BaseConsumer = ccfg
+            .create()
+            .map_err(|e| BridgeError::Config(format!("{} lag client: {e}", spec.name)))?;
+        let watcher = Watcher {
+            route: spec.name,
+            client,
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            interval: Duration::from_secs(5),
+        };
         Ok(Route {
             spec,
             consumer,
@@ -257,16 +271,28 @@ impl Route {
             tracker,
             metrics,
             fatal,
+            shared,
+            watcher: Some(watcher),
         })
     }
 
     /// Carries records until `stop` is set (then delivers what was read, commits and
     /// returns) or a delivery fails for good.
-    pub fn run(self, stop: &AtomicBool) -> Result<(), BridgeError> {
+    pub fn run(mut self, stop: &AtomicBool) -> Result<(), BridgeError> {
+        let watcher = self.watcher.take().expect("run once");
+        std::thread::scope(|scope| {
+            scope.spawn(|| watcher.run(stop));
+            let result = self.forward_until(stop);
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            result
+        })
+    }
+
+    fn forward_until(&self, stop: &AtomicBool) -> Result<(), BridgeError> {
         let interval = Duration::from_millis(self.spec.tuning.commit_interval_ms);
         let mut last_commit = Instant::now();
-        let mut last_lag = Instant::now();
-        let mut last_read_ms: BTreeMap<Tp, i64> = BTreeMap::new();
         while !stop.load(Ordering::Relaxed) {
             if let Some(why) = self.fatal.lock().expect("fatal lock").take() {
                 return Err(BridgeError::Fatal(format!("{}: {why}", self.spec.name)));
@@ -274,7 +300,12 @@ impl Route {
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(msg)) => {
                     if let Some(ts) = msg.timestamp().to_millis() {
-                        last_read_ms.insert((msg.topic().to_string(), msg.partition()), ts);
+                        let tp = (msg.topic().to_string(), msg.partition());
+                        self.shared
+                            .lock()
+                            .expect("lag lock")
+                            .last_read_ms
+                            .insert(tp, ts);
                     }
                     self.forward(&msg, stop)?;
                 }
@@ -289,11 +320,8 @@ impl Route {
                     self.spec.name,
                     CommitMode::Async,
                 );
+                self.share_positions();
                 last_commit = Instant::now();
-            }
-            if last_lag.elapsed() >= Duration::from_secs(5) {
-                self.report_lag(&last_read_ms);
-                last_lag = Instant::now();
             }
         }
         // Clean stop: everything read is delivered, then committed.
@@ -310,11 +338,39 @@ impl Route {
         Ok(())
     }
 
+    /// Publishes positions for the watcher (local calls only) and carries out the
+    /// rewinds it asked for.
+    fn share_positions(&self) {
+        let assigned = self.consumer.assignment().unwrap_or_default();
+        let positions = self.consumer.position().unwrap_or_default();
+        let mut now = BTreeMap::new();
+        for e in assigned.elements() {
+            let position = match positions
+                .find_partition(e.topic(), e.partition())
+                .map(|p| p.offset())
+            {
+                Some(Offset::Offset(n)) => Some(n),
+                _ => None,
+            };
+            now.insert((e.topic().to_string(), e.partition()), position);
+        }
+        let rewind = {
+            let mut s = self.shared.lock().expect("lag lock");
+            s.positions = now;
+            std::mem::take(&mut s.rewind)
+        };
+        for tp in rewind {
+            let _ = self
+                .consumer
+                .seek(&tp.0, tp.1, Offset::Beginning, Duration::from_secs(5));
+        }
+    }
+
     fn forward(&self, msg: &BorrowedMessage<'_>, stop: &AtomicBool) -> Result<(), BridgeError> {
         let tp: Tp = (msg.topic().to_string(), msg.partition());
         let offset = msg.offset();
         let committed = if self.tracker.lock().expect("tracker lock").needs_start(&tp) {
-            self.committed_offset(&tp)
+            committed_offset(&self.consumer, &tp)
         } else {
             None
         };
@@ -370,20 +426,6 @@ impl Route {
         }
     }
 
-    /// The group's committed offset of a partition, if any.
-    fn committed_offset(&self, tp: &Tp) -> Option<i64> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&tp.0, tp.1);
-        let got = self
-            .consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .ok()?;
-        match got.find_partition(&tp.0, tp.1)?.offset() {
-            Offset::Offset(n) => Some(n),
-            _ => None,
-        }
-    }
-
     fn report_continuity(&self, tp: &Tp, c: Continuity) {
         let labels = [("route", self.spec.name), ("topic", tp.0.as_str())];
         match c {
@@ -427,56 +469,6 @@ impl Route {
             );
         } else {
             eprintln!("evd bridge {}: source: {e}", self.spec.name);
-        }
-    }
-
-    /// Lag per assigned partition; and a position past the partition's end (a broker
-    /// that does not answer OFFSET_OUT_OF_RANGE, e.g. after a topic was recreated) is
-    /// moved to the beginning, so the first record's check reports the reset.
-    fn report_lag(&self, last_read_ms: &BTreeMap<Tp, i64>) {
-        let Ok(assigned) = self.consumer.assignment() else {
-            return;
-        };
-        let positions = self.consumer.position().unwrap_or_default();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        for e in assigned.elements() {
-            let tp: Tp = (e.topic().to_string(), e.partition());
-            let position = match positions.find_partition(&tp.0, tp.1).map(|p| p.offset()) {
-                Some(Offset::Offset(n)) => Some(n),
-                _ => self.committed_offset(&tp),
-            };
-            let Ok((low, high)) =
-                self.consumer
-                    .fetch_watermarks(&tp.0, tp.1, Duration::from_secs(1))
-            else {
-                continue;
-            };
-            let next = position.unwrap_or(low);
-            if next > high {
-                eprintln!(
-                    "evd bridge {}: {}/{} is at offset {next}, past its end {high}: the topic was \
-                     recreated or its offsets moved; reading it again from its beginning",
-                    self.spec.name, tp.0, tp.1
-                );
-                let _ = self
-                    .consumer
-                    .seek(&tp.0, tp.1, Offset::Beginning, Duration::from_secs(5));
-            }
-            let behind = (high - next).max(0);
-            let p = tp.1.to_string();
-            let labels = [
-                ("route", self.spec.name),
-                ("topic", tp.0.as_str()),
-                ("partition", p.as_str()),
-            ];
-            self.metrics.set("lag_offsets", &labels, behind as f64);
-            let age = match last_read_ms.get(&tp) {
-                Some(ts) if behind > 0 => (now_ms - ts).max(0) as f64 / 1000.0,
-                _ => 0.0,
-            };
-            self.metrics.set("lag_seconds", &labels, age);
         }
     }
 }

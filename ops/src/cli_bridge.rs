@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use evd_bridge::{BridgeConfig, Metrics};
-use tokio::signal::unix::{SignalKind, signal};
 
 pub fn load_bridge_config(path: &Path) -> Result<BridgeConfig> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
@@ -25,14 +24,10 @@ pub fn run_bridge(config_path: &Path) -> Result<ExitCode> {
             let m = metrics.clone();
             tokio::spawn(evd_ops::metrics_http::serve(addr, move || m.render()));
         }
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+        let terminated = evd_ops::signals::terminated()?;
         let on_signal = stop.clone();
         tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+            terminated.await;
             on_signal.store(true, Ordering::Relaxed);
         });
         eprintln!(

@@ -10,7 +10,6 @@ use evd_consumer::metrics::Metrics;
 use evd_consumer::run::{ConsumerParts, run};
 use evd_consumer::storage::output_from_url;
 use evd_ops::load;
-use tokio::signal::unix::{SignalKind, signal};
 
 /// Reads a consumer config; relative paths are resolved against its directory.
 pub fn load_consumer_config(path: &Path) -> Result<ConsumerConfig> {
@@ -38,13 +37,9 @@ pub fn run_consumer(config_path: &Path) -> Result<ExitCode> {
             let m = metrics.clone();
             tokio::spawn(evd_ops::metrics_http::serve(addr, move || m.render()));
         }
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
+        let terminated = evd_ops::signals::terminated()?;
         tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+            terminated.await;
             let _ = stop_tx.send(true);
         });
         run(ConsumerParts {

@@ -11,7 +11,6 @@ use evd_ops::auditor::{self, Shared};
 use evd_ops::config::OpsConfig;
 use evd_ops::{dashboard, load};
 use evd_producer::clock::{Clock, SystemClock};
-use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(clap::Args)]
 pub struct OpsArgs {
@@ -83,12 +82,7 @@ fn run_auditor(path: &Path) -> Result<ExitCode> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         spawn_auditor(&config, output, shared, stop_rx);
         eprintln!("evd ops: dashboard on http://{}/", config.listen);
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        evd_ops::signals::terminated()?.await;
         let _ = stop_tx.send(true);
         anyhow::Ok(())
     })?;

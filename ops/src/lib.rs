@@ -8,3 +8,4 @@ pub mod config;
 pub mod dashboard;
 pub mod load;
 pub mod metrics_http;
+pub mod signals;

@@ -163,3 +163,32 @@ fn a_committed_offset_the_source_no_longer_has_is_reported() {
         metrics.render()
     );
 }
+
+#[test]
+fn two_bridges_in_one_group_share_the_partitions() {
+    let edge = MockBroker::start(1).unwrap();
+    let central = MockBroker::start(1).unwrap();
+    edge.create_topic(EVENTS, 4).unwrap();
+    edge.create_topic("evd.acks", 1).unwrap();
+    central.create_topic(MAPPED, 4).unwrap();
+    central.create_topic("evd.acks", 1).unwrap();
+    let (m1, stop1, h1) = start(config(edge.bootstrap(), central.bootstrap(), "g3"));
+    let (m2, stop2, h2) = start(config(edge.bootstrap(), central.bootstrap(), "g3"));
+    // Let both join before the load, so the split is visible in what each carried.
+    std::thread::sleep(Duration::from_secs(8));
+    produce(edge.bootstrap(), EVENTS, 2_000);
+    let got = read(central.bootstrap(), MAPPED, 2_000);
+    for stop in [&stop1, &stop2] {
+        stop.store(true, Ordering::Relaxed);
+    }
+    h1.join().unwrap();
+    h2.join().unwrap();
+    let mut ns: Vec<usize> = got.iter().map(|r| r.2).collect();
+    ns.sort_unstable();
+    ns.dedup();
+    assert_eq!(ns.len(), 2_000, "every record arrived");
+    let (a, b) = (m1.total("records_forwarded"), m2.total("records_forwarded"));
+    println!("bridge 1 carried {a}, bridge 2 carried {b}");
+    assert!(a > 0 && b > 0, "both bridges carried records: {a} and {b}");
+    assert!(a + b >= 2_000);
+}

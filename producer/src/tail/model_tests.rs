@@ -234,12 +234,7 @@ impl Harness {
                     return;
                 }
                 self.finish_partial(file);
-                for _ in 0..lines {
-                    let line = self.new_line();
-                    self.fs
-                        .append(&active(file), format!("{line}\n").as_bytes());
-                    self.complete(file, line);
-                }
+                self.apply_append(file, lines);
             }
             Op::Partial { file } => {
                 if !self.fs.exists(&active(file)) || self.pending[file].is_some() {
