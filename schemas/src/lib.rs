@@ -8,6 +8,7 @@ pub mod hour;
 pub mod keys;
 pub mod ranges;
 pub mod registry;
+pub mod tail;
 pub mod toml_source;
 pub mod wire;
 

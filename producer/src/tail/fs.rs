@@ -6,13 +6,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
-/// Where a file lives on disk: device and inode. Only unique among files that exist
-/// (or are held open) at the same time; see `Fingerprint` for inode reuse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FileKey {
-    pub dev: u64,
-    pub ino: u64,
-}
+pub use evd_schemas::tail::FileKey;
 
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -54,7 +54,8 @@
 //!    line after `partial_flush_ms` without growth (its continuation, if one comes, is
 //!    then a line of its own).
 //!
-//! The core ([`tailer`]) is sans-IO over [`fs::TailFs`]; the shell ([`shell`]) runs it
+//! The formats (fingerprint, `tail:` id, checkpoint) are `evd_schemas::tail`. The
+//! core ([`tailer`]) is sans-IO over [`fs::TailFs`]; the shell ([`shell`]) runs it
 //! in the agent. `model_tests` checks the rules against random file histories with
 //! crashes.
 
@@ -70,9 +71,8 @@ mod memfs;
 #[cfg(test)]
 mod model_tests;
 
+pub use evd_schemas::tail::{Checkpoint, Position};
 pub use event::{LineFormat, event_body};
 pub use fs::{FileKey, RealFs, TailFs};
-pub use position::{
-    Checkpoint, CheckpointStore, FileCheckpointStore, MemCheckpointStore, Position,
-};
+pub use position::{CheckpointStore, FileCheckpointStore, MemCheckpointStore};
 pub use tailer::{LineKind, SourceSpec, TailLine, TailSettings, TailStats, Tailer};

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 
 use super::memfs::MemFs;
-use super::position::{Checkpoint, CheckpointStore, MemCheckpointStore, Position};
+use evd_schemas::tail::{Checkpoint, Position, RECOGNISABLE_BYTES};
+
+use super::position::{CheckpointStore, MemCheckpointStore};
 use super::tailer::{LineKind, SourceSpec, TailSettings, Tailer};
 use super::{LineFormat, event_body};
 use crate::spool::{MemStore, Spool, SpoolLimits};
@@ -363,7 +365,7 @@ impl Harness {
         for (path, uid) in &self.uid_at {
             // Only a file with bytes can be recognised later (rule 3).
             let tailed = self.rotated_too || path.extension().is_some_and(|e| e == "log");
-            if tailed && self.fs.len_of(path) >= super::position::RECOGNISABLE_BYTES {
+            if tailed && self.fs.len_of(path) >= RECOGNISABLE_BYTES {
                 self.observed.insert(*uid);
             }
         }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use evd_schemas::Registry;
 
 use super::fs::RealFs;
-use super::position::{Checkpoint, CheckpointStore, FileCheckpointStore, Position};
+use evd_schemas::tail::{Checkpoint, Position};
+
+use super::position::{CheckpointStore, FileCheckpointStore};
 use super::tailer::{LineKind, SourceSpec, TailLine, TailSettings, Tailer};
 use super::{LineFormat, event_body};
 use crate::clock::Clock;

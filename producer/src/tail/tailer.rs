@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use super::fs::{FileKey, TailFs};
 use super::pattern::{expand, path_matches};
-use super::position::{Checkpoint, CheckpointEntry, FINGERPRINT_BYTES, Fingerprint, Position};
+use evd_schemas::tail::{
+    CHECKPOINT_VERSION, Checkpoint, CheckpointEntry, FINGERPRINT_BYTES, Fingerprint, Position,
+};
 
 /// One file source as the core needs it.
 #[derive(Debug, Clone)]
@@ -170,7 +172,7 @@ impl<F: TailFs> Tailer<F> {
     /// Every open file at its durable position.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
-            version: super::position::CHECKPOINT_VERSION,
+            version: CHECKPOINT_VERSION,
             files: self
                 .files
                 .iter()
