@@ -147,8 +147,10 @@ fn validate_config(path: &Path, text: &str) -> Result<ExitCode> {
     let has = |k: &str| table.contains_key(k);
     if has("spool") || has("socket") {
         let config = cli_agent::load_agent_config(path)?;
-        load::registry_dir(&config.registry_dir)?;
+        let registry = load::registry_dir(&config.registry_dir)?;
         load::agent_keyring(&config.keyring_path)?;
+        evd_producer::tail::shell::check_sources(&config.sources, &registry)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         println!(
             "{}: agent config OK (agent {:?})",
             path.display(),

@@ -114,4 +114,40 @@ fn validate_checks_agent_consumer_and_ops_configs() {
     std::fs::write(d.join("ops.toml"), ops.replace("window_hours = 0\n", "")).unwrap();
     let (ok, out, err) = evd(&["validate", "ops.toml"], d);
     assert!(ok && out.contains("ops config OK"), "{out}{err}");
+
+    // Tailed files: the source's type must exist and suit the line format.
+    let tail = "[[sources]]\nkind = \"file\"\ninclude = [\"logs/*.log\"]\nevent_type = \"LogLine\"\nformat = \"text\"\n";
+    std::fs::write(d.join("agent.toml"), format!("{agent}{tail}")).unwrap();
+    let (ok, out, err) = evd(&["validate", "agent.toml"], d);
+    assert!(ok && out.contains("agent config OK"), "{out}{err}");
+    let wrong = tail.replace("LogLine", "PageView");
+    std::fs::write(d.join("agent.toml"), format!("{agent}{wrong}")).unwrap();
+    let (ok, _, err) = evd(&["validate", "agent.toml"], d);
+    assert!(
+        !ok && err.contains("text lines need a `line` field"),
+        "{err}"
+    );
+    let bad_kind = tail.replace("kind = \"file\"", "kind = \"socket\"");
+    std::fs::write(d.join("agent.toml"), format!("{agent}{bad_kind}")).unwrap();
+    let (ok, _, err) = evd(&["validate", "agent.toml"], d);
+    assert!(
+        !ok && err.contains("agent.toml:11: key `sources[0].kind`"),
+        "{err}"
+    );
+
+    let bridge =
+        "[edge]\nbootstrap_servers = \"e:9092\"\n[central]\nbootstrap_servers = \"c:9092\"\n";
+    std::fs::write(d.join("bridge.toml"), bridge).unwrap();
+    let (ok, out, err) = evd(&["validate", "bridge.toml"], d);
+    assert!(ok && out.contains("bridge config OK"), "{out}{err}");
+    std::fs::write(
+        d.join("bridge.toml"),
+        format!("{bridge}[tuning]\nmax_in_flight = 9\n"),
+    )
+    .unwrap();
+    let (ok, _, err) = evd(&["validate", "bridge.toml"], d);
+    assert!(
+        !ok && err.contains("bridge.toml:6: key `tuning.max_in_flight`"),
+        "{err}"
+    );
 }

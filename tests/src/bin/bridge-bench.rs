@@ -93,11 +93,20 @@ fn copy_seconds(bootstrap: &str, topic: &str, want: i64, alive: impl Fn() -> boo
     }
 }
 
-fn evd_bridge(records: u64, value_bytes: usize) -> Result<f64> {
+/// Two clusters with the topic; the central one `rtt` away (a long link).
+fn clusters(rtt: Duration) -> Result<(MockBroker, MockBroker)> {
     let edge = MockBroker::start(1)?;
     let central = MockBroker::start(1)?;
     edge.create_topic(TOPIC, PARTITIONS)?;
     central.create_topic(TOPIC, PARTITIONS)?;
+    if !rtt.is_zero() {
+        central.round_trip_time(1, rtt)?;
+    }
+    Ok((edge, central))
+}
+
+fn evd_bridge(records: u64, value_bytes: usize, rtt: Duration) -> Result<f64> {
+    let (edge, central) = clusters(rtt)?;
     let held = fill(edge.bootstrap(), records, value_bytes)?;
     let config = BridgeConfig::from_toml(
         "bench",
@@ -118,14 +127,11 @@ fn evd_bridge(records: u64, value_bytes: usize) -> Result<f64> {
     secs
 }
 
-fn kcat_pipe(records: u64, value_bytes: usize) -> Result<Option<f64>> {
+fn kcat_pipe(records: u64, value_bytes: usize, rtt: Duration) -> Result<Option<f64>> {
     if Command::new("kcat").arg("-V").output().is_err() {
         return Ok(None);
     }
-    let edge = MockBroker::start(1)?;
-    let central = MockBroker::start(1)?;
-    edge.create_topic(TOPIC, PARTITIONS)?;
-    central.create_topic(TOPIC, PARTITIONS)?;
+    let (edge, central) = clusters(rtt)?;
     let held = fill(edge.bootstrap(), records, value_bytes)?;
     let mut consume = Command::new("kcat")
         .args([
@@ -162,6 +168,7 @@ fn main() -> Result<()> {
         .unwrap_or(60_000);
     let value_bytes: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1_000);
     let mb = records as f64 * value_bytes as f64 / 1e6;
+    println!("Both copy with acks=all and an idempotent producer.\n");
     println!("| what | records | value bytes | seconds | records/s | MB/s |");
     println!("|---|---:|---:|---:|---:|---:|");
     let row = |what: &str, secs: f64| {
@@ -171,13 +178,21 @@ fn main() -> Result<()> {
             mb / secs
         );
     };
-    row(
-        "evd bridge (acks=all, idempotent)",
-        evd_bridge(records, value_bytes)?,
-    );
-    match kcat_pipe(records, value_bytes)? {
-        Some(secs) => row("kcat -C | kcat -P (acks=all, idempotent)", secs),
-        None => println!("| kcat not installed | | | | | |"),
+    for rtt_ms in [0, 20] {
+        let rtt = Duration::from_millis(rtt_ms);
+        let link = if rtt_ms == 0 {
+            String::new()
+        } else {
+            format!(", central {rtt_ms} ms away")
+        };
+        row(
+            &format!("evd bridge{link}"),
+            evd_bridge(records, value_bytes, rtt)?,
+        );
+        match kcat_pipe(records, value_bytes, rtt)? {
+            Some(secs) => row(&format!("kcat -C \\| kcat -P{link}"), secs),
+            None => println!("| kcat not installed | | | | | |"),
+        }
     }
     Ok(())
 }
