@@ -35,6 +35,19 @@ impl ConsumerProcess {
         )
     }
 
+    /// The usual test consumer: `c1`, state under `dir/consumer`, output in `dir/out`,
+    /// flushing every second.
+    pub fn start_in(dir: &Path, bootstrap: &str) -> Result<ConsumerProcess> {
+        Self::start(
+            &dir.join("consumer"),
+            "c1",
+            bootstrap,
+            &dir.join("out"),
+            1_000,
+            &[],
+        )
+    }
+
     pub fn start_with_url(
         dir: &Path,
         id: &str,

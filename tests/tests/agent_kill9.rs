@@ -23,15 +23,7 @@ async fn acked_events_survive_20_agent_kill_9s() {
     create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start(
-        &dir.path().join("consumer"),
-        "c1",
-        &broker.bootstrap(),
-        &out,
-        1_000,
-        &[],
-    )
-    .unwrap();
+    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
     let opts = AgentOptions {
         retransmit_after_ms: 5_000,
         ..AgentOptions::default()

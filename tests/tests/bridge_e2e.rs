@@ -36,15 +36,7 @@ fn sites() -> Sites {
     create_pipeline_topics(&edge.bootstrap(), 3).unwrap();
     create_pipeline_topics(&central.bootstrap(), 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let consumer = ConsumerProcess::start(
-        &dir.path().join("consumer"),
-        "c1",
-        &central.bootstrap(),
-        &dir.path().join("out"),
-        1_000,
-        &[],
-    )
-    .unwrap();
+    let consumer = ConsumerProcess::start_in(dir.path(), &central.bootstrap()).unwrap();
     let opts = AgentOptions {
         retransmit_after_ms: 10_000,
         ..AgentOptions::default()

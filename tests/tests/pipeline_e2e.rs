@@ -21,15 +21,7 @@ async fn every_acked_event_lands_in_parquet_exactly_once() {
     create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start(
-        &dir.path().join("consumer"),
-        "c1",
-        &broker.bootstrap(),
-        &out,
-        1_000,
-        &[],
-    )
-    .unwrap();
+    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
     let agent = AgentProcess::start(
         &dir.path().join("agent"),
         "host-a",

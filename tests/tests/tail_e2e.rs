@@ -62,15 +62,7 @@ async fn a_million_rotated_lines_survive_10_agent_kill_9s() {
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
     let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start(
-        &dir.path().join("consumer"),
-        "c1",
-        &broker.bootstrap(),
-        &out,
-        1_000,
-        &[],
-    )
-    .unwrap();
+    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
     let opts = AgentOptions {
         retransmit_after_ms: 5_000,
         tail: format!(
