@@ -109,7 +109,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
     let tail_positions: Vec<_> = recovered
         .ids
         .iter()
-        .filter(|r| r.event_id.starts_with("tail:"))
+        .filter(|r| evd_schemas::tail::is_tail_id(&r.event_id))
         .cloned()
         .collect();
     writer

@@ -108,7 +108,7 @@ impl<S: SegmentStore> Writer<S> {
         // Tailed lines' ids are positions for the tailer, not client keys.
         for id in ids
             .into_iter()
-            .filter(|id| !id.event_id.starts_with("tail:"))
+            .filter(|id| !evd_schemas::tail::is_tail_id(&id.event_id))
         {
             self.ids
                 .insert(id.event_id, id.event_seq, id.received_at_us.max(now_us));

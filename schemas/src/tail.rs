@@ -71,6 +71,12 @@ pub struct Position {
 
 const ID_PREFIX: &str = "tail:";
 
+/// Whether an `event_id` is one the tailer gave a line (a read position), not a
+/// client's idempotency key.
+pub fn is_tail_id(id: &str) -> bool {
+    id.starts_with(ID_PREFIX)
+}
+
 impl Position {
     /// The `event_id` a tailed line carries: the position just past the line. Spool
     /// recovery hands these back, so a line made durable just before a crash is
