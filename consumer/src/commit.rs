@@ -172,13 +172,15 @@ impl Output {
                     let _ = self.store.delete(&pending).await;
                     continue;
                 }
-                if existing != *manifest {
+                if !existing.is_retry_of(manifest) {
                     return Err(CommitError::Corrupt {
                         path: path.to_string(),
                         why: "another manifest holds this flush id".into(),
                     });
                 }
-                // Our own earlier put, retried: it is committed.
+                // Our own earlier put whose reply was lost: it is committed, as it was
+                // written (its files may sit in other hours than this attempt chose).
+                *manifest = existing;
             }
             crash_point("manifest");
             self.finish(manifest).await?;

@@ -85,6 +85,25 @@ impl Manifest {
         serde_json::to_vec_pretty(self).expect("manifests serialize")
     }
 
+    /// Whether `self` (found in the store) is an earlier attempt of the flush `other`:
+    /// the same flush of the same consumer, with the same batches and staged files.
+    /// Only the hours files moved to may differ (a closing intent seen in between).
+    pub fn is_retry_of(&self, other: &Manifest) -> bool {
+        let staged = |m: &Manifest| {
+            m.files
+                .iter()
+                .map(|f| f.staging.clone())
+                .collect::<Vec<_>>()
+        };
+        !self.aborted
+            && self.flush_id == other.flush_id
+            && self.consumer_id == other.consumer_id
+            && self.created_at_ms == other.created_at_ms
+            && self.batches == other.batches
+            && self.offsets == other.offsets
+            && staged(self) == staged(other)
+    }
+
     /// The manifest that takes a flush id away from a flush not yet committed.
     pub fn aborted(flush_id: &str, by: &str, at_ms: i64) -> Manifest {
         Manifest {

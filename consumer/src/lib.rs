@@ -15,3 +15,4 @@ pub mod parquet_out;
 pub mod rows;
 pub mod run;
 pub mod storage;
+pub mod store_faults;

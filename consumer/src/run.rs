@@ -109,9 +109,16 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
         }
         topics
     };
-    let mut ledger = output
-        .recover(config.compact_after_manifests, &consumer_id)
-        .await?;
+    let mut attempt = 0;
+    let mut ledger = loop {
+        match output
+            .recover(config.compact_after_manifests, &consumer_id)
+            .await
+        {
+            Ok(ledger) => break ledger,
+            Err(e) => store_backoff(&mut attempt, e, &metrics).await?,
+        }
+    };
     eprintln!(
         "evd consumer {consumer_id}: ledger has {} manifests; consuming {} topics",
         ledger.manifests(),
@@ -227,7 +234,7 @@ async fn handle(
         }
     };
     let meta = &opened.header.meta;
-    if ledger.is_committed(&meta.agent_id, meta.batch_seq) {
+    if ledger.is_committed(&meta.agent_id, meta.batch_seq) && !test_skip_dedup() {
         metrics::add(&metrics.duplicates_dropped, 1);
         dup_acks
             .entry(meta.agent_id.clone())
@@ -388,7 +395,11 @@ async fn flush(
             text.push_str(&line.to_string());
             text.push('\n');
         }
-        output.put(&name, Bytes::from(text)).await?;
+        let bytes = Bytes::from(text);
+        let mut attempt = 0;
+        while let Err(e) = output.put(&name, bytes.clone()).await {
+            store_backoff(&mut attempt, e, metrics).await?;
+        }
         quarantine.push(name);
     }
     let mut manifest = Manifest {
@@ -431,7 +442,12 @@ async fn flush(
             .collect(),
         aborted: false,
     };
-    output.commit(&mut manifest, staged).await?;
+    // Every step of a commit may be repeated (commit.rs), so a failed one is retried
+    // whole: a write whose reply was lost is found again, never done twice.
+    let mut attempt = 0;
+    while let Err(e) = output.commit(&mut manifest, staged.clone()).await {
+        store_backoff(&mut attempt, e, metrics).await?;
+    }
     ledger.apply(&manifest);
 
     let mut tpl = TopicPartitionList::new();
@@ -577,6 +593,35 @@ async fn send_acks(
             }
         }
     }
+}
+
+/// Object-store failures a flush rides out: up to this many retries in a row.
+const STORE_RETRIES: u32 = 10;
+
+/// After a failed store request: waits (100 ms doubling to 5 s) and returns Ok to try
+/// again, or the error once the retries are spent or when retrying cannot help.
+async fn store_backoff(
+    attempt: &mut u32,
+    error: CommitError,
+    metrics: &Metrics,
+) -> Result<(), ConsumerError> {
+    *attempt += 1;
+    if !matches!(error, CommitError::Store(_)) || *attempt > STORE_RETRIES {
+        return Err(error.into());
+    }
+    metrics::add(&metrics.store_retries, 1);
+    let wait = Duration::from_millis((100u64 << (*attempt - 1).min(6)).min(5_000));
+    eprintln!("evd consumer: {error}; retry {attempt}/{STORE_RETRIES} in {wait:?}");
+    tokio::time::sleep(wait).await;
+    Ok(())
+}
+
+/// `EVD_TEST_SKIP_DEDUP=1` (reliability tests only): a deliberately broken consumer
+/// that writes batches the ledger already holds. The suite shows its checker
+/// catches the duplicates.
+fn test_skip_dedup() -> bool {
+    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SKIP.get_or_init(|| std::env::var_os("EVD_TEST_SKIP_DEDUP").is_some())
 }
 
 /// `EVD_TEST_LOSE_BATCH_SEQ=<n>` (auditor tests only): silently lose every batch with

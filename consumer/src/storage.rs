@@ -6,6 +6,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 
 use crate::commit::Output;
+use crate::store_faults::{FaultRates, FaultyStore};
 
 /// The `output_url` check every config that names an output shares.
 pub fn check_output_url(url: &str) -> Result<(), (&'static str, String)> {
@@ -21,7 +22,22 @@ pub fn check_output_url(url: &str) -> Result<(), (&'static str, String)> {
 /// `file:///abs/dir` → a local directory (created if missing). Other schemes go through
 /// `object_store::parse_url_opts` with options from the environment (`AWS_*`,
 /// `GOOGLE_*`, `AZURE_*`), for the backends this build includes.
+///
+/// With `EVD_TEST_STORE_FAULTS` set (reliability tests only) the store is wrapped in
+/// [`FaultyStore`].
 pub fn output_from_url(url: &str) -> Result<Output, String> {
+    let mut output = store_from_url(url)?;
+    if let Some(rates) = FaultRates::from_env()? {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        eprintln!("evd: EVD_TEST_STORE_FAULTS: injecting object-store faults {rates:?}");
+        output.store = Arc::new(FaultyStore::new(output.store, rates, seed));
+    }
+    Ok(output)
+}
+
+fn store_from_url(url: &str) -> Result<Output, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("output_url {url:?}: {e}"))?;
     if parsed.scheme() == "file" {
         let dir = parsed
