@@ -222,12 +222,28 @@ fn submit(ctx: &SocketContext, lines: Vec<(u64, Result<Vec<u8>, String>)>) -> Ch
     }
     let reply = if events.is_empty() {
         None
+    } else if test_ack_early() {
+        // Deliberately broken (tests only): "ok" before the writer has the events.
+        let n = events.len();
+        let (tx, _never_read) = oneshot::channel();
+        let _ = ctx.to_writer.send(WriterMsg::Events { events, reply: tx });
+        let (early, rx) = oneshot::channel();
+        let _ = early.send(vec![Ok(0); n]);
+        Some(rx)
     } else {
         let (tx, rx) = oneshot::channel();
         let _ = ctx.to_writer.send(WriterMsg::Events { events, reply: tx });
         Some(rx)
     };
     Chunk { slots, reply }
+}
+
+/// `EVD_TEST_ACK_EARLY=1` (reliability tests only): a deliberately broken agent that
+/// acks each valid line before its event is spooled and fsynced, so a crash loses
+/// acked events. The suite shows its checker catches that.
+fn test_ack_early() -> bool {
+    static EARLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *EARLY.get_or_init(|| std::env::var_os("EVD_TEST_ACK_EARLY").is_some())
 }
 
 /// Validates one event line against the registry. The error starts with its reason
@@ -303,6 +319,12 @@ async fn respond(
                     }
                     Some(Err(Refusal::SpoolFull)) => text.push_str(&error_json(
                         "spool_full: spool full, event not accepted; retry later",
+                        line,
+                    )),
+                    Some(Err(Refusal::DiskFull { free })) => text.push_str(&error_json(
+                        &format!(
+                            "spool_full: disk full ({free} bytes left, kept for batching), event not accepted; retry later"
+                        ),
                         line,
                     )),
                     None => text.push_str(&error_json("internal: no result for this line", line)),

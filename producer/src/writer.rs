@@ -36,7 +36,10 @@ pub struct Incoming {
 /// Why the writer refused one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// The spool is at its configured size.
     SpoolFull,
+    /// The disk under the spool is (nearly) full: `free` bytes left.
+    DiskFull { free: u64 },
 }
 
 pub enum WriterMsg {
@@ -208,6 +211,10 @@ impl<S: SegmentStore> Writer<S> {
                             Err(SpoolError::Full { .. }) => {
                                 Metrics::add(&self.metrics.refused_spool_full, 1);
                                 results.push(Err(Refusal::SpoolFull));
+                            }
+                            Err(SpoolError::DiskFull { free, .. }) => {
+                                Metrics::add(&self.metrics.refused_spool_full, 1);
+                                results.push(Err(Refusal::DiskFull { free }));
                             }
                             Err(fatal) => return Err(fatal),
                         }

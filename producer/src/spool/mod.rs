@@ -43,6 +43,9 @@
 //!    the spool's open, so the client `event_id`s in it survive a crash (recovery
 //!    returns them); when space is short, new events win and it goes at once.
 //! 6. `open` starts a fresh segment, so a torn tail is never appended to.
+//! 7. A full disk refuses events, never acks: an event frame is written only while the
+//!    disk keeps one segment's worth free after it, so sealed and acked frames still
+//!    fit; a short write (ENOSPC) is cut back to the last whole frame.
 //!
 //! ## Recovery
 //!
@@ -156,6 +159,11 @@ pub enum SpoolError {
         "spool belongs to agent {found:?}, but this agent is {configured:?}; an agent id never changes for a spool"
     )]
     WrongAgent { found: String, configured: String },
+    /// The disk has too little room left for another event (the spool keeps a
+    /// segment's worth free so batches can still be sealed and acks recorded): refuse
+    /// the event (backpressure), keep going. Space freed on the disk is found again.
+    #[error("spool full: the disk has {free} bytes free, {reserve} are kept for batching")]
+    DiskFull { free: u64, reserve: u64 },
     /// A write, sync or read failed: the process must stop; data may not be durable.
     #[error("spool I/O failed (fatal): {0}")]
     Io(#[from] std::io::Error),
@@ -202,6 +210,8 @@ pub struct Spool<S: SegmentStore> {
     /// since open: dead segments are kept for the dedup window after both.
     now_us: Option<i64>,
     first_now_us: Option<i64>,
+    /// What the disk had free at the last `sync`, less what was written since.
+    disk_free: Option<u64>,
 }
 
 impl<S: SegmentStore> Spool<S> {
@@ -225,10 +235,12 @@ impl<S: SegmentStore> Spool<S> {
             scratch: Vec::new(),
             now_us: None,
             first_now_us: None,
+            disk_free: None,
         };
         let recovered = spool.replay()?;
         spool.start_segment()?;
         spool.free_segments()?;
+        spool.disk_free = spool.store.available_bytes()?;
         Ok((spool, recovered))
     }
 
@@ -441,7 +453,22 @@ impl<S: SegmentStore> Spool<S> {
         }
         self.scratch.clear();
         frame::encode(frame, &mut self.scratch);
-        self.store.append(self.active, &self.scratch)?;
+        if let Err(e) = self.store.append(self.active, &self.scratch) {
+            if !store::is_storage_full(&e) {
+                return Err(e.into());
+            }
+            // A short write on a full disk: cut it off so the segment ends on a frame.
+            let end = self.segments[&self.active].bytes;
+            self.store.truncate(self.active, end)?;
+            self.disk_free = Some(0);
+            return Err(SpoolError::DiskFull {
+                free: 0,
+                reserve: self.disk_reserve(),
+            });
+        }
+        self.disk_free = self
+            .disk_free
+            .map(|f| f.saturating_sub(self.scratch.len() as u64));
         let seg = self.segments.get_mut(&self.active).expect("active exists");
         let offset = seg.bytes;
         seg.bytes += self.scratch.len() as u64;
@@ -475,6 +502,14 @@ impl<S: SegmentStore> Spool<S> {
                 used: self.total_bytes,
                 max: self.limits.max_bytes,
             });
+        }
+        let reserve = self.disk_reserve();
+        if self.disk_free.is_some_and(|free| need + reserve > free) {
+            self.free_dead_segments(true)?;
+            self.disk_free = self.store.available_bytes()?;
+            if let Some(free) = self.disk_free.filter(|free| need + reserve > *free) {
+                return Err(SpoolError::DiskFull { free, reserve });
+            }
         }
         let event_seq = self.next_event_seq;
         self.write(&Frame::Event {
@@ -534,12 +569,19 @@ impl<S: SegmentStore> Spool<S> {
     }
 
     /// Makes everything written so far durable. An error is fatal to the agent.
+    /// Also looks at the disk's free space again (see [`SpoolError::DiskFull`]).
     pub fn sync(&mut self) -> Result<(), SpoolError> {
         if self.dirty {
             self.store.sync(self.active)?;
             self.dirty = false;
         }
+        self.disk_free = self.store.available_bytes()?;
         Ok(())
+    }
+
+    /// Disk space kept free for sealed and acked frames: one segment.
+    fn disk_reserve(&self) -> u64 {
+        self.limits.segment_bytes
     }
 
     /// Records end-to-end acks and frees segments that no longer hold anything live.

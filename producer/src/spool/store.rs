@@ -19,6 +19,15 @@ pub trait SegmentStore {
     fn sync(&mut self, id: u64) -> io::Result<()>;
     fn truncate(&mut self, id: u64, len: u64) -> io::Result<()>;
     fn remove(&mut self, id: u64) -> io::Result<()>;
+    /// Bytes the file system still has for the spool; `None` when unknown (no limit).
+    fn available_bytes(&mut self) -> io::Result<Option<u64>> {
+        Ok(None)
+    }
+}
+
+/// Whether an I/O error means the disk (or the caller's quota) is full.
+pub fn is_storage_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded
 }
 
 /// Segments as files `<id:020>.seg` in one directory.
@@ -115,12 +124,26 @@ impl SegmentStore for DirStore {
         fs::remove_file(self.path(id))?;
         self.sync_dir()
     }
+
+    fn available_bytes(&mut self) -> io::Result<Option<u64>> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: statvfs(3) writes only into `st`, which is a plain C struct.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(st.f_bavail as u64 * st.f_frsize as u64))
+    }
 }
 
 /// In-memory segments that remember what was synced, to simulate crashes.
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     segments: BTreeMap<u64, MemSegment>,
+    /// A disk of this many bytes: appends past it write what fits and fail like ENOSPC.
+    capacity: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -143,6 +166,23 @@ impl MemStore {
             seg.data.truncate(seg.synced + kept);
             seg.synced = seg.data.len();
         }
+    }
+
+    /// A store on a disk of `bytes` bytes (see [`set_capacity`](Self::set_capacity)).
+    pub fn with_capacity(bytes: u64) -> MemStore {
+        MemStore {
+            capacity: Some(bytes),
+            ..MemStore::default()
+        }
+    }
+
+    /// Resizes the simulated disk (space freed or taken by someone else).
+    pub fn set_capacity(&mut self, bytes: Option<u64>) {
+        self.capacity = bytes;
+    }
+
+    fn used(&self) -> u64 {
+        self.segments.values().map(|s| s.data.len() as u64).sum()
     }
 
     /// Direct access for corruption tests.
@@ -176,11 +216,18 @@ impl SegmentStore for MemStore {
         Ok(())
     }
     fn append(&mut self, id: u64, data: &[u8]) -> io::Result<()> {
+        let room = self
+            .capacity
+            .map_or(u64::MAX, |c| c.saturating_sub(self.used()));
+        let fits = data.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         self.segments
             .get_mut(&id)
             .ok_or_else(|| missing(id))?
             .data
-            .extend_from_slice(data);
+            .extend_from_slice(&data[..fits]);
+        if fits < data.len() {
+            return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+        }
         Ok(())
     }
     fn sync(&mut self, id: u64) -> io::Result<()> {
@@ -199,5 +246,8 @@ impl SegmentStore for MemStore {
             .remove(&id)
             .map(|_| ())
             .ok_or_else(|| missing(id))
+    }
+    fn available_bytes(&mut self) -> io::Result<Option<u64>> {
+        Ok(self.capacity.map(|c| c.saturating_sub(self.used())))
     }
 }

@@ -244,6 +244,91 @@ fn spool_full_refuses_events_but_not_sealed_batches() {
         .expect("sealing must always make progress");
 }
 
+/// Rule 7 on a 6,000-byte disk: events are refused while a segment's worth (600 B)
+/// must stay free, sealing and acking still work, every accepted event survives a
+/// crash, and events are accepted again once space returns.
+#[test]
+fn a_full_disk_refuses_events_keeps_the_accepted_and_recovers() {
+    let (mut spool, _) = open(MemStore::with_capacity(6_000));
+    let mut pending = BTreeMap::new();
+    let mut accepted = 0u64;
+    let refusal = loop {
+        match spool.append_event(1, "A", &body(accepted)) {
+            Ok(seq) => {
+                accepted += 1;
+                pending.insert(
+                    seq,
+                    PendingEvent {
+                        event_seq: seq,
+                        received_at_us: 1,
+                        event_type: "A".into(),
+                        body: body(accepted - 1),
+                    },
+                );
+            }
+            Err(e) => break e,
+        }
+        spool.sync().unwrap();
+    };
+    assert!(
+        matches!(refusal, SpoolError::DiskFull { reserve: 600, .. }),
+        "{refusal:?}"
+    );
+    assert!(refusal.to_string().starts_with("spool full: the disk has"));
+    let batch = seal(&mut spool, &mut pending, "A").expect("sealing fits in the reserve");
+    spool.sync().unwrap();
+    spool
+        .ack(&SeqRanges::from_ranges([(batch, batch)]))
+        .unwrap();
+    spool.sync().unwrap();
+
+    // Crash on the full disk; everything accepted is still there and acked as it was.
+    let mut store = spool.into_store();
+    store.crash(|_| 0);
+    let (mut spool, recovered) = open(store);
+    assert_eq!(recovered.report.lost_event_count(), 0);
+    assert!(
+        recovered.pending.is_empty(),
+        "all {accepted} were sealed and acked"
+    );
+    // Space returns.
+    let mut store = spool.into_store();
+    store.set_capacity(Some(60_000));
+    spool = open(store).0;
+    spool.append_event(2, "A", &body(0)).expect("room again");
+}
+
+/// A write that runs out of disk half-way is cut back to a whole frame, and the spool
+/// refuses rather than failing.
+#[test]
+fn a_short_write_on_a_full_disk_is_cut_back() {
+    let (mut spool, _) = open(MemStore::with_capacity(u64::MAX));
+    spool.append_event(1, "A", &body(1)).unwrap();
+    spool.sync().unwrap();
+    let mut store = spool.into_store();
+    let used: u64 = store
+        .list()
+        .unwrap()
+        .iter()
+        .map(|&id| store.read_all(id).unwrap().len() as u64)
+        .sum();
+    // Room for half a frame only, and a spool that believes there is plenty.
+    store.set_capacity(None);
+    let (mut spool, _) = open(store);
+    spool.store.set_capacity(Some(used + 40 + 10));
+    let err = spool.append_event(1, "A", &[b'x'; 200]).unwrap_err();
+    assert!(matches!(err, SpoolError::DiskFull { .. }), "{err:?}");
+    spool.sync().unwrap();
+    let mut store = spool.into_store();
+    store.set_capacity(None);
+    let (_, recovered) = open(store);
+    assert_eq!(
+        recovered.report.torn_tail_bytes, 0,
+        "no partial frame was left"
+    );
+    assert_eq!(recovered.report.lost_event_count(), 0);
+}
+
 #[test]
 fn another_agents_spool_is_refused() {
     let (spool, _) = open(MemStore::default());
