@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
+use crate::fault_proxy::FaultProxy;
 use crate::kafka;
 
 pub struct RealBroker {
@@ -18,6 +19,8 @@ pub struct RealBroker {
     port: u16,
     binary: PathBuf,
     child: Option<Child>,
+    /// When set, the broker advertises this proxy and clients go through it.
+    proxy: Option<FaultProxy>,
 }
 
 impl RealBroker {
@@ -29,13 +32,51 @@ impl RealBroker {
             port: crate::free_port(),
             binary: tansu_binary()?,
             child: None,
+            proxy: None,
         };
         broker.spawn()?;
         Ok(broker)
     }
 
+    /// Like [`start`](Self::start), behind a [`FaultProxy`]: the broker advertises the
+    /// proxy's address, so every client connection passes through it.
+    pub fn start_behind_proxy() -> Result<RealBroker> {
+        let dir = tempfile::Builder::new().prefix("evd-tansu-").tempdir()?;
+        let port = crate::free_port();
+        let mut broker = RealBroker {
+            dir,
+            port,
+            binary: tansu_binary()?,
+            child: None,
+            proxy: Some(FaultProxy::start(&format!("127.0.0.1:{port}"))?),
+        };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    /// Where clients connect: the proxy when there is one.
     pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("127.0.0.1:{}", self.advertised_port())
+    }
+
+    /// Whether the broker itself (not the proxy) answers a metadata request on a new
+    /// connection within `timeout`.
+    pub fn answers_directly(&self, timeout: Duration) -> bool {
+        // Metadata names the advertised (proxy) address, but the request goes direct.
+        kafka::metadata_answers(&format!("127.0.0.1:{}", self.port), timeout)
+    }
+
+    fn advertised_port(&self) -> u16 {
+        self.proxy.as_ref().map_or(self.port, FaultProxy::port)
+    }
+
+    /// The proxy in front of the broker (`start_behind_proxy`).
+    pub fn proxy(&self) -> Option<&FaultProxy> {
+        self.proxy.as_ref()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -44,13 +85,19 @@ impl RealBroker {
 
     fn spawn(&mut self) -> Result<()> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised_port());
         let log = File::options()
             .create(true)
             .append(true)
             .open(self.dir.path().join("broker.log"))?;
         let child = Command::new(&self.binary)
             .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             // tansu resolves the sqlite path against its working directory.
             .args(["--storage-engine", "sqlite://broker.db"])
             .current_dir(self.dir.path())
