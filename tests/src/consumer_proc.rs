@@ -198,56 +198,51 @@ pub fn files_not_in_manifests(out_dir: &Path, files: &[String]) -> Result<Vec<St
 
 /// The oracle's verdict on the Parquet output: every acked id exactly once, no id that
 /// was never sent (ids `>= sent_below`), and every final file in a manifest. Prints the
-/// figures and returns the read-back for further checks.
+/// figures and returns the read-back for further checks. (`checker::check` is the
+/// same verdict as a value, with where lost ids were last.)
 pub fn assert_exactly_once(
     out_dir: &Path,
     acked: &[u64],
     sent_below: Option<u64>,
 ) -> ParquetReadBack {
-    let back = read_back(out_dir).expect("reading the output back");
-    let lost: Vec<u64> = acked
-        .iter()
-        .copied()
-        .filter(|id| !back.ids.contains_key(id))
-        .collect();
-    let dup: Vec<u64> = back
-        .ids
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(id, _)| *id)
-        .collect();
-    let phantom = sent_below.map_or(0, |max| back.ids.keys().filter(|id| **id >= max).count());
+    let verdict = crate::checker::check(out_dir, acked, sent_below, &Default::default());
     println!(
-        "oracle: {} acked, {} rows; lost {}, dup {}, phantom {phantom}; {} files",
-        acked.len(),
-        back.ids.values().map(|&n| u64::from(n)).sum::<u64>(),
-        lost.len(),
-        dup.len(),
-        back.files.len()
+        "oracle: {}; {} files",
+        verdict.summary(),
+        verdict.back.files.len()
     );
-    assert!(
-        lost.is_empty(),
-        "lost {} acked ids, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(10)]
-    );
-    assert!(
-        dup.is_empty(),
-        "{} ids written twice, e.g. {:?}",
-        dup.len(),
-        &dup[..dup.len().min(10)]
-    );
-    assert_eq!(phantom, 0, "ids in the output that were never sent");
-    let unlisted = files_not_in_manifests(out_dir, &back.files).expect("reading manifests");
-    assert!(
-        unlisted.is_empty(),
-        "final files no manifest accounts for: {unlisted:?}"
-    );
-    back
+    assert!(verdict.ok(), "the oracle failed: {}", verdict.summary());
+    verdict.back
 }
 
-/// Waits until every agent's spool holds no unacked batch (everything committed and
-/// acked end to end); panics with the logs after `limit`.
+/// Whether `agent`'s spool holds no unacked batch (everything committed and acked end
+/// to end), once this agent process has finished a writer turn (its gauges are set at
+/// the end of each; a turn runs at least every second).
+pub fn is_drained(agent: &crate::agent_proc::AgentProcess) -> bool {
+    agent.metric("spool_unacked_batches") == Some(0)
+        && agent.metric("fsyncs").is_some_and(|n| n > 0)
+}
+
+/// What a spool that does not drain is waiting for, with both logs.
+pub fn drain_status(agent: &crate::agent_proc::AgentProcess, consumer: &EvdProcess) -> String {
+    format!(
+        "agent sealed {:?} sent {:?} acked {:?} unacked {:?}; \
+         consumer consumed {:?} flushes {:?} written {:?} acks sent {:?}\nagent:\n{}\nconsumer:\n{}",
+        agent.metric("batches_sealed"),
+        agent.metric("batches_sent"),
+        agent.metric("batches_acked"),
+        agent.metric("spool_unacked_batches"),
+        consumer.metric("batches_consumed"),
+        consumer.metric("flushes"),
+        consumer.metric("events_written"),
+        consumer.metric("acks_sent"),
+        agent.log_tail(),
+        consumer.log_tail()
+    )
+}
+
+/// Waits until every agent's spool has drained ([`is_drained`]); panics with the logs
+/// after `limit`. Returns the seconds waited.
 pub async fn wait_drained(
     agents: &[&crate::agent_proc::AgentProcess],
     consumer: &EvdProcess,
@@ -255,28 +250,51 @@ pub async fn wait_drained(
 ) -> f64 {
     let started = std::time::Instant::now();
     for agent in agents {
-        // Nothing unacked, once this agent process has finished a writer turn (its
-        // gauges are set at the end of each; a turn runs at least every second).
-        while agent.metric("spool_unacked_batches") != Some(0)
-            || agent.metric("fsyncs").is_none_or(|n| n == 0)
-        {
+        while !is_drained(agent) {
             assert!(
                 started.elapsed() < limit,
-                "spool did not drain: agent sealed {:?} sent {:?} acked {:?} unacked {:?}; \
-                 consumer consumed {:?} flushes {:?} written {:?} acks sent {:?}\nagent:\n{}\nconsumer:\n{}",
-                agent.metric("batches_sealed"),
-                agent.metric("batches_sent"),
-                agent.metric("batches_acked"),
-                agent.metric("spool_unacked_batches"),
-                consumer.metric("batches_consumed"),
-                consumer.metric("flushes"),
-                consumer.metric("events_written"),
-                consumer.metric("acks_sent"),
-                agent.log_tail(),
-                consumer.log_tail()
+                "spool did not drain: {}",
+                drain_status(agent, consumer)
             );
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
     started.elapsed().as_secs_f64()
+}
+
+/// Rows and distinct ids in the final Parquet files of `out_dir` (DuckDB).
+pub fn count_rows(out_dir: &Path) -> Result<(u64, u64)> {
+    let script = r#"
+import duckdb, glob, os, sys
+out = sys.argv[1]
+parts = []
+for ty in sorted(os.listdir(out)):
+    if ty.startswith("_") or not glob.glob(os.path.join(out, ty, "date=*", "hour=*", "*.parquet")):
+        continue
+    col = "signature" if ty == "ClientCrash" else "user_id"
+    parts.append(f"SELECT {col} AS id FROM read_parquet('{os.path.join(out, ty, 'date=*', 'hour=*', '*.parquet')}')")
+if not parts:
+    print("0 0")
+else:
+    rows, distinct = duckdb.sql(f"SELECT count(*), count(DISTINCT id) FROM ({' UNION ALL '.join(parts)})").fetchone()
+    print(rows, distinct)
+"#;
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(out_dir)
+        .output()
+        .context("running python3 with duckdb")?;
+    if !output.status.success() {
+        bail!(
+            "duckdb count failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut it = text.split_whitespace().map(str::parse::<u64>);
+    match (it.next(), it.next()) {
+        (Some(Ok(rows)), Some(Ok(distinct))) => Ok((rows, distinct)),
+        _ => bail!("duckdb count: unexpected output {text:?}"),
+    }
 }

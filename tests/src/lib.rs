@@ -8,14 +8,18 @@
 
 pub mod agent_proc;
 pub mod bridge_proc;
+pub mod checker;
 pub mod consumer_proc;
+pub mod fault_proxy;
 pub mod kafka;
+pub mod load;
 mod mock_broker;
 pub mod moto;
 pub mod oracle;
 pub mod process;
 mod real_broker;
 pub mod rng;
+pub mod scenario;
 
 pub use mock_broker::MockBroker;
 pub use real_broker::RealBroker;

@@ -19,6 +19,11 @@ impl Rng {
         Rng(seed.max(1))
     }
 
+    /// The seed this generator started from (before any draw).
+    pub fn seed(&self) -> u64 {
+        self.0
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;

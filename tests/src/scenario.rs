@@ -1,0 +1,511 @@
+//! Fault scenarios on real processes: the reliability suite's runner, shared by the
+//! CI scenarios (`tests/tests/reliability.rs`) and the soak binary.
+//!
+//! A run starts a test bed (one site, or edge + bridge + central), drives the oracle's
+//! load through the agent while a fault thread injects faults drawn from the
+//! scenario's list at seeded random moments, then heals everything, waits until the
+//! agent's spool has drained (every batch acked end to end) and judges the output with
+//! the checker. The seed is printed; `EVD_SEED=<seed>` replays the same schedule.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::RealBroker;
+use crate::agent_proc::{AgentOptions, AgentProcess};
+use crate::bridge_proc::BridgeProcess;
+use crate::checker::{Places, Verdict, check};
+use crate::consumer_proc::{ConsumerProcess, count_rows, drain_status, is_drained};
+use crate::load::{Load, LoadPlan, OracleLog};
+use crate::oracle::create_pipeline_topics;
+use crate::rng::Rng;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Fault {
+    /// `kill -9` the agent and start it again.
+    KillAgent,
+    /// `kill -9` the consumer and start it again.
+    KillConsumer,
+    /// `kill -9` the bridge and start it again.
+    KillBridge,
+    /// `kill -9` the bridge and start it under a new group: its offsets are gone.
+    BridgeLosesOffsets,
+    /// `kill -9` a broker and start it again on the same data.
+    RestartBroker,
+    /// `SIGSTOP` a broker for 2–5 s.
+    PauseBroker,
+    /// Reset every client connection to a broker.
+    CutConnections,
+    /// A partition: nothing reaches a broker for 3–8 s, connections stay open.
+    Blackhole,
+    /// A slow link to a broker for 5–10 s: +50 ms each way, 1 MB/s per connection.
+    SlowLink,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::KillAgent => "agent kill -9",
+            Fault::KillConsumer => "consumer kill -9",
+            Fault::KillBridge => "bridge kill -9",
+            Fault::BridgeLosesOffsets => "bridge offsets lost",
+            Fault::RestartBroker => "broker kill -9",
+            Fault::PauseBroker => "broker paused",
+            Fault::CutConnections => "connections cut",
+            Fault::Blackhole => "partition",
+            Fault::SlowLink => "slow link",
+        }
+    }
+
+    fn needs_bridge(self) -> bool {
+        matches!(self, Fault::KillBridge | Fault::BridgeLosesOffsets)
+    }
+}
+
+pub struct Scenario {
+    pub name: String,
+    /// Edge + bridge + central instead of one cluster.
+    pub two_sites: bool,
+    pub faults: Vec<Fault>,
+    pub load: LoadPlan,
+    /// Gap between faults, drawn from this range (ms).
+    pub fault_gap_ms: (u64, u64),
+    /// Test-only switches of the agent (`EVD_TEST_DROP_ACKS_PERCENT`, …).
+    pub agent_env: Vec<(String, String)>,
+    /// Test-only switches of the consumer (`EVD_TEST_STORE_FAULTS`, …).
+    pub consumer_env: Vec<(String, String)>,
+    pub flush_interval_ms: u64,
+    pub drain_limit: Duration,
+    /// Print a progress line this often (soak).
+    pub report_every: Option<Duration>,
+}
+
+impl Scenario {
+    /// A scenario of `events` events with the usual settings.
+    pub fn new(name: &str, faults: &[Fault], events: u64) -> Scenario {
+        Scenario {
+            name: name.to_string(),
+            two_sites: faults.iter().any(|f| f.needs_bridge()),
+            faults: faults.to_vec(),
+            load: LoadPlan {
+                clients: 4,
+                total: Some(events),
+                until: None,
+                rate_per_s: None,
+                slice: 1_000,
+            },
+            fault_gap_ms: (1_000, 3_000),
+            agent_env: Vec::new(),
+            consumer_env: Vec::new(),
+            flush_interval_ms: 1_000,
+            drain_limit: Duration::from_secs(240),
+            report_every: None,
+        }
+    }
+}
+
+/// The processes of a run.
+pub struct Bed {
+    pub edge: RealBroker,
+    pub central: Option<RealBroker>,
+    pub agent: AgentProcess,
+    pub consumer: ConsumerProcess,
+    pub bridge: Option<BridgeProcess>,
+    pub dir: TempDir,
+    bridge_groups: u32,
+}
+
+impl Bed {
+    pub fn start(s: &Scenario) -> anyhow::Result<Bed> {
+        let dir = tempfile::Builder::new().prefix("evd-scenario-").tempdir()?;
+        let edge = RealBroker::start_behind_proxy()?;
+        create_pipeline_topics(&edge.bootstrap(), 3)?;
+        let central = if s.two_sites {
+            let c = RealBroker::start_behind_proxy()?;
+            create_pipeline_topics(&c.bootstrap(), 3)?;
+            Some(c)
+        } else {
+            None
+        };
+        let output_cluster = central.as_ref().unwrap_or(&edge).bootstrap();
+        let consumer = ConsumerProcess::start(
+            &dir.path().join("consumer"),
+            "c1",
+            &output_cluster,
+            &dir.path().join("out"),
+            s.flush_interval_ms,
+            &s.consumer_env,
+        )?;
+        let agent = AgentProcess::start(
+            &dir.path().join("agent"),
+            "host-r",
+            &edge.bootstrap(),
+            AgentOptions {
+                retransmit_after_ms: 5_000,
+                env: s.agent_env.clone(),
+                ..AgentOptions::default()
+            },
+        )?;
+        let bridge = match &central {
+            Some(c) => Some(BridgeProcess::start(
+                &dir.path().join("bridge"),
+                &edge.bootstrap(),
+                &c.bootstrap(),
+                "bridge",
+            )?),
+            None => None,
+        };
+        Ok(Bed {
+            edge,
+            central,
+            agent,
+            consumer,
+            bridge,
+            dir,
+            bridge_groups: 0,
+        })
+    }
+
+    fn broker(&mut self, pick_central: bool) -> &mut RealBroker {
+        match (&mut self.central, pick_central) {
+            (Some(c), true) => c,
+            _ => &mut self.edge,
+        }
+    }
+
+    /// `(process, pid)` of everything running, for RSS.
+    pub fn pids(&self) -> Vec<(&'static str, Option<u32>)> {
+        let mut pids = vec![
+            ("agent", self.agent.pid()),
+            ("consumer", self.consumer.process.pid()),
+            ("edge", self.edge.pid()),
+        ];
+        if let Some(b) = &self.bridge {
+            pids.push(("bridge", b.process.pid()));
+        }
+        if let Some(c) = &self.central {
+            pids.push(("central", c.pid()));
+        }
+        pids
+    }
+
+    pub fn places(&self) -> Places {
+        let mut clusters = vec![("edge".to_string(), self.edge.bootstrap())];
+        if let Some(c) = &self.central {
+            clusters.push(("central".to_string(), c.bootstrap()));
+        }
+        Places {
+            spools: vec![self.agent.dir.join("spool")],
+            clusters,
+        }
+    }
+
+    pub fn out_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("out")
+    }
+}
+
+/// What a run saw.
+pub struct Report {
+    pub name: String,
+    pub seed: u64,
+    pub faults: BTreeMap<&'static str, u32>,
+    pub acked: u64,
+    pub resends: u64,
+    pub drain_secs: f64,
+    pub total_secs: f64,
+    pub verdict: Verdict,
+    /// The consumer's counters at the end (`duplicates_dropped`, `store_retries`, …).
+    pub consumer_metrics: BTreeMap<&'static str, u64>,
+    /// Highest RSS seen per process (MiB), when progress was reported.
+    pub max_rss_mib: BTreeMap<&'static str, u64>,
+}
+
+impl Report {
+    /// One line of figures (and where lost ids were, if any).
+    pub fn figures(&self) -> String {
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(f, n)| format!("{n}× {f}"))
+            .collect();
+        format!(
+            "{}: {} events acked ({} short sends resent); faults: {}; consumer {:?}; {}; drained {:.1}s after the load; {:.0}s in all (EVD_SEED={})",
+            self.name,
+            self.acked,
+            self.resends,
+            if faults.is_empty() {
+                "none".into()
+            } else {
+                faults.join(", ")
+            },
+            self.consumer_metrics,
+            self.verdict.summary(),
+            self.drain_secs,
+            self.total_secs,
+            self.seed
+        )
+    }
+
+    /// Panics with the figures unless lost = dup = phantom = 0.
+    pub fn assert_exactly_once(&self) {
+        assert!(self.verdict.ok(), "{}", self.figures());
+    }
+}
+
+/// Runs `s` to its verdict. Panics if the bed cannot start or the spool never drains.
+pub async fn run(s: Scenario) -> Report {
+    let started = Instant::now();
+    let mut rng = Rng::from_env(&s.name);
+    let seed = rng.seed();
+    let bed = Arc::new(Mutex::new(Bed::start(&s).expect("starting the test bed")));
+    let (socket, log_path) = {
+        let b = bed.lock().unwrap();
+        (b.agent.socket(), b.dir.path().join("oracle.log"))
+    };
+    let load = Load::new(socket, OracleLog::create(&log_path).expect("oracle log"));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let faults = {
+        let (bed, done, list, gap) = (bed.clone(), done.clone(), s.faults.clone(), s.fault_gap_ms);
+        tokio::task::spawn_blocking(move || inject(&bed, &done, &list, gap, &mut rng))
+    };
+    let reporter = s.report_every.map(|every| {
+        let (bed, load, done) = (bed.clone(), load.clone(), done.clone());
+        tokio::spawn(async move { report_progress(bed, load, done, every).await })
+    });
+    load.run(s.load).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let faults = faults.await.expect("fault thread");
+    let load_ended = Instant::now();
+    loop {
+        let drained = {
+            let b = bed.lock().unwrap();
+            let drained = is_drained(&b.agent);
+            assert!(
+                drained || load_ended.elapsed() < s.drain_limit,
+                "{}: spool did not drain (EVD_SEED={seed}): {}",
+                s.name,
+                drain_status(&b.agent, &b.consumer.process)
+            );
+            drained
+        };
+        if drained {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drain_secs = load_ended.elapsed().as_secs_f64();
+    let max_rss_mib = match reporter {
+        Some(r) => r.await.unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    let acked = OracleLog::read(&load.log_path()).expect("reading the oracle log");
+    let b = bed.lock().unwrap();
+    let out = b.out_dir();
+    let places = b.places();
+    let sent_below = load.sent_below();
+    let consumer_metrics = ["duplicates_dropped", "store_retries", "batches_consumed"]
+        .into_iter()
+        .map(|m| (m, b.consumer.process.metric(m).unwrap_or(0)))
+        .collect();
+    let verdict = tokio::task::block_in_place(|| check(&out, &acked, Some(sent_below), &places));
+    let report = Report {
+        name: s.name.clone(),
+        seed,
+        faults,
+        acked: acked.len() as u64,
+        resends: load.resends(),
+        drain_secs,
+        total_secs: started.elapsed().as_secs_f64(),
+        verdict,
+        consumer_metrics,
+        max_rss_mib,
+    };
+    println!("{}", report.figures());
+    report
+}
+
+/// The fault thread: after each random gap the next fault of `list` (each once per
+/// round, rounds shuffled) until `done`; then brokers that stopped answering are
+/// restarted.
+fn inject(
+    bed: &Mutex<Bed>,
+    done: &std::sync::atomic::AtomicBool,
+    list: &[Fault],
+    gap: (u64, u64),
+    rng: &mut Rng,
+) -> BTreeMap<&'static str, u32> {
+    let mut counts = BTreeMap::new();
+    let mut deck: Vec<Fault> = Vec::new();
+    let started = Instant::now();
+    let is_done = || done.load(std::sync::atomic::Ordering::SeqCst);
+    while !list.is_empty() && !is_done() {
+        let wait = Instant::now() + Duration::from_millis(rng.range(gap.0, gap.1));
+        while Instant::now() < wait && !is_done() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if is_done() {
+            break;
+        }
+        if deck.is_empty() {
+            // Every fault of the list once per round, in a random order.
+            deck = list.to_vec();
+            for i in (1..deck.len()).rev() {
+                deck.swap(i, rng.range(0, i as u64 + 1) as usize);
+            }
+        }
+        let fault = deck.pop().expect("refilled above");
+        let central = rng.range(0, 2) == 1;
+        let hold = Duration::from_millis(rng.range(2_000, 5_000));
+        let side = match (bed.lock().expect("bed lock").central.is_some(), central) {
+            (true, true) => " (central)",
+            (true, false) => " (edge)",
+            _ => "",
+        };
+        println!(
+            "  t+{:.1}s {}{side}",
+            started.elapsed().as_secs_f64(),
+            fault.name()
+        );
+        apply(bed, fault, central, hold);
+        *counts.entry(fault.name()).or_default() += 1;
+    }
+    // tansu 0.6.0 sometimes stops accepting connections after a burst of faults while
+    // serving the ones it has; an operator would restart it, and so does the bed
+    // (counted, so the figures say when it happened).
+    for central in [false, true] {
+        let mut b = bed.lock().expect("bed lock");
+        if central && b.central.is_none() {
+            continue;
+        }
+        let broker = b.broker(central);
+        if !broker.answers_directly(Duration::from_secs(10)) {
+            println!("  tansu stopped accepting connections: restarting it");
+            broker.restart().expect("broker restart");
+            *counts.entry("wedged broker restarted").or_default() += 1;
+        }
+    }
+    counts
+}
+
+fn apply(bed: &Mutex<Bed>, fault: Fault, central: bool, hold: Duration) {
+    let lock = || bed.lock().expect("bed lock");
+    match fault {
+        Fault::KillAgent => lock().agent.restart().expect("agent restart"),
+        Fault::KillConsumer => lock().consumer.restart().expect("consumer restart"),
+        Fault::KillBridge => {
+            if let Some(b) = lock().bridge.as_mut() {
+                b.restart().expect("bridge restart");
+            }
+        }
+        Fault::BridgeLosesOffsets => {
+            let mut b = lock();
+            b.bridge_groups += 1;
+            let group = format!("bridge-{}", b.bridge_groups);
+            if let Some(br) = b.bridge.as_mut() {
+                br.restart_without_offsets(&group).expect("bridge restart");
+            }
+        }
+        Fault::RestartBroker => lock().broker(central).restart().expect("broker restart"),
+        Fault::PauseBroker => {
+            lock().broker(central).pause().expect("pause");
+            std::thread::sleep(hold);
+            lock().broker(central).resume().expect("resume");
+        }
+        Fault::CutConnections => {
+            if let Some(p) = lock().broker(central).proxy() {
+                p.cut_all();
+            }
+        }
+        Fault::Blackhole => {
+            let hold = hold + Duration::from_secs(1);
+            with_proxy(bed, central, |p| p.set_blackhole(true));
+            std::thread::sleep(hold);
+            with_proxy(bed, central, |p| p.set_blackhole(false));
+        }
+        Fault::SlowLink => {
+            with_proxy(bed, central, |p| {
+                p.set_latency_ms(50);
+                p.set_bandwidth(Some(1 << 20));
+            });
+            std::thread::sleep(hold * 2);
+            with_proxy(bed, central, |p| p.heal());
+        }
+    }
+}
+
+fn with_proxy(bed: &Mutex<Bed>, central: bool, f: impl FnOnce(&crate::fault_proxy::FaultProxy)) {
+    let mut b = bed.lock().expect("bed lock");
+    if let Some(p) = b.broker(central).proxy() {
+        f(p);
+    }
+}
+
+/// Soak progress: a line per `every` with acked, landed, in flight, dup, spool bytes and
+/// the RSS of each process.
+async fn report_progress(
+    bed: Arc<Mutex<Bed>>,
+    load: Arc<Load>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+    every: Duration,
+) -> BTreeMap<&'static str, u64> {
+    let mut max_rss = BTreeMap::new();
+    let started = Instant::now();
+    println!(
+        "{:>5} {:>10} {:>10} {:>9} {:>5} {:>11}  rss MiB",
+        "min", "acked", "landed", "in flight", "dup", "spool bytes"
+    );
+    loop {
+        let deadline = Instant::now() + every;
+        while Instant::now() < deadline {
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                return max_rss;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let acked = load.acked();
+        let (out, spool, rss) = {
+            let b = bed.lock().unwrap();
+            let rss: Vec<String> = b
+                .pids()
+                .into_iter()
+                .map(|(name, pid)| {
+                    let mib = pid.and_then(rss_mib).unwrap_or(0);
+                    let max = max_rss.entry(name).or_insert(0);
+                    *max = mib.max(*max);
+                    format!("{name} {mib}")
+                })
+                .collect();
+            (b.out_dir(), b.agent.metric("spool_bytes"), rss.join(", "))
+        };
+        let (rows, distinct) = tokio::task::spawn_blocking(move || count_rows(&out))
+            .await
+            .expect("count task")
+            .unwrap_or((0, 0));
+        println!(
+            "{:>5.0} {:>10} {:>10} {:>9} {:>5} {:>11}  {rss}",
+            started.elapsed().as_secs_f64() / 60.0,
+            acked,
+            distinct,
+            acked.saturating_sub(distinct),
+            rows - distinct,
+            spool.map_or("-".into(), |b| b.to_string()),
+        );
+    }
+}
+
+/// Resident set size of `pid` in MiB.
+pub fn rss_mib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024)
+}
