@@ -34,6 +34,10 @@
 //! 6. publish acks — crash before: agents retransmit, the ledger drops the copies and
 //!    acks them.
 //!
+//! Store requests are retried one by one (`store_retry`), and a store error that
+//! still reaches step 1–4 makes the caller repeat the whole `commit`: each step is
+//! idempotent, and a manifest found on retry is adopted when it is the same flush.
+//!
 //! So every final file is listed in a manifest, no batch is in two manifests (the
 //! ledger is consulted before a batch is buffered), and nothing is acked before its
 //! manifest exists.

@@ -16,3 +16,4 @@ pub mod rows;
 pub mod run;
 pub mod storage;
 pub mod store_faults;
+pub mod store_retry;

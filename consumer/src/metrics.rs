@@ -35,7 +35,7 @@ counters! {
     commit_latency_ms_last: "Duration of the last flush commit (gauge).",
     oldest_uncommitted_received_at_ms: "Receive time of the oldest buffered event; 0 = none (gauge). Lag in time = now - this.",
     acks_sent: "Ack messages published.",
-    store_retries: "Object-store requests that failed and were retried.",
+    store_retries: "Object-store requests (and whole commits) that failed and were retried.",
 }
 
 pub fn add(counter: &AtomicU64, n: u64) {

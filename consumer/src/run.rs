@@ -473,6 +473,7 @@ async fn flush(
     .await;
     crash_point("acks");
 
+    metrics::set(&metrics.store_retries, crate::store_retry::retries());
     metrics::add(&metrics.flushes, 1);
     metrics::add(&metrics.events_written, rows_total);
     metrics::add(&metrics.files_written, manifest.files.len() as u64);
@@ -595,11 +596,12 @@ async fn send_acks(
     }
 }
 
-/// Object-store failures a flush rides out: up to this many retries in a row.
+/// Commits repeated in a row after a store error the request retries did not cure.
 const STORE_RETRIES: u32 = 10;
 
-/// After a failed store request: waits (100 ms doubling to 5 s) and returns Ok to try
-/// again, or the error once the retries are spent or when retrying cannot help.
+/// After a failed commit (its requests already retried, `store_retry`): waits (100 ms
+/// doubling to 5 s) and returns Ok to repeat it, or the error once the repeats are
+/// spent or when repeating cannot help.
 async fn store_backoff(
     attempt: &mut u32,
     error: CommitError,
@@ -609,7 +611,8 @@ async fn store_backoff(
     if !matches!(error, CommitError::Store(_)) || *attempt > STORE_RETRIES {
         return Err(error.into());
     }
-    metrics::add(&metrics.store_retries, 1);
+    crate::store_retry::count_retry();
+    metrics::set(&metrics.store_retries, crate::store_retry::retries());
     let wait = Duration::from_millis((100u64 << (*attempt - 1).min(6)).min(5_000));
     eprintln!("evd consumer: {error}; retry {attempt}/{STORE_RETRIES} in {wait:?}");
     tokio::time::sleep(wait).await;

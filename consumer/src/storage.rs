@@ -7,6 +7,7 @@ use object_store::path::Path;
 
 use crate::commit::Output;
 use crate::store_faults::{FaultRates, FaultyStore};
+use crate::store_retry::RetryingStore;
 
 /// The `output_url` check every config that names an output shares.
 pub fn check_output_url(url: &str) -> Result<(), (&'static str, String)> {
@@ -23,8 +24,9 @@ pub fn check_output_url(url: &str) -> Result<(), (&'static str, String)> {
 /// `object_store::parse_url_opts` with options from the environment (`AWS_*`,
 /// `GOOGLE_*`, `AZURE_*`), for the backends this build includes.
 ///
-/// With `EVD_TEST_STORE_FAULTS` set (reliability tests only) the store is wrapped in
-/// [`FaultyStore`].
+/// Every request is retried on failure ([`RetryingStore`]). With
+/// `EVD_TEST_STORE_FAULTS` set (reliability tests only) the store under the retries
+/// is wrapped in [`FaultyStore`].
 pub fn output_from_url(url: &str) -> Result<Output, String> {
     let mut output = store_from_url(url)?;
     if let Some(rates) = FaultRates::from_env()? {
@@ -34,6 +36,7 @@ pub fn output_from_url(url: &str) -> Result<Output, String> {
         eprintln!("evd: EVD_TEST_STORE_FAULTS: injecting object-store faults {rates:?}");
         output.store = Arc::new(FaultyStore::new(output.store, rates, seed));
     }
+    output.store = Arc::new(RetryingStore::new(output.store));
     Ok(output)
 }
 

@@ -276,7 +276,7 @@ for ty in sorted(os.listdir(out)):
 if not parts:
     print("0 0")
 else:
-    rows, distinct = duckdb.sql(f"SELECT count(*), count(DISTINCT id) FROM ({' UNION ALL '.join(parts)})").fetchone()
+    rows, distinct = duckdb.sql(f"SELECT count(*), count(DISTINCT id) FROM ({' UNION ALL '.join(parts)})").fetchall()[0]
     print(rows, distinct)
 "#;
     let output = Command::new("python3")

@@ -483,7 +483,10 @@ async fn report_progress(
         let (rows, distinct) = tokio::task::spawn_blocking(move || count_rows(&out))
             .await
             .expect("count task")
-            .unwrap_or((0, 0));
+            .unwrap_or_else(|e| {
+                eprintln!("progress: counting rows failed: {e}");
+                (0, 0)
+            });
         println!(
             "{:>5.0} {:>10} {:>10} {:>9} {:>5} {:>11}  {rss}",
             started.elapsed().as_secs_f64() / 60.0,

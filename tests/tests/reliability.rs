@@ -69,8 +69,9 @@ async fn f4_broker_restart_pause_and_partition() {
             Fault::CutConnections,
             Fault::SlowLink,
         ],
-        100_000,
+        120_000,
     );
+    // Every fault lasts at most 10 s and gaps 1.5 s: four kinds start within 30 s.
     s.fault_gap_ms = (500, 1_500);
     let r = run(s).await;
     r.assert_exactly_once();
@@ -122,8 +123,9 @@ async fn mixed_every_fault_at_once() {
             Fault::CutConnections,
             Fault::SlowLink,
         ],
-        80_000,
+        120_000,
     );
+    s.fault_gap_ms = (500, 1_500);
     s.agent_env = env(&[("EVD_TEST_DROP_ACKS_PERCENT", "30")]);
     s.consumer_env = env(&[("EVD_TEST_STORE_FAULTS", "error=0.03,lost_reply=0.03")]);
     let r = run(s).await;
