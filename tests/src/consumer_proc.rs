@@ -133,19 +133,7 @@ for ty in sorted({f[len(out):].strip("/").split("/")[0] for f in files}):
         per[key] = per.get(key, 0) + 1
 print(json.dumps({"ids": ids, "per": per, "types": types, "files": [f[len(out):].strip("/") for f in files]}))
 "#;
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(out_dir)
-        .output()
-        .context("running python3 with duckdb")?;
-    if !output.status.success() {
-        bail!(
-            "duckdb read-back failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let v: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let v: serde_json::Value = serde_json::from_slice(&duckdb_script(script, out_dir)?)?;
     let mut ids = BTreeMap::new();
     for (uid, n) in v["ids"].as_object().context("ids")? {
         let id: u64 = uid
@@ -279,6 +267,17 @@ else:
     rows, distinct = duckdb.sql(f"SELECT count(*), count(DISTINCT id) FROM ({' UNION ALL '.join(parts)})").fetchall()[0]
     print(rows, distinct)
 "#;
+    let stdout = duckdb_script(script, out_dir)?;
+    let text = String::from_utf8_lossy(&stdout);
+    let mut it = text.split_whitespace().map(str::parse::<u64>);
+    match (it.next(), it.next()) {
+        (Some(Ok(rows)), Some(Ok(distinct))) => Ok((rows, distinct)),
+        _ => bail!("duckdb count: unexpected output {text:?}"),
+    }
+}
+
+/// Runs a Python script (DuckDB) with `out_dir` as its argument; returns its stdout.
+fn duckdb_script(script: &str, out_dir: &Path) -> Result<Vec<u8>> {
     let output = Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -287,14 +286,9 @@ else:
         .context("running python3 with duckdb")?;
     if !output.status.success() {
         bail!(
-            "duckdb count failed: {}",
+            "duckdb script failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let mut it = text.split_whitespace().map(str::parse::<u64>);
-    match (it.next(), it.next()) {
-        (Some(Ok(rows)), Some(Ok(distinct))) => Ok((rows, distinct)),
-        _ => bail!("duckdb count: unexpected output {text:?}"),
-    }
+    Ok(output.stdout)
 }

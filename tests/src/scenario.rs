@@ -45,6 +45,19 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Every kind, for the mixed scenario and the soak.
+    pub const ALL: [Fault; 9] = [
+        Fault::KillAgent,
+        Fault::KillConsumer,
+        Fault::KillBridge,
+        Fault::BridgeLosesOffsets,
+        Fault::RestartBroker,
+        Fault::PauseBroker,
+        Fault::Blackhole,
+        Fault::CutConnections,
+        Fault::SlowLink,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Fault::KillAgent => "agent kill -9",

@@ -110,21 +110,7 @@ async fn f6_thirty_percent_of_acks_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_every_fault_at_once() {
-    let mut s = scenario(
-        "mixed",
-        &[
-            Fault::KillAgent,
-            Fault::KillConsumer,
-            Fault::KillBridge,
-            Fault::BridgeLosesOffsets,
-            Fault::RestartBroker,
-            Fault::PauseBroker,
-            Fault::Blackhole,
-            Fault::CutConnections,
-            Fault::SlowLink,
-        ],
-        120_000,
-    );
+    let mut s = scenario("mixed", &Fault::ALL, 120_000);
     s.fault_gap_ms = (500, 1_500);
     s.agent_env = env(&[("EVD_TEST_DROP_ACKS_PERCENT", "30")]);
     s.consumer_env = env(&[("EVD_TEST_STORE_FAULTS", "error=0.03,lost_reply=0.03")]);

@@ -50,17 +50,7 @@ fn main() {
             every.as_secs()
         ),
         two_sites: true,
-        faults: vec![
-            Fault::KillAgent,
-            Fault::KillConsumer,
-            Fault::KillBridge,
-            Fault::BridgeLosesOffsets,
-            Fault::RestartBroker,
-            Fault::PauseBroker,
-            Fault::Blackhole,
-            Fault::CutConnections,
-            Fault::SlowLink,
-        ],
+        faults: Fault::ALL.to_vec(),
         load: LoadPlan {
             clients: 4,
             total: None,
