@@ -36,6 +36,11 @@ pub enum Fault {
     RestartBroker,
     /// `SIGSTOP` a broker for 2–5 s.
     PauseBroker,
+    /// `SIGSTOP` the agent for 2–5 s (clients wait, nothing is refused).
+    PauseAgent,
+    /// `SIGSTOP` the consumer for 2–4 s, under its 6 s session timeout (agents
+    /// retransmit meanwhile; the consumer drops the copies).
+    PauseConsumer,
     /// Reset every client connection to a broker.
     CutConnections,
     /// A partition: nothing reaches a broker for 3–8 s, connections stay open.
@@ -46,13 +51,15 @@ pub enum Fault {
 
 impl Fault {
     /// Every kind, for the mixed scenario and the soak.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 11] = [
         Fault::KillAgent,
         Fault::KillConsumer,
         Fault::KillBridge,
         Fault::BridgeLosesOffsets,
         Fault::RestartBroker,
         Fault::PauseBroker,
+        Fault::PauseAgent,
+        Fault::PauseConsumer,
         Fault::Blackhole,
         Fault::CutConnections,
         Fault::SlowLink,
@@ -66,6 +73,8 @@ impl Fault {
             Fault::BridgeLosesOffsets => "bridge offsets lost",
             Fault::RestartBroker => "broker kill -9",
             Fault::PauseBroker => "broker paused",
+            Fault::PauseAgent => "agent paused",
+            Fault::PauseConsumer => "consumer paused",
             Fault::CutConnections => "connections cut",
             Fault::Blackhole => "partition",
             Fault::SlowLink => "slow link",
@@ -426,6 +435,16 @@ fn apply(bed: &Mutex<Bed>, fault: Fault, central: bool, hold: Duration) {
             lock().broker(central).pause().expect("pause");
             std::thread::sleep(hold);
             lock().broker(central).resume().expect("resume");
+        }
+        Fault::PauseAgent => {
+            lock().agent.signal(libc::SIGSTOP);
+            std::thread::sleep(hold);
+            lock().agent.signal(libc::SIGCONT);
+        }
+        Fault::PauseConsumer => {
+            lock().consumer.process.signal(libc::SIGSTOP);
+            std::thread::sleep(hold.min(Duration::from_secs(4)));
+            lock().consumer.process.signal(libc::SIGCONT);
         }
         Fault::CutConnections => {
             if let Some(p) = lock().broker(central).proxy() {

@@ -26,7 +26,11 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f1_agent_kill_9s() {
-    let mut s = scenario("F1 agent kill -9", &[Fault::KillAgent], 40_000);
+    let mut s = scenario(
+        "F1 agent kill -9 / pause",
+        &[Fault::KillAgent, Fault::KillAgent, Fault::PauseAgent],
+        40_000,
+    );
     s.fault_gap_ms = (500, 1_500);
     let r = run(s).await;
     r.assert_exactly_once();
@@ -35,7 +39,15 @@ async fn f1_agent_kill_9s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f2_consumer_kill_9s() {
-    let mut s = scenario("F2 consumer kill -9", &[Fault::KillConsumer], 40_000);
+    let mut s = scenario(
+        "F2 consumer kill -9 / pause",
+        &[
+            Fault::KillConsumer,
+            Fault::KillConsumer,
+            Fault::PauseConsumer,
+        ],
+        40_000,
+    );
     s.fault_gap_ms = (500, 1_500);
     let r = run(s).await;
     r.assert_exactly_once();
