@@ -31,7 +31,7 @@ counters! {
     refused_unknown_type: "Lines refused: unknown event type.",
     refused_schema: "Lines refused: schema violation.",
     refused_too_large: "Lines refused: longer than max_line_bytes.",
-    refused_spool_full: "Lines refused: spool full.",
+    refused_spool_full: "Lines refused: spool full (its size limit, or the disk under it nearly full).",
     refused_peer: "Connections refused by the uid/gid allow-list.",
     duplicate_ids: "Lines answered with an earlier copy's seq (client event_id resent).",
     batches_sealed: "Batches sealed.",
