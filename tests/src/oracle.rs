@@ -117,10 +117,9 @@ pub async fn send_ids_as(
         }
     })
     .await;
-    // A dropped connection (agent killed) is expected in fault tests: keep what was acked.
-    if let Err(e) = result {
-        eprintln!("send_ids: {e} ({} acked before)", acked.len());
-    }
+    // A dropped connection (agent killed) is expected in fault tests: keep what was
+    // acked; the callers resend the rest.
+    let _ = result;
     Ok(acked)
 }
 
