@@ -109,16 +109,7 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
         }
         topics
     };
-    let mut attempt = 0;
-    let mut ledger = loop {
-        match output
-            .recover(config.compact_after_manifests, &consumer_id)
-            .await
-        {
-            Ok(ledger) => break ledger,
-            Err(e) => store_backoff(&mut attempt, e, &metrics).await?,
-        }
-    };
+    let mut ledger = recover(&output, &config, &consumer_id, &metrics).await?;
     eprintln!(
         "evd consumer {consumer_id}: ledger has {} manifests; consuming {} topics",
         ledger.manifests(),
@@ -178,7 +169,7 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
                     // consumers committed meanwhile.
                     assembler.clear();
                     pending = Pending::default();
-                    ledger = output.recover(config.compact_after_manifests, &consumer_id).await?;
+                    ledger = recover(&output, &config, &consumer_id, &metrics).await?;
                 }
                 metrics::add(&metrics.batches_consumed, 1);
                 handle(&msg, &registry, &keys, &output, &ledger, &mut assembler, &mut pending, &mut dup_acks, &metrics).await?;
@@ -592,6 +583,26 @@ async fn send_acks(
                 Ok(_) => metrics::add(&metrics.acks_sent, 1),
                 Err((e, _)) => eprintln!("evd consumer: ack to {agent_id} failed: {e}"),
             }
+        }
+    }
+}
+
+/// Recovery (at start and after a rebalance), repeated after store errors like a
+/// commit.
+async fn recover(
+    output: &Output,
+    config: &ConsumerConfig,
+    consumer_id: &str,
+    metrics: &Metrics,
+) -> Result<Ledger, ConsumerError> {
+    let mut attempt = 0;
+    loop {
+        match output
+            .recover(config.compact_after_manifests, consumer_id)
+            .await
+        {
+            Ok(ledger) => return Ok(ledger),
+            Err(e) => store_backoff(&mut attempt, e, metrics).await?,
         }
     }
 }

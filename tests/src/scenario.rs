@@ -20,6 +20,7 @@ use crate::checker::{Places, Verdict, check};
 use crate::consumer_proc::{ConsumerProcess, count_rows, drain_status, is_drained};
 use crate::load::{Load, LoadPlan, OracleLog};
 use crate::oracle::create_pipeline_topics;
+use crate::process::EvdProcess;
 use crate::rng::Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -243,6 +244,9 @@ pub struct Report {
     pub consumer_metrics: BTreeMap<&'static str, u64>,
     /// Highest RSS seen per process (MiB), when progress was reported.
     pub max_rss_mib: BTreeMap<&'static str, u64>,
+    /// evd processes that exited on their own (last log line each); they were
+    /// restarted, but under the injected faults none should exit.
+    pub exits: Vec<String>,
 }
 
 impl Report {
@@ -254,7 +258,7 @@ impl Report {
             .map(|(f, n)| format!("{n}× {f}"))
             .collect();
         format!(
-            "{}: {} events acked ({} short sends resent); faults: {}; consumer {:?}; {}; drained {:.1}s after the load; {:.0}s in all (EVD_SEED={})",
+            "{}: {} events acked ({} short sends resent); faults: {}; processes exited on their own: {:?}; consumer {:?}; {}; drained {:.1}s after the load; {:.0}s in all (EVD_SEED={})",
             self.name,
             self.acked,
             self.resends,
@@ -263,6 +267,7 @@ impl Report {
             } else {
                 faults.join(", ")
             },
+            self.exits,
             self.consumer_metrics,
             self.verdict.summary(),
             self.drain_secs,
@@ -271,9 +276,14 @@ impl Report {
         )
     }
 
-    /// Panics with the figures unless lost = dup = phantom = 0.
+    /// lost = dup = phantom = 0 and no process exited on its own.
+    pub fn ok(&self) -> bool {
+        self.verdict.ok() && self.exits.is_empty()
+    }
+
+    /// Panics with the figures unless [`ok`](Self::ok).
     pub fn assert_exactly_once(&self) {
-        assert!(self.verdict.ok(), "{}", self.figures());
+        assert!(self.ok(), "{}", self.figures());
     }
 }
 
@@ -291,7 +301,11 @@ pub async fn run(s: Scenario) -> Report {
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let faults = {
         let (bed, done, list, gap) = (bed.clone(), done.clone(), s.faults.clone(), s.fault_gap_ms);
-        tokio::task::spawn_blocking(move || inject(&bed, &done, &list, gap, &mut rng))
+        tokio::task::spawn_blocking(move || {
+            let mut exits = Vec::new();
+            let counts = inject(&bed, &done, &list, gap, &mut rng, &mut exits);
+            (counts, exits)
+        })
     };
     let reporter = s.report_every.map(|every| {
         let (bed, load, done) = (bed.clone(), load.clone(), done.clone());
@@ -299,7 +313,7 @@ pub async fn run(s: Scenario) -> Report {
     });
     load.run(s.load).await;
     done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let faults = faults.await.expect("fault thread");
+    let (faults, exits) = faults.await.expect("fault thread");
     let load_ended = Instant::now();
     loop {
         let drained = {
@@ -344,6 +358,7 @@ pub async fn run(s: Scenario) -> Report {
         verdict,
         consumer_metrics,
         max_rss_mib,
+        exits,
     };
     println!("{}", report.figures());
     report
@@ -358,18 +373,20 @@ fn inject(
     list: &[Fault],
     gap: (u64, u64),
     rng: &mut Rng,
+    exits: &mut Vec<String>,
 ) -> BTreeMap<&'static str, u32> {
     let mut counts = BTreeMap::new();
     let mut deck: Vec<Fault> = Vec::new();
     let started = Instant::now();
     let is_done = || done.load(std::sync::atomic::Ordering::SeqCst);
-    while !list.is_empty() && !is_done() {
+    while !is_done() {
         let wait = Instant::now() + Duration::from_millis(rng.range(gap.0, gap.1));
         while Instant::now() < wait && !is_done() {
+            restart_exited(bed, exits);
             std::thread::sleep(Duration::from_millis(50));
         }
-        if is_done() {
-            break;
+        if is_done() || list.is_empty() {
+            continue;
         }
         if deck.is_empty() {
             // Every fault of the list once per round, in a random order.
@@ -410,6 +427,36 @@ fn inject(
         }
     }
     counts
+}
+
+/// An evd process that exited on its own (not killed by a fault) is a finding: its
+/// last log line is kept for the verdict, and it is started again as a supervisor
+/// would, so the run goes on.
+fn restart_exited(bed: &Mutex<Bed>, exits: &mut Vec<String>) {
+    let mut b = bed.lock().expect("bed lock");
+    if exited(&mut b.agent.process, "agent", exits) {
+        b.agent.restart().expect("agent restart");
+    }
+    if exited(&mut b.consumer.process, "consumer", exits) {
+        b.consumer.spawn().expect("consumer restart");
+    }
+    if let Some(bridge) = b.bridge.as_mut()
+        && exited(&mut bridge.process, "bridge", exits)
+    {
+        bridge.spawn().expect("bridge restart");
+    }
+}
+
+/// Whether `p` exited by itself; records its last log line and reaps it.
+fn exited(p: &mut EvdProcess, name: &str, exits: &mut Vec<String>) -> bool {
+    if p.pid().is_none() || p.is_running() {
+        return false;
+    }
+    let tail = p.log_tail();
+    println!("  {name} exited on its own; restarting it. Its log ends:\n{tail}");
+    exits.push(format!("{name}: {}", tail.lines().last().unwrap_or("")));
+    let _ = p.kill9();
+    true
 }
 
 fn apply(bed: &Mutex<Bed>, fault: Fault, central: bool, hold: Duration) {

@@ -1,7 +1,8 @@
 //! Soak: the whole pipeline (edge + bridge + central, tansu behind fault proxies) under
 //! a steady load for a long time, with a fault from every kind in turn, a share of
 //! acks dropped and object-store faults throughout. A line per minute, then the
-//! oracle's verdict; exits 1 unless lost = dup = phantom = 0.
+//! oracle's verdict; exits 1 unless lost = dup = phantom = 0 and no evd process
+//! exited on its own.
 //!
 //! ```text
 //! cargo run --release -p tests --bin soak -- --duration 1h --faults every=60s [--rate 1000]
@@ -101,11 +102,15 @@ fn main() {
     for (metric, n) in &report.consumer_metrics {
         println!("| consumer {metric} | {n} |");
     }
+    println!(
+        "| processes that exited on their own | {} |",
+        report.exits.len()
+    );
     println!("| drain after the load | {:.1} s |", report.drain_secs);
     for (process, mib) in &report.max_rss_mib {
         println!("| max RSS {process} | {mib} MiB |");
     }
-    let verdict = if report.verdict.ok() { "PASS" } else { "FAIL" };
+    let verdict = if report.ok() { "PASS" } else { "FAIL" };
     println!("\nsoak verdict: {verdict} (EVD_SEED={})", report.seed);
-    std::process::exit(if report.verdict.ok() { 0 } else { 1 });
+    std::process::exit(if report.ok() { 0 } else { 1 });
 }
