@@ -39,15 +39,7 @@ async fn f1_agent_kill_9s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f2_consumer_kill_9s() {
-    let mut s = scenario(
-        "F2 consumer kill -9 / pause",
-        &[
-            Fault::KillConsumer,
-            Fault::KillConsumer,
-            Fault::PauseConsumer,
-        ],
-        40_000,
-    );
+    let mut s = scenario("F2 consumer kill -9", &[Fault::KillConsumer], 40_000);
     s.fault_gap_ms = (500, 1_500);
     let r = run(s).await;
     r.assert_exactly_once();
