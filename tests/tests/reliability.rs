@@ -133,7 +133,8 @@ async fn mixed_every_fault_at_once() {
 async fn broken_agent_acking_before_fsync_is_caught() {
     let mut s = scenario("broken: agent acks early, F1", &[Fault::KillAgent], 40_000);
     s.load.rate_per_s = None;
-    s.load.total = Some(200_000);
+    // Long enough at full speed for several kills after the warm-up.
+    s.load.total = Some(600_000);
     s.fault_gap_ms = (300, 800);
     s.agent_env = env(&[("EVD_TEST_ACK_EARLY", "1")]);
     let r = run(s).await;
