@@ -475,8 +475,34 @@ fn exited(p: &mut EvdProcess, name: &str, exits: &mut Vec<String>) -> bool {
     true
 }
 
+/// Waits (up to 10 s) until `metric` of the process `pick` chooses is above 0: a group
+/// member killed while still joining left tansu 0.6.0 with partitions it never
+/// assigned again, so consumers and bridges are killed once they work.
+fn wait_working(bed: &Mutex<Bed>, metric: &str, pick: fn(&Bed) -> Option<&EvdProcess>) {
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_secs(10) {
+        let b = bed.lock().expect("bed lock");
+        if pick(&b).is_none_or(|p| p.metric(metric).is_some_and(|n| n > 0)) {
+            return;
+        }
+        drop(b);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn apply(bed: &Mutex<Bed>, fault: Fault, central: bool, hold: Duration) {
     let lock = || bed.lock().expect("bed lock");
+    match fault {
+        Fault::KillConsumer => {
+            wait_working(bed, "batches_consumed", |b| Some(&b.consumer.process));
+        }
+        Fault::KillBridge | Fault::BridgeLosesOffsets => {
+            wait_working(bed, "records_forwarded", |b| {
+                b.bridge.as_ref().map(|br| &br.process)
+            });
+        }
+        _ => {}
+    }
     match fault {
         Fault::KillAgent => lock().agent.restart().expect("agent restart"),
         Fault::KillConsumer => lock().consumer.restart().expect("consumer restart"),
