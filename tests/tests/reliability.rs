@@ -55,7 +55,8 @@ async fn f3_bridge_kill_9s_and_lost_offsets() {
             Fault::KillBridge,
             Fault::BridgeLosesOffsets,
         ],
-        40_000,
+        // Each kill waits for a working bridge: 20 s of load leaves room for three.
+        80_000,
     );
     let r = run(s).await;
     r.assert_exactly_once();
