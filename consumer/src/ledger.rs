@@ -1,20 +1,25 @@
 //! Flush manifests and the delivery ledger built from them. Pure: no I/O.
 //!
-//! A **manifest** (JSON, `version: 1`) is written once per flush, with a create-only
+//! A **manifest** (JSON, `version: 2`) is written once per flush, with a create-only
 //! put, under `<prefix>/_evd/manifests/<flush_id>.json`. Its existence is the commit
 //! point of the flush: every batch it lists counts as delivered, and recovery finishes
 //! whatever of the flush is unfinished (copying its files to their final paths).
 //!
 //! The **ledger** is the union of all manifests (and of the latest ledger snapshot,
-//! see `compaction`): per agent, the batch seqs already committed, for dedup. Memory
-//! is one range set per agent.
+//! see `compaction`): per agent and spool incarnation, the batch seqs already
+//! committed, for dedup. Memory is one range set per incarnation.
+//!
+//! Version 2 of both documents added `spool_id` (`docs/wire-format.md` §0); version 1
+//! documents are read with every batch in the legacy incarnation.
 
 use std::collections::BTreeMap;
 
-use evd_schemas::SeqRanges;
+use evd_schemas::{Origin, SeqRanges, SpoolId};
 use serde::{Deserialize, Serialize};
 
-pub const MANIFEST_VERSION: u32 = 1;
+pub const MANIFEST_VERSION: u32 = 2;
+/// Versions of manifests and snapshots this build reads.
+const READS: [u32; 2] = [1, 2];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,9 +30,9 @@ pub struct Manifest {
     pub created_at_ms: i64,
     /// Data files: written to `staging` first, visible at `final_path` after commit.
     pub files: Vec<FileEntry>,
-    /// Batch seqs made durable by this flush, per agent.
+    /// Batch seqs made durable by this flush, per agent and spool incarnation.
     pub batches: Vec<AgentBatches>,
-    /// Events delivered per (agent, type, hour): the auditor's input.
+    /// Events delivered per (agent, spool, type, hour): the auditor's input.
     pub delivered: Vec<Delivered>,
     /// Quarantine objects written by this flush.
     pub quarantine: Vec<String>,
@@ -55,14 +60,26 @@ pub struct FileEntry {
 #[serde(deny_unknown_fields)]
 pub struct AgentBatches {
     pub agent_id: String,
+    /// Absent in version 1 documents: the legacy incarnation.
+    #[serde(default)]
+    pub spool_id: SpoolId,
     /// Inclusive `[first, last]` pairs.
     pub ranges: Vec<(u64, u64)>,
+}
+
+impl AgentBatches {
+    pub fn origin(&self) -> Origin {
+        Origin::new(self.agent_id.clone(), self.spool_id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Delivered {
     pub agent_id: String,
+    /// Absent in version 1 documents: the legacy incarnation.
+    #[serde(default)]
+    pub spool_id: SpoolId,
     pub event_type: String,
     pub hour: u32,
     pub events: u64,
@@ -122,9 +139,9 @@ impl Manifest {
 
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("manifest: {e}"))?;
-        if m.version != MANIFEST_VERSION {
+        if !READS.contains(&m.version) {
             return Err(format!(
-                "manifest version {} (this build reads {MANIFEST_VERSION})",
+                "manifest version {} (this build reads {READS:?})",
                 m.version
             ));
         }
@@ -132,19 +149,21 @@ impl Manifest {
     }
 }
 
-/// The ledger: every batch seq committed, per agent. Memory is one range set per agent
-/// (seqs are dense, so a few ranges each); nothing is kept per hour. Delivered counts
-/// per (agent, type, hour) stay in the manifests, for the record and the auditor.
+/// The ledger: every batch seq committed, per agent and spool incarnation. Memory is
+/// one range set per incarnation (seqs are dense, so a few ranges each); nothing is
+/// kept per hour. Delivered counts per (agent, type, hour) stay in the manifests, for
+/// the record and the auditor.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ledger {
-    committed: BTreeMap<String, SeqRanges>,
+    committed: BTreeMap<Origin, SeqRanges>,
     manifests: usize,
+    corrupt_manifests: usize,
 }
 
 impl Ledger {
-    pub fn is_committed(&self, agent_id: &str, batch_seq: u64) -> bool {
+    pub fn is_committed(&self, origin: &Origin, batch_seq: u64) -> bool {
         self.committed
-            .get(agent_id)
+            .get(origin)
             .is_some_and(|r| r.contains(batch_seq))
     }
 
@@ -153,7 +172,7 @@ impl Ledger {
     pub fn apply(&mut self, m: &Manifest) {
         self.manifests += 1;
         for b in &m.batches {
-            let set = self.committed.entry(b.agent_id.clone()).or_default();
+            let set = self.committed.entry(b.origin()).or_default();
             for &(first, last) in &b.ranges {
                 set.insert_range(first, last);
             }
@@ -174,8 +193,9 @@ impl Ledger {
             committed: self
                 .committed
                 .iter()
-                .map(|(agent, set)| AgentBatches {
-                    agent_id: agent.clone(),
+                .map(|(origin, set)| AgentBatches {
+                    agent_id: origin.agent_id.clone(),
+                    spool_id: origin.spool_id,
                     ranges: set.iter().collect(),
                 })
                 .collect(),
@@ -216,9 +236,9 @@ impl LedgerSnapshot {
     pub fn from_json(bytes: &[u8]) -> Result<LedgerSnapshot, String> {
         let s: LedgerSnapshot =
             serde_json::from_slice(bytes).map_err(|e| format!("ledger snapshot: {e}"))?;
-        if s.version != SNAPSHOT_VERSION {
+        if !READS.contains(&s.version) {
             return Err(format!(
-                "ledger snapshot version {} (this build reads {SNAPSHOT_VERSION})",
+                "ledger snapshot version {} (this build reads {READS:?})",
                 s.version
             ));
         }
@@ -230,19 +250,25 @@ impl LedgerSnapshot {
 mod tests {
     use super::*;
 
+    fn origin(agent: &str, spool: u64) -> Origin {
+        Origin::new(agent, SpoolId(spool))
+    }
+
     fn manifest(id: &str, agent: &str, ranges: Vec<(u64, u64)>, events: u64) -> Manifest {
         Manifest {
-            version: 1,
+            version: MANIFEST_VERSION,
             flush_id: id.into(),
             consumer_id: "c".into(),
             created_at_ms: 0,
             files: vec![],
             batches: vec![AgentBatches {
                 agent_id: agent.into(),
+                spool_id: SpoolId(1),
                 ranges: ranges.clone(),
             }],
             delivered: vec![Delivered {
                 agent_id: agent.into(),
+                spool_id: SpoolId(1),
                 event_type: "T".into(),
                 hour: 1,
                 events,
@@ -262,24 +288,54 @@ mod tests {
         l.apply(&m);
         l.apply(&m);
         l.apply(&manifest("f2", "a", vec![(4, 4)], 10));
-        assert!(l.is_committed("a", 2) && l.is_committed("a", 4));
-        assert!(!l.is_committed("a", 5) && !l.is_committed("b", 1));
+        let a = origin("a", 1);
+        assert!(l.is_committed(&a, 2) && l.is_committed(&a, 4));
+        assert!(!l.is_committed(&a, 5) && !l.is_committed(&origin("b", 1), 1));
         let snap = l.snapshot(1, "c", 0);
         let back = Ledger::from_snapshot(&LedgerSnapshot::from_json(&snap.to_json()).unwrap());
-        assert!(back.is_committed("a", 1) && back.is_committed("a", 4));
-        assert!(!back.is_committed("a", 5));
+        assert!(back.is_committed(&a, 1) && back.is_committed(&a, 4));
+        assert!(!back.is_committed(&a, 5));
+    }
+
+    /// A spool wiped and re-created under the same agent id starts again at seq 1: the
+    /// new incarnation's batches are not duplicates of the old one's.
+    #[test]
+    fn another_incarnation_of_an_agent_is_not_a_duplicate() {
+        let mut l = Ledger::default();
+        l.apply(&manifest("f1", "a", vec![(1, 3)], 30));
+        assert!(l.is_committed(&origin("a", 1), 1));
+        assert!(!l.is_committed(&origin("a", 2), 1));
+        assert!(!l.is_committed(&origin("a", 0), 1));
+    }
+
+    #[test]
+    fn version_1_documents_are_read_as_the_legacy_incarnation() {
+        let v1 = br#"{"version":1,"flush_id":"f","consumer_id":"c","created_at_ms":0,"files":[],
+            "batches":[{"agent_id":"a","ranges":[[1,2]]}],
+            "delivered":[{"agent_id":"a","event_type":"T","hour":1,"events":3,"batch_ranges":[[1,2]]}],
+            "quarantine":[],"offsets":[]}"#;
+        let m = Manifest::from_json(v1).unwrap();
+        assert_eq!(m.batches[0].spool_id, SpoolId::LEGACY);
+        assert_eq!(m.delivered[0].spool_id, SpoolId::LEGACY);
+        let mut l = Ledger::default();
+        l.apply(&m);
+        assert!(l.is_committed(&origin("a", 0), 2));
+        let snap = br#"{"version":1,"generation":1,"created_by":"c","created_at_ms":0,
+            "committed":[{"agent_id":"a","ranges":[[1,9]]}]}"#;
+        let l = Ledger::from_snapshot(&LedgerSnapshot::from_json(snap).unwrap());
+        assert!(l.is_committed(&origin("a", 0), 9));
     }
 
     #[test]
     fn manifests_round_trip_and_versions_are_checked() {
         let m = manifest("f1", "a", vec![(1, 3)], 30);
         assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
-        let mut v2 = m.clone();
-        v2.version = 2;
+        let mut v3 = m.clone();
+        v3.version = 3;
         assert!(
-            Manifest::from_json(&v2.to_json())
+            Manifest::from_json(&v3.to_json())
                 .unwrap_err()
-                .contains("version 2")
+                .contains("version 3")
         );
     }
 }

@@ -11,13 +11,13 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use evd_schemas::event::{parse_event_line, parse_timestamp_us};
 use evd_schemas::wire::batch::OpenedBatch;
-use evd_schemas::{EventType, FieldType, Hour, Registry};
+use evd_schemas::{EventType, FieldType, Hour, Origin, Registry};
 use serde_json::Value;
 
 /// An event that is authentic but fails validation here: kept raw with its reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedEvent {
-    pub agent_id: String,
+    pub origin: Origin,
     pub batch_seq: u64,
     pub event_seq: u64,
     pub reason: String,
@@ -78,6 +78,7 @@ struct Bucket {
     received_at: TimestampMicrosecondBuilder,
     ts: TimestampMicrosecondBuilder,
     agent_id: StringBuilder,
+    spool_id: StringBuilder,
     event_seq: UInt64Builder,
     batch_seq: UInt64Builder,
     fields: Vec<Column>,
@@ -94,6 +95,7 @@ impl Bucket {
             received_at: ts(),
             ts: ts(),
             agent_id: StringBuilder::new(),
+            spool_id: StringBuilder::new(),
             event_seq: UInt64Builder::new(),
             batch_seq: UInt64Builder::new(),
             rows: 0,
@@ -106,6 +108,7 @@ impl Bucket {
             Arc::new(self.received_at.finish()),
             Arc::new(self.ts.finish()),
             Arc::new(self.agent_id.finish()),
+            Arc::new(self.spool_id.finish()),
             Arc::new(self.event_seq.finish()),
             Arc::new(self.batch_seq.finish()),
         ];
@@ -160,6 +163,7 @@ impl Assembler {
             .entry((meta.event_type.clone(), hour))
             .or_insert_with(|| Bucket::new(ty.clone()));
         let mut added = Added::default();
+        let spool_id = meta.spool_id.to_string();
         for rec in opened.records() {
             let checked = parse_event_line(rec.body, usize::MAX).and_then(|line| {
                 if line.type_name != ty.name {
@@ -179,7 +183,7 @@ impl Assembler {
                 Ok(line) => line,
                 Err(e) => {
                     added.rejected.push(RejectedEvent {
-                        agent_id: meta.agent_id.clone(),
+                        origin: meta.origin(),
                         batch_seq: meta.batch_seq,
                         event_seq: rec.event_seq,
                         reason: e.to_string(),
@@ -191,6 +195,7 @@ impl Assembler {
             bucket.received_at.append_value(rec.received_at_us);
             bucket.ts.append_value(line.ts_us);
             bucket.agent_id.append_value(&meta.agent_id);
+            bucket.spool_id.append_value(&spool_id);
             bucket.event_seq.append_value(rec.event_seq);
             bucket.batch_seq.append_value(meta.batch_seq);
             for (spec, column) in ty.fields.iter().zip(bucket.fields.iter_mut()) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use evd_schemas::wire::ack::Ack;
 use evd_schemas::wire::batch;
-use evd_schemas::{Hour, MasterKeyring, Registry, SeqRanges};
+use evd_schemas::{Hour, MasterKeyring, Origin, Registry, SeqRanges};
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -70,8 +70,8 @@ pub struct ConsumerParts {
 /// What the current flush holds besides rows.
 #[derive(Default)]
 struct Pending {
-    batches: BTreeMap<String, SeqRanges>,
-    delivered: BTreeMap<(String, String, Hour), (u64, u64, SeqRanges)>,
+    batches: BTreeMap<Origin, SeqRanges>,
+    delivered: BTreeMap<(Origin, String, Hour), (u64, u64, SeqRanges)>,
     rejected: Vec<RejectedEvent>,
     quarantine: Vec<String>,
     offsets: BTreeMap<(String, i32), i64>,
@@ -150,7 +150,7 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
     let mut flush_counter = 0u64;
     let mut assembler = Assembler::default();
     let mut pending = Pending::default();
-    let mut dup_acks: BTreeMap<String, SeqRanges> = BTreeMap::new();
+    let mut dup_acks: BTreeMap<Origin, SeqRanges> = BTreeMap::new();
     let flush_every = Duration::from_millis(config.flush_interval_ms);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
 
@@ -203,7 +203,7 @@ async fn handle(
     ledger: &Ledger,
     assembler: &mut Assembler,
     pending: &mut Pending,
-    dup_acks: &mut BTreeMap<String, SeqRanges>,
+    dup_acks: &mut BTreeMap<Origin, SeqRanges>,
     metrics: &Metrics,
 ) -> Result<(), ConsumerError> {
     let key = (msg.topic().to_string(), msg.partition());
@@ -225,17 +225,15 @@ async fn handle(
         }
     };
     let meta = &opened.header.meta;
-    if ledger.is_committed(&meta.agent_id, meta.batch_seq) && !test_skip_dedup() {
+    let origin = meta.origin();
+    if ledger.is_committed(&origin, meta.batch_seq) && !test_skip_dedup() {
         metrics::add(&metrics.duplicates_dropped, 1);
-        dup_acks
-            .entry(meta.agent_id.clone())
-            .or_default()
-            .insert(meta.batch_seq);
+        dup_acks.entry(origin).or_default().insert(meta.batch_seq);
         return Ok(());
     }
     if pending
         .batches
-        .get(&meta.agent_id)
+        .get(&origin)
         .is_some_and(|s| s.contains(meta.batch_seq))
     {
         metrics::add(&metrics.duplicates_dropped, 1);
@@ -250,7 +248,7 @@ async fn handle(
         );
         pending
             .batches
-            .entry(meta.agent_id.clone())
+            .entry(origin)
             .or_default()
             .insert(meta.batch_seq);
         return Ok(());
@@ -266,16 +264,12 @@ async fn handle(
     };
     pending
         .batches
-        .entry(meta.agent_id.clone())
+        .entry(origin.clone())
         .or_default()
         .insert(meta.batch_seq);
     let entry = pending
         .delivered
-        .entry((
-            meta.agent_id.clone(),
-            meta.event_type.clone(),
-            meta.bucket_hour,
-        ))
+        .entry((origin, meta.event_type.clone(), meta.bucket_hour))
         .or_default();
     entry.0 += added.rows as u64;
     entry.1 += added.rejected.len() as u64;
@@ -380,7 +374,8 @@ async fn flush(
         let mut text = String::new();
         for r in pending.rejected.drain(..) {
             let line = serde_json::json!({
-                "agent_id": r.agent_id, "batch_seq": r.batch_seq, "event_seq": r.event_seq,
+                "agent_id": r.origin.agent_id, "spool_id": r.origin.spool_id,
+                "batch_seq": r.batch_seq, "event_seq": r.event_seq,
                 "reason": r.reason, "body": String::from_utf8_lossy(&r.body),
             });
             text.push_str(&line.to_string());
@@ -402,8 +397,9 @@ async fn flush(
         batches: pending
             .batches
             .iter()
-            .map(|(agent, set)| AgentBatches {
-                agent_id: agent.clone(),
+            .map(|(origin, set)| AgentBatches {
+                agent_id: origin.agent_id.clone(),
+                spool_id: origin.spool_id,
                 ranges: set.iter().collect(),
             })
             .collect(),
@@ -411,8 +407,9 @@ async fn flush(
             .delivered
             .iter()
             .map(
-                |((agent, ty, hour), (events, quarantined, batches))| Delivered {
-                    agent_id: agent.clone(),
+                |((origin, ty, hour), (events, quarantined, batches))| Delivered {
+                    agent_id: origin.agent_id.clone(),
+                    spool_id: origin.spool_id,
                     event_type: ty.clone(),
                     hour: hour.0,
                     events: *events,
@@ -552,20 +549,22 @@ fn abandon(
     Ok(())
 }
 
-/// Publishes one ack per agent (split into chunks of at most 65,536 ranges).
+/// Publishes one ack per agent incarnation (split into chunks of at most 65,536
+/// ranges).
 async fn send_acks(
     producer: &FutureProducer,
     topic: &str,
-    batches: BTreeMap<String, SeqRanges>,
+    batches: BTreeMap<Origin, SeqRanges>,
     object: &str,
     metrics: &Metrics,
 ) {
     let now = unix_ms();
-    for (agent_id, seqs) in batches {
+    for (Origin { agent_id, spool_id }, seqs) in batches {
         let ranges: Vec<(u64, u64)> = seqs.iter().collect();
         for chunk in ranges.chunks(evd_schemas::wire::MAX_RANGES) {
             let ack = Ack {
                 agent_id: agent_id.clone(),
+                spool_id,
                 committed_at_ms: now,
                 committed_object: object.to_string(),
                 batch_seqs: SeqRanges::from_ranges(chunk.iter().copied()),

@@ -29,6 +29,7 @@ fn manifest(hour: u32, batch: u64) -> Manifest {
         }],
         batches: vec![AgentBatches {
             agent_id: "a".into(),
+            spool_id: evd_schemas::SpoolId(1),
             ranges: vec![(batch, batch)],
         }],
         delivered: vec![],

@@ -17,6 +17,11 @@ fn output(dir: &std::path::Path) -> Output {
     }
 }
 
+/// Agent "a"'s spool incarnation in these tests.
+fn a() -> evd_schemas::Origin {
+    evd_schemas::Origin::new("a", evd_schemas::SpoolId(1))
+}
+
 /// A flush committing batch `seq` of agent "a" (no data files: the ledger is the point).
 async fn commit(out: &Output, seq: u64) {
     let mut m = Manifest {
@@ -27,6 +32,7 @@ async fn commit(out: &Output, seq: u64) {
         files: vec![],
         batches: vec![AgentBatches {
             agent_id: "a".into(),
+            spool_id: evd_schemas::SpoolId(1),
             ranges: vec![(seq, seq)],
         }],
         delivered: vec![],
@@ -65,15 +71,15 @@ async fn a_snapshot_folds_manifests_and_the_ledger_is_unchanged() {
         "start-up reads the snapshot, not 40 manifests"
     );
     for seq in 1..=40 {
-        assert!(compacted.is_committed("a", seq) && after.is_committed("a", seq));
+        assert!(compacted.is_committed(&a(), seq) && after.is_committed(&a(), seq));
     }
-    assert!(!after.is_committed("a", 41));
+    assert!(!after.is_committed(&a(), 41));
     // Later manifests stack on the snapshot; the next generation holds both.
     for seq in 41..=60 {
         commit(&out, seq).await;
     }
     let next = out.recover(10, "c").await.unwrap();
-    assert!((1..=60).all(|s| next.is_committed("a", s)));
+    assert!((1..=60).all(|s| next.is_committed(&a(), s)));
     assert_eq!(count(dir.path(), "_evd/ledger"), 2);
 }
 
@@ -102,7 +108,7 @@ async fn readers_never_miss_a_batch_while_others_compact() {
                 let ledger = out.recover(3 + r, &format!("c{r}")).await.unwrap();
                 for seq in 1..=before {
                     assert!(
-                        ledger.is_committed("a", seq),
+                        ledger.is_committed(&a(), seq),
                         "reader {r} round {rounds}: committed batch {seq} missing"
                     );
                 }

@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
     if let Some((&count, payload)) = data.split_first() {
         let meta = BatchMeta {
             agent_id: "fuzz".into(),
+            spool_id: evd_schemas::SpoolId(1),
             batch_seq: 1,
             event_type: "T".into(),
             bucket_hour: Hour(0),

@@ -17,7 +17,7 @@ use evd_consumer::commit::{CommitError, Output};
 use evd_consumer::ledger::Manifest;
 use evd_producer::clock::{Clock, SystemClock};
 use evd_schemas::wire::audit::AuditRecord;
-use evd_schemas::{Hour, Registry};
+use evd_schemas::{Hour, Origin, Registry, SpoolId};
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
@@ -148,11 +148,13 @@ pub async fn scan_and_close(
 ) {
     let mut seen = Seen::default();
     let mut tick = tokio::time::interval(Duration::from_millis(config.scan_interval_ms));
+    let mut alarms_logged = Vec::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
+        log_identity_alarms(&shared, &mut alarms_logged);
         if let Err(e) = scan(output, &shared, &mut seen).await {
             shared.scan_errors.fetch_add(1, Ordering::Relaxed);
             eprintln!("evd ops: scan: {e} (retrying)");
@@ -218,7 +220,8 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
             Manifest::from_json(&bytes).map_err(|e| OpsError::Output(format!("{rel}: {e}")))?;
         let mut state = shared.state();
         for d in manifest.delivered.iter().filter(|d| d.quarantined > 0) {
-            state.on_quarantined(&d.agent_id, &d.event_type, Hour(d.hour), d.quarantined);
+            let origin = Origin::new(d.agent_id.clone(), d.spool_id);
+            state.on_quarantined(&origin, &d.event_type, Hour(d.hour), d.quarantined);
         }
         seen.manifests.insert(name);
     }
@@ -272,8 +275,9 @@ async fn take_marker(
     Ok(())
 }
 
-/// Reads the audit columns of one data file: rows per (agent, batch), lateness and
-/// delivery latency (commit time = the object's last-modified time).
+/// Reads the audit columns of one data file: rows per (agent incarnation, batch),
+/// lateness and delivery latency (commit time = the object's last-modified time).
+/// Files written before incarnations have no `spool_id` column: the legacy one.
 async fn scan_file(
     output: &Output,
     event_type: &str,
@@ -288,7 +292,7 @@ async fn scan_file(
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
     let mask = ProjectionMask::columns(
         builder.parquet_schema(),
-        ["received_at", "ts", "agent_id", "batch_seq"],
+        ["received_at", "ts", "agent_id", "spool_id", "batch_seq"],
     );
     let reader = builder.with_projection(mask).build().map_err(bad)?;
     let committed_ms = meta.last_modified.timestamp_millis() + clock_shift_ms;
@@ -307,11 +311,21 @@ async fn scan_file(
         let received = column("received_at")?.as_primitive::<TimestampMicrosecondType>();
         let ts = column("ts")?.as_primitive::<TimestampMicrosecondType>();
         let agent = column("agent_id")?.as_string::<i32>();
+        let spool = batch
+            .column_by_name("spool_id")
+            .map(|c| c.as_string::<i32>());
         let seq = column("batch_seq")?.as_primitive::<UInt64Type>();
         for i in 0..batch.num_rows() {
+            let spool_id = match spool {
+                None => SpoolId::LEGACY,
+                Some(s) => s
+                    .value(i)
+                    .parse()
+                    .map_err(|e| OpsError::Output(format!("{rel}: row {i}: {e}")))?,
+            };
             *scan
                 .rows
-                .entry((agent.value(i).to_string(), seq.value(i)))
+                .entry((Origin::new(agent.value(i), spool_id), seq.value(i)))
                 .or_default() += 1;
             let received_ms = received.value(i) / 1000;
             scan.lateness.observe_ms(received_ms - ts.value(i) / 1000);
@@ -385,6 +399,24 @@ pub async fn close_due(
     Ok(())
 }
 
+/// Logs each identity alarm once, when it first appears or changes.
+fn log_identity_alarms(shared: &Shared, logged: &mut Vec<crate::audit::IdentityAlarm>) {
+    let alarms = shared.state().identity_alarms();
+    for a in alarms.iter().filter(|a| !logged.contains(a)) {
+        eprintln!(
+            "evd ops: AGENT IDENTITY {}: spool incarnations live at once: {:?}; batch seq went backwards {} times \
+             (two hosts share this agent id, or a spool was copied or restored)",
+            a.agent_id,
+            a.concurrent_spools
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            a.seq_regressions
+        );
+    }
+    *logged = alarms;
+}
+
 fn log_close(m: &ClosedMarker, tier: &str) {
     eprintln!(
         "evd ops: closed {} {} ({tier}): {} — published {}, delivered {}, quarantined {}, missing {}, {} files",
@@ -399,8 +431,8 @@ fn log_close(m: &ClosedMarker, tier: &str) {
     );
     for a in m.agents.iter().filter(|a| a.missing > 0) {
         eprintln!(
-            "evd ops:   DATA LOSS {} {}: host {} missing {} events in batch seqs {:?}",
-            m.event_type, m.hour, a.agent_id, a.missing, a.missing_batch_seqs
+            "evd ops:   DATA LOSS {} {}: host {} (spool {}) missing {} events in batch seqs {:?}",
+            m.event_type, m.hour, a.agent_id, a.spool_id, a.missing, a.missing_batch_seqs
         );
     }
 }

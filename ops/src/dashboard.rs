@@ -158,7 +158,7 @@ fn hour_page(r: &HourReport) -> String {
         st = r.state.as_str(),
         tier = r.tier
     );
-    body.push_str("<h2>hosts</h2><table><tr><th>host</th><th>published</th><th>delivered</th><th>quarantined</th><th>missing</th><th>missing batch seqs</th><th>reported</th></tr>");
+    body.push_str("<h2>hosts</h2><table><tr><th>host</th><th>spool</th><th>published</th><th>delivered</th><th>quarantined</th><th>missing</th><th>missing batch seqs</th><th>reported</th></tr>");
     for a in &r.agents {
         let ranges: Vec<String> = a
             .missing_batch_seqs
@@ -173,8 +173,9 @@ fn hour_page(r: &HourReport) -> String {
             .collect();
         let _ = write!(
             body,
-            "<tr><td class=name>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=name>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&a.agent_id),
+            a.spool_id,
             a.published,
             a.delivered,
             a.quarantined,
@@ -224,7 +225,7 @@ fn hour_page(r: &HourReport) -> String {
 fn hosts_page(shared: &Shared) -> String {
     let now = shared.clock.now_ms();
     let mut body = String::from(
-        "<table id=hosts><tr><th>host</th><th>last heartbeat</th><th>spool bytes</th><th>unacked batches</th>\
+        "<table id=hosts><tr><th>host</th><th>spool</th><th>last heartbeat</th><th>spool bytes</th><th>unacked batches</th>\
          <th>oldest unacked</th><th>next batch seq</th><th>reported before</th><th>batches announced</th></tr>",
     );
     for h in shared.state().hosts() {
@@ -235,8 +236,9 @@ fn hosts_page(shared: &Shared) -> String {
         };
         let _ = write!(
             body,
-            "<tr><td class=name>{}</td><td>{} s ago</td><td>{}</td><td>{}</td><td>{oldest}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=name>{}</td><td>{}</td><td>{} s ago</td><td>{}</td><td>{}</td><td>{oldest}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&h.agent_id),
+            h.spool_id,
             (now - h.last_heartbeat_ms) / 1000,
             h.spool_bytes,
             h.unacked_batches,
@@ -299,8 +301,11 @@ pub fn metrics(shared: &Shared) -> String {
             for a in r.agents.iter().filter(|a| a.missing > 0) {
                 let _ = writeln!(
                     out,
-                    "evd_ops_lost_events{{{labels},hour=\"{}\",agent_id=\"{}\"}} {}",
-                    r.hour, a.agent_id, a.missing
+                    "evd_ops_lost_events{{{labels},hour=\"{}\",agent_id=\"{}\",spool_id=\"{}\"}} {}",
+                    r.hour,
+                    label_value(&a.agent_id),
+                    a.spool_id,
+                    a.missing
                 );
             }
         }
@@ -338,6 +343,29 @@ pub fn metrics(shared: &Shared) -> String {
         lateness.render(&mut out, "evd_ops_lateness_seconds", &labels);
         latency.render(&mut out, "evd_ops_delivery_latency_seconds", &labels);
     }
+    let _ = writeln!(
+        out,
+        "# HELP evd_ops_agent_concurrent_spools Spool incarnations of one agent id live at once (over 1: two hosts share the id, or a spool was copied)."
+    );
+    let _ = writeln!(out, "# TYPE evd_ops_agent_concurrent_spools gauge");
+    let _ = writeln!(
+        out,
+        "# HELP evd_ops_agent_seq_regressions Heartbeats of one agent id whose batch seq went backwards (a spool restored from an old copy)."
+    );
+    let _ = writeln!(out, "# TYPE evd_ops_agent_seq_regressions gauge");
+    for a in state.identity_alarms() {
+        let id = label_value(&a.agent_id);
+        let _ = writeln!(
+            out,
+            "evd_ops_agent_concurrent_spools{{agent_id=\"{id}\"}} {}",
+            a.concurrent_spools.len()
+        );
+        let _ = writeln!(
+            out,
+            "evd_ops_agent_seq_regressions{{agent_id=\"{id}\"}} {}",
+            a.seq_regressions
+        );
+    }
     let hosts = state.hosts();
     let max = |f: &dyn Fn(&crate::audit::HostReport) -> i64| hosts.iter().map(f).max().unwrap_or(0);
     let _ = writeln!(out, "evd_ops_hosts {}", hosts.len());
@@ -366,4 +394,12 @@ pub fn metrics(shared: &Shared) -> String {
         hosts.iter().map(|h| h.unacked_batches).sum::<u64>()
     );
     out
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped, so no agent
+/// id can break the exposition.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -14,7 +14,7 @@ use evd_ops::auditor::{Seen, Shared, close_due, scan};
 use evd_ops::config::OpsConfig;
 use evd_producer::clock::Clock;
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
-use evd_schemas::{Hour, Registry};
+use evd_schemas::{Hour, Registry, SpoolId};
 
 const H: Hour = Hour(493_127);
 const TYPES: [&str; 2] = ["PageView", "EndSong"];
@@ -51,6 +51,9 @@ fn rng(state: &mut u64) -> u64 {
 }
 
 /// Rows of one batch with the columns the auditor reads.
+/// The spool incarnation of every simulated agent.
+const SPOOL: SpoolId = SpoolId(0x77);
+
 fn rows(agent: &str, seq: u64, n: u64) -> RecordBatch {
     let t = H.start_ms() * 1000 + 5_000_000;
     let cols: Vec<(&str, ArrayRef)> = vec![
@@ -68,6 +71,10 @@ fn rows(agent: &str, seq: u64, n: u64) -> RecordBatch {
         (
             "agent_id",
             Arc::new(StringArray::from(vec![agent; n as usize])),
+        ),
+        (
+            "spool_id",
+            Arc::new(StringArray::from(vec![SPOOL.to_string(); n as usize])),
         ),
         (
             "event_seq",
@@ -110,6 +117,7 @@ async fn run(seed: u64, gap: bool) -> (Vec<serde_json::Value>, Option<(String, S
     for (agent, ty, seq, n) in &batches {
         let record = |body| AuditRecord {
             agent_id: agent.clone(),
+            spool_id: SPOOL,
             at_ms: H.start_ms() + 1_000,
             body,
         };
@@ -155,6 +163,7 @@ async fn run(seed: u64, gap: bool) -> (Vec<serde_json::Value>, Option<(String, S
     for agent in ["host-1", "host-2"] {
         shared.state().on_audit(&AuditRecord {
             agent_id: agent.into(),
+            spool_id: SPOOL,
             at_ms: H.end_ms() + 1_000,
             body: AuditBody::Heartbeat(Heartbeat {
                 final_before_hour: H.next(),

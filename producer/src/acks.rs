@@ -6,14 +6,17 @@
 //! reads acks at once instead of waiting out its dead predecessor's session.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::mpsc::Sender as StdSender;
 
 use evd_schemas::wire::ack::Ack;
+use evd_schemas::{Origin, SpoolId};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::metrics::Metrics;
 use crate::writer::WriterMsg;
 
 pub fn consumer_config(
@@ -33,17 +36,21 @@ pub fn consumer_config(
     cfg
 }
 
-/// Runs until the writer is gone. Acks for other agents are skipped.
+/// Runs until the writer is gone. Acks for other agents are skipped; acks for another
+/// incarnation of this agent id (`origin.spool_id`) are counted and free nothing.
 pub async fn run(
     config: ClientConfig,
     topic: String,
-    agent_id: String,
+    origin: Origin,
     to_writer: StdSender<WriterMsg>,
+    metrics: Arc<Metrics>,
 ) -> Result<(), rdkafka::error::KafkaError> {
+    let Origin { agent_id, spool_id } = origin;
     let consumer: StreamConsumer = config.create()?;
     assign_all_partitions(&consumer, &topic, Offset::Stored).await;
     let drop_percent = test_drop_acks_percent();
     let mut seen = 0u64;
+    let mut warned = std::collections::BTreeSet::new();
     loop {
         let msg = match consumer.recv().await {
             Ok(m) => m,
@@ -66,10 +73,14 @@ pub async fn run(
             continue;
         }
         match Ack::decode(payload) {
-            Ok(ack) if ack.agent_id == agent_id => {
+            Ok(ack) if ack.agent_id == agent_id && ack.spool_id == spool_id => {
                 if to_writer.send(WriterMsg::Acked(ack.batch_seqs)).is_err() {
                     return Ok(());
                 }
+            }
+            Ok(ack) if ack.agent_id == agent_id => {
+                Metrics::add(&metrics.acks_other_spool, 1);
+                warn_other_spool(&mut warned, ack.spool_id, spool_id);
             }
             Ok(_) => {}
             Err(e) => eprintln!(
@@ -111,4 +122,18 @@ fn test_drop_acks_percent() -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
         .min(100)
+}
+
+/// Logs the first ack seen for each other incarnation of this agent id.
+fn warn_other_spool(
+    warned: &mut std::collections::BTreeSet<SpoolId>,
+    other: SpoolId,
+    own: SpoolId,
+) {
+    if warned.insert(other) {
+        eprintln!(
+            "evd agent: acks for spool {other} of this agent id arrive, this agent's spool is {own}: \
+             they free nothing here (an earlier, wiped spool, or a second host with this agent id)"
+        );
+    }
 }

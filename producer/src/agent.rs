@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use evd_schemas::{AgentKeyring, Registry};
+use evd_schemas::{AgentKeyring, Origin, Registry};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::batcher::{BatchLimits, Batcher};
@@ -69,9 +69,16 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         segment_bytes: config.spool.segment_bytes,
     };
     let (spool, recovered) = Spool::open(store, &agent_id, limits).map_err(|e| match e {
-        SpoolError::WrongAgent { .. } => AgentError::Config(e.to_string()),
+        SpoolError::WrongAgent { .. } | SpoolError::MixedSpools { .. } => {
+            AgentError::Config(e.to_string())
+        }
         other => AgentError::Fatal(other.to_string()),
     })?;
+    let spool_id = spool.spool_id();
+    eprintln!(
+        "evd agent {agent_id}: spool {} is incarnation {spool_id}",
+        config.spool.dir.display()
+    );
     let report = &recovered.report;
     if report.torn_tail_bytes > 0 || report.corrupt_regions > 0 {
         eprintln!(
@@ -120,6 +127,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
     let sender = Sender::new(
         SenderSettings {
             agent_id: agent_id.clone(),
+            spool_id,
             producer_config: producer_config(
                 &config.kafka.bootstrap_servers,
                 &config.kafka.producer,
@@ -145,8 +153,9 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
     let acks_task = tokio::spawn(acks::run(
         acks_config,
         config.kafka.acks_topic.clone(),
-        agent_id.clone(),
+        Origin::new(agent_id.clone(), spool_id),
         to_writer.clone(),
+        metrics.clone(),
     ));
 
     let listener = socket::bind(&config.socket.path)

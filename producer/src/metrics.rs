@@ -38,6 +38,7 @@ counters! {
     batches_sent: "Batch sends confirmed by Kafka (including retransmits).",
     batches_retransmitted: "Batches sent again after the ack timeout or a restart.",
     batches_acked: "Batches acked end to end and freed.",
+    acks_other_spool: "Acks for this agent id but another spool incarnation; they free nothing (a second host with this id, or acks for a wiped spool).",
     kafka_errors: "Kafka produce errors (retried).",
     kafka_producer_recreated: "Producers recreated after a fatal error.",
     spool_bytes: "Bytes held in the spool (gauge).",

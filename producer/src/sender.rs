@@ -28,6 +28,8 @@ const SENDS_IN_FLIGHT: usize = 256;
 
 pub struct SenderSettings {
     pub agent_id: String,
+    /// The spool's incarnation, carried in every audit record.
+    pub spool_id: evd_schemas::SpoolId,
     pub producer_config: ClientConfig,
     pub audit_topic: String,
     pub retransmit_after: Duration,
@@ -194,6 +196,7 @@ impl Sender {
         }
         let announcement = AuditRecord {
             agent_id: self.settings.agent_id.clone(),
+            spool_id: self.settings.spool_id,
             at_ms: now,
             body: AuditBody::Announcement(Announcement {
                 event_type: out.event_type.clone(),
@@ -304,6 +307,7 @@ impl Sender {
         .expect("the current hour is always there");
         let record = AuditRecord {
             agent_id: self.settings.agent_id.clone(),
+            spool_id: self.settings.spool_id,
             at_ms: now,
             body: AuditBody::Heartbeat(Heartbeat {
                 started_at_ms: self.settings.started_at_ms,

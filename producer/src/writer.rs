@@ -284,6 +284,7 @@ impl<S: SegmentStore> Writer<S> {
         let sealed_at_ms = self.clock.now_ms();
         let meta = BatchMeta {
             agent_id: self.keys.agent_id().to_string(),
+            spool_id: self.spool.spool_id(),
             batch_seq: self.spool.allocate_batch_seq(),
             event_type: ready.event_type.clone(),
             bucket_hour: ready.bucket_hour,

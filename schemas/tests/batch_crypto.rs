@@ -4,7 +4,7 @@
 use evd_schemas::keys::KeySource;
 use evd_schemas::wire::batch::{self, BatchMeta, FIXED_HEADER_LEN, NONCE_LEN};
 use evd_schemas::wire::record::put_record;
-use evd_schemas::{Error, Hour, Key, MasterKeyring, Reason};
+use evd_schemas::{Error, Hour, Key, MasterKeyring, Reason, SpoolId};
 
 const HOUR: Hour = Hour(493_127);
 
@@ -29,6 +29,7 @@ fn payload(n: u64) -> Vec<u8> {
 fn meta(agent: &str, seq: u64, count: u32) -> BatchMeta {
     BatchMeta {
         agent_id: agent.into(),
+        spool_id: SpoolId(0x5eed),
         batch_seq: seq,
         event_type: "PageView".into(),
         bucket_hour: HOUR,
@@ -174,12 +175,24 @@ fn forge_frame(honest: &[u8], frame: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Encrypts an arbitrary zstd frame under an authentic header claiming `claimed` bytes.
+/// Encrypts an arbitrary zstd frame under an authentic **version 1** header (no spool
+/// id) claiming `claimed` bytes.
 fn seal_raw_frame(key_id: u32, key: &Key, meta: &BatchMeta, claimed: u32, frame: &[u8]) -> Vec<u8> {
+    seal_v1(key_id, key, meta, claimed, 0, frame)
+}
+
+fn seal_v1(
+    key_id: u32,
+    key: &Key,
+    meta: &BatchMeta,
+    claimed: u32,
+    crc: u32,
+    frame: &[u8],
+) -> Vec<u8> {
     use chacha20poly1305::aead::{AeadInPlace, KeyInit};
     use chacha20poly1305::{XChaCha20Poly1305, XNonce};
     let mut h = Vec::new();
-    let header_len = (FIXED_HEADER_LEN + meta.agent_id.len() + meta.event_type.len()) as u16;
+    let header_len = (50 + meta.agent_id.len() + meta.event_type.len()) as u16;
     h.extend_from_slice(b"EVDB\x01\x00");
     h.extend_from_slice(&header_len.to_le_bytes());
     h.extend_from_slice(&key_id.to_le_bytes());
@@ -189,7 +202,7 @@ fn seal_raw_frame(key_id: u32, key: &Key, meta: &BatchMeta, claimed: u32, frame:
     h.extend_from_slice(&meta.event_count.to_le_bytes());
     h.extend_from_slice(&claimed.to_le_bytes());
     h.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes());
+    h.extend_from_slice(&crc.to_le_bytes());
     h.push(meta.agent_id.len() as u8);
     h.push(meta.event_type.len() as u8);
     h.extend_from_slice(meta.agent_id.as_bytes());
@@ -204,6 +217,30 @@ fn seal_raw_frame(key_id: u32, key: &Key, meta: &BatchMeta, claimed: u32, frame:
     out.extend_from_slice(&body);
     out.extend_from_slice(&tag);
     out
+}
+
+#[test]
+fn version_1_batches_open_as_the_legacy_incarnation() {
+    let master = master();
+    let agent_keys = master.derive_agent_keyring("host-a");
+    let (key_id, key) = agent_keys.sealing_key();
+    let payload = payload(3);
+    let frame = zstd::bulk::compress(&payload, 1).unwrap();
+    let mut meta = meta("host-a", 4, 3);
+    let crc = crc32c::crc32c(&payload);
+    let bytes = seal_v1(key_id, key, &meta, payload.len() as u32, crc, &frame);
+    let opened = batch::open(&master, &bytes).unwrap();
+    meta.spool_id = SpoolId::LEGACY;
+    assert_eq!(opened.header.meta, meta);
+    assert_eq!(opened.header.header_len, 50 + 6 + 8);
+    // A version 2 batch carries its incarnation, authenticated: changing it fails.
+    let mut v2 = sealed("host-a", 4);
+    assert_eq!(
+        batch::open(&master, &v2).unwrap().header.meta.spool_id,
+        SpoolId(0x5eed)
+    );
+    v2[50] ^= 1;
+    assert!(batch::open(&master, &v2).is_err());
 }
 
 #[test]

@@ -4,7 +4,7 @@ use evd_schemas::wire::ack::Ack;
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
 use evd_schemas::wire::batch::{self, BatchMeta};
 use evd_schemas::wire::record::put_record;
-use evd_schemas::{Hour, Key, MasterKeyring, SeqRanges};
+use evd_schemas::{Hour, Key, MasterKeyring, SeqRanges, SpoolId};
 use proptest::prelude::*;
 
 fn name() -> impl Strategy<Value = String> {
@@ -17,12 +17,20 @@ fn ranges(min: usize) -> impl Strategy<Value = SeqRanges> {
 }
 
 fn ack() -> impl Strategy<Value = Ack> {
-    (name(), any::<i64>(), "[ -~]{0,100}", ranges(1)).prop_map(|(agent_id, at, obj, r)| Ack {
-        agent_id,
-        committed_at_ms: at,
-        committed_object: obj,
-        batch_seqs: r,
-    })
+    (
+        name(),
+        any::<u64>(),
+        any::<i64>(),
+        "[ -~]{0,100}",
+        ranges(1),
+    )
+        .prop_map(|(agent_id, spool, at, obj, r)| Ack {
+            agent_id,
+            spool_id: SpoolId(spool),
+            committed_at_ms: at,
+            committed_object: obj,
+            batch_seqs: r,
+        })
 }
 
 fn audit() -> impl Strategy<Value = AuditRecord> {
@@ -46,13 +54,69 @@ fn audit() -> impl Strategy<Value = AuditRecord> {
                 event_count: n,
             })
         });
-    (name(), any::<i64>(), prop_oneof![heartbeat, announcement]).prop_map(
-        |(agent_id, at_ms, body)| AuditRecord {
+    (
+        name(),
+        any::<u64>(),
+        any::<i64>(),
+        prop_oneof![heartbeat, announcement],
+    )
+        .prop_map(|(agent_id, spool, at_ms, body)| AuditRecord {
             agent_id,
+            spool_id: SpoolId(spool),
             at_ms,
             body,
-        },
-    )
+        })
+}
+
+/// Version 1 acks and audit records (no spool id) are read as the legacy incarnation.
+#[test]
+fn version_1_control_records_are_read_as_the_legacy_incarnation() {
+    let ack = Ack {
+        agent_id: "host-a".into(),
+        spool_id: SpoolId(7),
+        committed_at_ms: 5,
+        committed_object: "m".into(),
+        batch_seqs: SeqRanges::from_ranges([(1, 3)]),
+    };
+    let v2 = ack.encode().unwrap();
+    let mut v1 = v2[..5].to_vec();
+    v1[4] = 1;
+    v1.extend_from_slice(&v2[5..12]); // agent id length + "host-a"
+    v1.extend_from_slice(&v2[20..]); // everything after the spool id
+    let back = Ack::decode(&v1).unwrap();
+    assert_eq!(
+        back,
+        Ack {
+            spool_id: SpoolId::LEGACY,
+            ..ack
+        }
+    );
+    let hb = AuditRecord {
+        agent_id: "host-a".into(),
+        spool_id: SpoolId(7),
+        at_ms: 9,
+        body: AuditBody::Heartbeat(Heartbeat::default()),
+    };
+    let v2 = hb.encode().unwrap();
+    let mut v1 = v2[..6].to_vec();
+    v1[4] = 1;
+    v1.extend_from_slice(&v2[6..13]);
+    v1.extend_from_slice(&v2[21..]);
+    assert_eq!(
+        AuditRecord::decode(&v1).unwrap(),
+        AuditRecord {
+            spool_id: SpoolId::LEGACY,
+            ..hb
+        }
+    );
+    let mut v3 = v2.clone();
+    v3[4] = 3;
+    assert!(
+        AuditRecord::decode(&v3)
+            .unwrap_err()
+            .to_string()
+            .contains("version 3")
+    );
 }
 
 proptest! {
@@ -69,6 +133,7 @@ proptest! {
     #[test]
     fn batches_round_trip(
         agent in name(),
+        spool in any::<u64>(),
         event_type in name(),
         seq in any::<u64>(),
         hour in 0u32..1_000_000,
@@ -83,6 +148,7 @@ proptest! {
         }
         let meta = BatchMeta {
             agent_id: agent.clone(),
+            spool_id: SpoolId(spool),
             batch_seq: seq,
             event_type,
             bucket_hour: hour,

@@ -250,6 +250,35 @@ pub async fn wait_drained(
     started.elapsed().as_secs_f64()
 }
 
+/// Waits until every event this agent process accepted is in a sealed batch that was
+/// acked end to end: batches seal within `batch.max_age_ms` (100 ms) and gauges follow
+/// within a writer turn, so [`wait_drained`] alone can pass before the first seal.
+/// Returns the batches this agent process sealed.
+pub async fn wait_settled(
+    agent: &crate::agent_proc::AgentProcess,
+    consumer: &EvdProcess,
+    limit: std::time::Duration,
+) -> u64 {
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let started = std::time::Instant::now();
+    wait_drained(&[agent], consumer, limit).await;
+    let sealed = agent.metric("batches_sealed").unwrap_or(0);
+    assert!(
+        sealed > 0,
+        "nothing sealed: {}",
+        drain_status(agent, consumer)
+    );
+    while agent.metric("batches_acked").unwrap_or(0) < sealed {
+        assert!(
+            started.elapsed() < limit,
+            "sealed batches not acked: {}",
+            drain_status(agent, consumer)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    sealed
+}
+
 /// Rows and distinct ids in the final Parquet files of `out_dir` (DuckDB).
 pub fn count_rows(out_dir: &Path) -> Result<(u64, u64)> {
     let script = r#"

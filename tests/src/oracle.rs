@@ -202,6 +202,7 @@ impl TestReader {
             if let Some(acker) = &self.acker {
                 let ack = Ack {
                     agent_id: meta.agent_id.clone(),
+                    spool_id: meta.spool_id,
                     committed_at_ms: 0,
                     committed_object: "test-reader".into(),
                     batch_seqs: SeqRanges::from_ranges([(meta.batch_seq, meta.batch_seq)]),

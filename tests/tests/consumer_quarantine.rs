@@ -28,6 +28,7 @@ fn sealed(keys: &MasterKeyring, agent: &str, seq: u64, lines: &[String]) -> Vec<
     }
     let meta = BatchMeta {
         agent_id: agent.into(),
+        spool_id: evd_schemas::SpoolId(1),
         batch_seq: seq,
         event_type: "PageView".into(),
         bucket_hour: Hour::from_unix_ms(now_ms),

@@ -10,5 +10,5 @@ mod tests;
 pub use histogram::Histogram;
 pub use state::{
     AgentHour, AuditState, CellState, ClosePolicy, ClosedMarker, FileScan, HostReport, HourReport,
-    MarkerFile,
+    IdentityAlarm, MarkerFile,
 };

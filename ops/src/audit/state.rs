@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use evd_schemas::wire::audit::{AuditBody, AuditRecord, Heartbeat};
-use evd_schemas::{Hour, SeqRanges, Tier};
+use evd_schemas::{Hour, Origin, SeqRanges, SpoolId, Tier};
 use serde::{Deserialize, Serialize};
 
 use super::histogram::Histogram;
@@ -70,10 +70,13 @@ impl CellState {
     }
 }
 
-/// One agent's share of one (type, hour).
+/// One agent incarnation's share of one (type, hour).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentHour {
     pub agent_id: String,
+    /// The spool incarnation (absent in version 1 markers: the legacy one).
+    #[serde(default)]
+    pub spool_id: SpoolId,
     pub published: u64,
     pub delivered: u64,
     pub quarantined: u64,
@@ -114,7 +117,7 @@ impl HourReport {
     }
 }
 
-/// `_CLOSED.json` in an hour folder (version 1).
+/// `_CLOSED.json` in an hour folder (version 2; version 1 had no spool ids).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClosedMarker {
@@ -135,7 +138,7 @@ pub struct ClosedMarker {
     pub agents: Vec<AgentHour>,
 }
 
-pub const MARKER_VERSION: u32 = 1;
+pub const MARKER_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,18 +153,20 @@ pub struct FileScan {
     pub event_type: String,
     /// The hour folder the file is in.
     pub folder_hour: Hour,
-    /// Rows per (agent, batch seq).
-    pub rows: BTreeMap<(String, u64), u64>,
+    /// Rows per (agent incarnation, batch seq).
+    pub rows: BTreeMap<(Origin, u64), u64>,
     /// Receive time − service `ts`.
     pub lateness: Histogram,
     /// Commit time (the file's last-modified) − receive time.
     pub delivery_latency: Histogram,
 }
 
-/// A host as its heartbeats describe it.
+/// A host (one incarnation of an agent id) as its heartbeats describe it.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostReport {
     pub agent_id: String,
+    pub spool_id: SpoolId,
+    pub first_heartbeat_ms: i64,
     pub last_heartbeat_ms: i64,
     pub spool_bytes: u64,
     pub unacked_batches: u64,
@@ -169,25 +174,40 @@ pub struct HostReport {
     pub next_batch_seq: u64,
     pub reported_before: String,
     pub batches_announced: u64,
+    /// Heartbeats whose `next_batch_seq` was below an earlier one's: the spool went
+    /// back in time (restored from an old copy), so seqs may be reused.
+    pub seq_regressions: u64,
+}
+
+/// An agent id whose identity is in doubt (`docs/wire-format.md` §3, identity alarms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityAlarm {
+    pub agent_id: String,
+    /// Incarnations whose heartbeat periods overlap another's: live at once.
+    pub concurrent_spools: Vec<SpoolId>,
+    /// Heartbeats, over all incarnations, whose batch seq went backwards.
+    pub seq_regressions: u64,
 }
 
 #[derive(Debug, Clone, Default)]
 struct Host {
     heartbeat: Option<(i64, Heartbeat)>,
+    first_heartbeat_ms: Option<i64>,
     alive: BTreeSet<Hour>,
     batches: u64,
+    seq_regressions: u64,
 }
 
 #[derive(Debug, Default)]
 pub struct AuditState {
     tiers: BTreeMap<String, Tier>,
-    /// (agent, seq) → events in the batch.
-    batches: HashMap<(String, u64), u32>,
-    by_hour: BTreeMap<(String, Hour), BTreeMap<String, Vec<u64>>>,
-    /// (agent, seq) → rows per folder hour.
-    landed: HashMap<(String, u64), BTreeMap<Hour, u64>>,
-    quarantined: HashMap<(String, String, Hour), u64>,
-    hosts: BTreeMap<String, Host>,
+    /// (agent incarnation, seq) → events in the batch.
+    batches: HashMap<(Origin, u64), u32>,
+    by_hour: BTreeMap<(String, Hour), BTreeMap<Origin, Vec<u64>>>,
+    /// (agent incarnation, seq) → rows per folder hour.
+    landed: HashMap<(Origin, u64), BTreeMap<Hour, u64>>,
+    quarantined: HashMap<(Origin, String, Hour), u64>,
+    hosts: BTreeMap<Origin, Host>,
     closed: BTreeMap<(String, Hour), ClosedMarker>,
     lateness: BTreeMap<(String, Hour), Histogram>,
     latency: BTreeMap<(String, Hour), Histogram>,
@@ -203,21 +223,24 @@ impl AuditState {
     }
 
     pub fn on_audit(&mut self, record: &AuditRecord) {
-        let host = self.hosts.entry(record.agent_id.clone()).or_default();
+        let origin = record.origin();
+        let host = self.hosts.entry(origin.clone()).or_default();
         match &record.body {
             AuditBody::Heartbeat(h) => {
                 host.alive.insert(Hour::from_unix_ms(record.at_ms));
-                if host
-                    .heartbeat
-                    .as_ref()
-                    .is_none_or(|(at, _)| *at <= record.at_ms)
-                {
+                let first = host.first_heartbeat_ms.get_or_insert(record.at_ms);
+                *first = (*first).min(record.at_ms);
+                let last = host.heartbeat.as_ref();
+                if last.is_none_or(|(at, _)| *at <= record.at_ms) {
+                    if last.is_some_and(|(_, l)| h.next_batch_seq < l.next_batch_seq) {
+                        host.seq_regressions += 1;
+                    }
                     host.heartbeat = Some((record.at_ms, *h));
                 }
             }
             AuditBody::Announcement(a) => {
                 host.alive.insert(a.bucket_hour);
-                let key = (record.agent_id.clone(), a.batch_seq);
+                let key = (origin.clone(), a.batch_seq);
                 if self.batches.contains_key(&key) {
                     return; // announcements are idempotent per seq
                 }
@@ -225,7 +248,7 @@ impl AuditState {
                 self.by_hour
                     .entry((a.event_type.clone(), a.bucket_hour))
                     .or_default()
-                    .entry(record.agent_id.clone())
+                    .entry(origin)
                     .or_default()
                     .push(a.batch_seq);
                 self.batches.insert(key, a.event_count);
@@ -235,10 +258,10 @@ impl AuditState {
 
     /// A data file seen for the first time (the caller scans each file once).
     pub fn on_file(&mut self, scan: &FileScan) {
-        for ((agent, seq), rows) in &scan.rows {
+        for ((origin, seq), rows) in &scan.rows {
             *self
                 .landed
-                .entry((agent.clone(), *seq))
+                .entry((origin.clone(), *seq))
                 .or_default()
                 .entry(scan.folder_hour)
                 .or_default() += rows;
@@ -255,10 +278,10 @@ impl AuditState {
     }
 
     /// Events a consumer quarantined (from a manifest seen for the first time).
-    pub fn on_quarantined(&mut self, agent_id: &str, event_type: &str, hour: Hour, events: u64) {
+    pub fn on_quarantined(&mut self, origin: &Origin, event_type: &str, hour: Hour, events: u64) {
         *self
             .quarantined
-            .entry((agent_id.to_string(), event_type.to_string(), hour))
+            .entry((origin.clone(), event_type.to_string(), hour))
             .or_default() += events;
     }
 
@@ -298,18 +321,19 @@ impl AuditState {
         let published_seqs = self.by_hour.get(&(event_type.to_string(), hour));
         let mut agents = Vec::new();
         let (mut duplicates, mut skew) = (0, 0);
-        for (agent_id, host) in &self.hosts {
-            let seqs = published_seqs.and_then(|m| m.get(agent_id));
+        for (origin, host) in &self.hosts {
+            let seqs = published_seqs.and_then(|m| m.get(origin));
             if !host.alive.contains(&hour) && seqs.is_none() {
                 continue;
             }
             let mut a = AgentHour {
-                agent_id: agent_id.clone(),
+                agent_id: origin.agent_id.clone(),
+                spool_id: origin.spool_id,
                 published: 0,
                 delivered: 0,
                 quarantined: self
                     .quarantined
-                    .get(&(agent_id.clone(), event_type.to_string(), hour))
+                    .get(&(origin.clone(), event_type.to_string(), hour))
                     .copied()
                     .unwrap_or(0),
                 missing: 0,
@@ -321,8 +345,9 @@ impl AuditState {
             };
             let mut short = SeqRanges::default();
             for seq in seqs.into_iter().flatten() {
-                let events = u64::from(self.batches[&(agent_id.clone(), *seq)]);
-                let landed = self.landed.get(&(agent_id.clone(), *seq));
+                let key = (origin.clone(), *seq);
+                let events = u64::from(self.batches[&key]);
+                let landed = self.landed.get(&key);
                 let rows: u64 = landed.map_or(0, |m| m.values().sum());
                 skew += landed.map_or(0, |m| {
                     m.iter().filter(|(h, _)| **h > hour).map(|(_, n)| n).sum()
@@ -455,10 +480,12 @@ impl AuditState {
     pub fn hosts(&self) -> Vec<HostReport> {
         self.hosts
             .iter()
-            .map(|(id, h)| {
+            .map(|(origin, h)| {
                 let hb = h.heartbeat.unwrap_or_default();
                 HostReport {
-                    agent_id: id.clone(),
+                    agent_id: origin.agent_id.clone(),
+                    spool_id: origin.spool_id,
+                    first_heartbeat_ms: h.first_heartbeat_ms.unwrap_or_default(),
                     last_heartbeat_ms: hb.0,
                     spool_bytes: hb.1.spool_bytes,
                     unacked_batches: hb.1.unacked_batches,
@@ -466,9 +493,48 @@ impl AuditState {
                     next_batch_seq: hb.1.next_batch_seq,
                     reported_before: hb.1.final_before_hour.to_string(),
                     batches_announced: h.batches,
+                    seq_regressions: h.seq_regressions,
                 }
             })
             .collect()
+    }
+
+    /// Agent ids with two incarnations live at once (their first-to-last heartbeat
+    /// periods overlap) or an incarnation whose batch seq went backwards. A spool
+    /// re-created after a wipe starts after its predecessor's last heartbeat: no alarm.
+    pub fn identity_alarms(&self) -> Vec<IdentityAlarm> {
+        let mut by_agent: BTreeMap<&str, Vec<(SpoolId, &Host)>> = BTreeMap::new();
+        for (origin, host) in &self.hosts {
+            by_agent
+                .entry(origin.agent_id.as_str())
+                .or_default()
+                .push((origin.spool_id, host));
+        }
+        let period = |h: &Host| Some((h.first_heartbeat_ms?, h.heartbeat.as_ref()?.0));
+        let mut alarms = Vec::new();
+        for (agent_id, spools) in by_agent {
+            let mut concurrent = BTreeSet::new();
+            for (i, (a, ha)) in spools.iter().enumerate() {
+                for (b, hb) in &spools[i + 1..] {
+                    if let (Some((a0, a1)), Some((b0, b1))) = (period(ha), period(hb))
+                        && a0 <= b1
+                        && b0 <= a1
+                    {
+                        concurrent.insert(*a);
+                        concurrent.insert(*b);
+                    }
+                }
+            }
+            let seq_regressions = spools.iter().map(|(_, h)| h.seq_regressions).sum();
+            if !concurrent.is_empty() || seq_regressions > 0 {
+                alarms.push(IdentityAlarm {
+                    agent_id: agent_id.to_string(),
+                    concurrent_spools: concurrent.into_iter().collect(),
+                    seq_regressions,
+                });
+            }
+        }
+        alarms
     }
 
     /// Latency and lateness over all hours of a type (for Prometheus).

@@ -1,7 +1,7 @@
 //! Model tests of the auditor: seeded runs with and without an injected gap.
 
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
-use evd_schemas::{Hour, Tier};
+use evd_schemas::{Hour, Origin, SpoolId, Tier};
 
 use super::*;
 
@@ -12,6 +12,12 @@ const POLICY: ClosePolicy = ClosePolicy {
     deadline_normal_ms: 600_000,
     deadline_low_ms: 600_000,
 };
+
+const SPOOL: SpoolId = SpoolId(0x5eed);
+
+fn origin(agent: &str) -> Origin {
+    Origin::new(agent, SPOOL)
+}
 
 /// A small deterministic generator (splitmix64); runs are replayed by seed.
 struct Rng(u64);
@@ -31,6 +37,7 @@ impl Rng {
 fn announce(agent: &str, ty: &str, hour: Hour, seq: u64, events: u32) -> AuditRecord {
     AuditRecord {
         agent_id: agent.into(),
+        spool_id: SPOOL,
         at_ms: hour.start_ms() + 1_000,
         body: AuditBody::Announcement(Announcement {
             event_type: ty.into(),
@@ -44,6 +51,7 @@ fn announce(agent: &str, ty: &str, hour: Hour, seq: u64, events: u32) -> AuditRe
 fn heartbeat(agent: &str, at_ms: i64, final_before: Hour) -> AuditRecord {
     AuditRecord {
         agent_id: agent.into(),
+        spool_id: SPOOL,
         at_ms,
         body: AuditBody::Heartbeat(Heartbeat {
             final_before_hour: final_before,
@@ -85,7 +93,7 @@ fn run(seed: u64, gap: bool) -> (AuditState, Option<(String, String, u64)>) {
             continue;
         }
         file.event_type = ty.clone();
-        file.rows.insert((agent.clone(), *seq), u64::from(*events));
+        file.rows.insert((origin(agent), *seq), u64::from(*events));
         if rng.below(4) == 0 {
             state.on_file(&std::mem::take(&mut file));
             file.folder_hour = H;
@@ -167,7 +175,7 @@ fn an_agent_that_has_not_reported_holds_the_hour_open_until_the_deadline() {
         folder_hour: H,
         ..FileScan::default()
     };
-    f.rows.insert(("h1".into(), 1), 10);
+    f.rows.insert((origin("h1"), 1), 10);
     state.on_file(&f);
     assert!(state.due(H.end_ms() + 60_000, &POLICY, 48).is_empty());
     let r = state.report("A", H, H.end_ms() + 200_000, &POLICY);
@@ -187,14 +195,14 @@ fn duplicates_and_skew_are_counted_and_closed_markers_win() {
         folder_hour: H,
         ..FileScan::default()
     };
-    f.rows.insert(("h1".into(), 1), 12);
+    f.rows.insert((origin("h1"), 1), 12);
     state.on_file(&f);
     let mut late = FileScan {
         event_type: "A".into(),
         folder_hour: H.next(),
         ..FileScan::default()
     };
-    late.rows.insert(("h1".into(), 2), 10);
+    late.rows.insert((origin("h1"), 2), 10);
     state.on_file(&late);
     let r = state.report("A", H, H.end_ms(), &POLICY);
     assert_eq!(
@@ -205,4 +213,106 @@ fn duplicates_and_skew_are_counted_and_closed_markers_win() {
     state.on_closed(marker);
     assert_eq!(state.report("A", H, 0, &POLICY).state, CellState::Complete);
     assert!(state.due(H.end_ms() + 10_000_000, &POLICY, 48).is_empty());
+}
+
+fn record_of(agent: &str, spool: u64, at_ms: i64, body: AuditBody) -> AuditRecord {
+    AuditRecord {
+        agent_id: agent.into(),
+        spool_id: SpoolId(spool),
+        at_ms,
+        body,
+    }
+}
+
+fn beat(next_batch_seq: u64, final_before: Hour) -> AuditBody {
+    AuditBody::Heartbeat(Heartbeat {
+        next_batch_seq,
+        final_before_hour: final_before,
+        ..Heartbeat::default()
+    })
+}
+
+fn batch(seq: u64, events: u32) -> AuditBody {
+    AuditBody::Announcement(Announcement {
+        event_type: "A".into(),
+        bucket_hour: H,
+        batch_seq: seq,
+        event_count: events,
+    })
+}
+
+/// A spool wiped and re-created under the same agent id reuses batch seqs: its
+/// announcements are not taken for the old spool's, and its missing rows are found.
+#[test]
+fn a_recreated_spool_is_counted_apart_from_the_old_one() {
+    let mut state = AuditState::new([("A".to_string(), Tier::High)]);
+    let t0 = H.start_ms();
+    state.on_audit(&record_of("h1", 1, t0, beat(1, H)));
+    for seq in 1..=3 {
+        state.on_audit(&record_of("h1", 1, t0 + 10, batch(seq, 10)));
+    }
+    state.on_audit(&record_of("h1", 1, t0 + 20, beat(4, H)));
+    // Wiped: a new incarnation, after the old one's last heartbeat, seqs from 1 again.
+    state.on_audit(&record_of("h1", 2, t0 + 1_000, beat(1, H)));
+    for seq in 1..=2 {
+        state.on_audit(&record_of("h1", 2, t0 + 1_010, batch(seq, 7)));
+    }
+    let mut f = FileScan {
+        event_type: "A".into(),
+        folder_hour: H,
+        ..FileScan::default()
+    };
+    for seq in 1..=3 {
+        f.rows.insert((Origin::new("h1", SpoolId(1)), seq), 10);
+    }
+    f.rows.insert((Origin::new("h1", SpoolId(2)), 1), 7);
+    state.on_file(&f);
+    state.on_audit(&record_of("h1", 2, H.end_ms() + 1, beat(3, H.next())));
+    let r = state.report("A", H, H.end_ms() + 5, &POLICY);
+    assert_eq!(r.published, 44);
+    assert_eq!(r.delivered, 37);
+    assert_eq!(r.missing, 7);
+    let lost: Vec<_> = r.agents.iter().filter(|a| a.missing > 0).collect();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(
+        (lost[0].spool_id, &lost[0].missing_batch_seqs),
+        (SpoolId(2), &vec![(2, 2)])
+    );
+    assert!(
+        state.identity_alarms().is_empty(),
+        "one after the other: no alarm"
+    );
+}
+
+#[test]
+fn two_live_incarnations_or_a_seq_going_back_raise_identity_alarms() {
+    let mut state = AuditState::new([("A".to_string(), Tier::High)]);
+    let t0 = H.start_ms();
+    // Two hosts configured with the same id: their heartbeats interleave.
+    for i in 0..3 {
+        state.on_audit(&record_of("twin", 1, t0 + i * 1_000, beat(5 + i as u64, H)));
+        state.on_audit(&record_of("twin", 2, t0 + i * 1_000 + 500, beat(2, H)));
+    }
+    // A spool restored from an old copy: the same incarnation, seq goes back.
+    state.on_audit(&record_of("restored", 3, t0, beat(50, H)));
+    state.on_audit(&record_of("restored", 3, t0 + 1_000, beat(20, H)));
+    // A healthy agent, and an older heartbeat read late (not a regression).
+    state.on_audit(&record_of("ok", 4, t0 + 1_000, beat(9, H)));
+    state.on_audit(&record_of("ok", 4, t0, beat(3, H)));
+    let alarms = state.identity_alarms();
+    assert_eq!(
+        alarms,
+        vec![
+            IdentityAlarm {
+                agent_id: "restored".into(),
+                concurrent_spools: vec![],
+                seq_regressions: 1,
+            },
+            IdentityAlarm {
+                agent_id: "twin".into(),
+                concurrent_spools: vec![SpoolId(1), SpoolId(2)],
+                seq_regressions: 0,
+            },
+        ]
+    );
 }

@@ -1,13 +1,15 @@
 //! Spool frames: the unit of the segment log (layout in the module doc of `spool`).
 
-use evd_schemas::{Hour, SeqRanges};
+use evd_schemas::{Hour, SeqRanges, SpoolId};
 
 /// `len` + `crc` before each frame's kind and body.
 pub const FRAME_PREFIX: usize = 8;
 /// A frame larger than this is corruption (the largest sealed batch is 64 MiB).
 pub const MAX_FRAME_BYTES: usize = 80 << 20;
 pub const SEGMENT_MAGIC: &[u8; 4] = b"EVDS";
-pub const FORMAT_VERSION: u8 = 1;
+/// Version 2 added the spool id to the header frame; version 1 headers are read as the
+/// legacy incarnation.
+pub const FORMAT_VERSION: u8 = 2;
 
 const KIND_HEADER: u8 = 1;
 const KIND_EVENT: u8 = 2;
@@ -19,6 +21,8 @@ pub enum Frame {
     /// First frame of every segment.
     Header {
         segment_id: u64,
+        /// The spool's incarnation, the same in every segment of one spool.
+        spool_id: SpoolId,
         agent_id: String,
         next_event_seq: u64,
         next_batch_seq: u64,
@@ -51,6 +55,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     match frame {
         Frame::Header {
             segment_id,
+            spool_id,
             agent_id,
             next_event_seq,
             next_batch_seq,
@@ -59,6 +64,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             out.extend_from_slice(SEGMENT_MAGIC);
             out.push(FORMAT_VERSION);
             out.extend_from_slice(&segment_id.to_le_bytes());
+            out.extend_from_slice(&spool_id.0.to_le_bytes());
             put_name(out, agent_id);
             out.extend_from_slice(&next_event_seq.to_le_bytes());
             out.extend_from_slice(&next_batch_seq.to_le_bytes());
@@ -208,11 +214,21 @@ fn parse_body(body: &[u8]) -> Option<Frame> {
     let mut c = Cursor(body);
     let frame = match c.u8()? {
         KIND_HEADER => {
-            if c.take(4)? != SEGMENT_MAGIC || c.u8()? != FORMAT_VERSION {
+            if c.take(4)? != SEGMENT_MAGIC {
                 return None;
             }
+            let version = c.u8()?;
+            if version != 1 && version != FORMAT_VERSION {
+                return None;
+            }
+            let segment_id = c.u64()?;
+            let spool_id = match version {
+                1 => SpoolId::LEGACY,
+                _ => SpoolId(c.u64()?),
+            };
             let frame = Frame::Header {
-                segment_id: c.u64()?,
+                segment_id,
+                spool_id,
                 agent_id: c.name()?,
                 next_event_seq: c.u64()?,
                 next_batch_seq: c.u64()?,
@@ -254,6 +270,7 @@ mod tests {
         let frames = [
             Frame::Header {
                 segment_id: 3,
+                spool_id: SpoolId(0xabc),
                 agent_id: "host-a".into(),
                 next_event_seq: 10,
                 next_batch_seq: 2,
@@ -296,5 +313,28 @@ mod tests {
         let mut bad = buf.clone();
         bad[10] ^= 1;
         assert_eq!(decode(&bad), Read::Bad);
+    }
+
+    #[test]
+    fn version_1_headers_are_read_as_the_legacy_incarnation() {
+        let mut body = vec![KIND_HEADER];
+        body.extend_from_slice(SEGMENT_MAGIC);
+        body.push(1);
+        body.extend_from_slice(&3u64.to_le_bytes());
+        body.push(6);
+        body.extend_from_slice(b"host-a");
+        body.extend_from_slice(&10u64.to_le_bytes());
+        body.extend_from_slice(&2u64.to_le_bytes());
+        let mut buf = (body.len() as u32).to_le_bytes().to_vec();
+        buf.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        buf.extend_from_slice(&body);
+        let want = Frame::Header {
+            segment_id: 3,
+            spool_id: SpoolId::LEGACY,
+            agent_id: "host-a".into(),
+            next_event_seq: 10,
+            next_batch_seq: 2,
+        };
+        assert_eq!(decode(&buf), Read::Frame(want, buf.len()));
     }
 }

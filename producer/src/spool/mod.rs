@@ -5,7 +5,7 @@
 //! machine over a [`SegmentStore`] (a directory of files, or memory for crash tests);
 //! the async shell decides *when* to call `sync` (group commit).
 //!
-//! ## On-disk design (format version 1)
+//! ## On-disk design (format version 2)
 //!
 //! A spool is a directory of **segments**, files named `<id:020>.seg`, ids ascending.
 //! Only the newest segment is appended to. A segment is a sequence of **frames**:
@@ -17,8 +17,10 @@
 //! | 1 | kind | 1 header, 2 event, 3 sealed, 4 acked |
 //! | len−1 | body | by kind, below (little-endian) |
 //!
-//! - **header** (first frame of every segment): `"EVDS"`, version `1`, segment id u64,
-//!   agent id (u8 length + UTF-8), next event seq u64, next batch seq u64.
+//! - **header** (first frame of every segment): `"EVDS"`, version `2`, segment id u64,
+//!   spool id u64 (the incarnation, `docs/wire-format.md` §0), agent id (u8 length +
+//!   UTF-8), next event seq u64, next batch seq u64. Version 1 headers (no spool id)
+//!   are read as the legacy incarnation 0, which such a spool then keeps.
 //! - **event**: event seq u64, received-at µs i64, event type (u8 length + UTF-8),
 //!   then the event line as the client sent it.
 //! - **sealed**: batch seq u64, bucket hour u32, sealed-at ms i64, event type,
@@ -46,6 +48,10 @@
 //! 7. A full disk refuses events, never acks: an event frame is written only while the
 //!    disk keeps one segment's worth free after it, so sealed and acked frames still
 //!    fit; a short write (ENOSPC) is cut back to the last whole frame.
+//! 8. A spool's incarnation (`spool_id`) is drawn at random when the spool is created
+//!    and written into every segment header; batch seqs are unique only within it. A
+//!    spool that is wiped or replaced starts again at batch seq 1 under a new id, so
+//!    it never reuses a `(agent, spool, seq)` a consumer already committed.
 //!
 //! ## Recovery
 //!
@@ -159,6 +165,16 @@ pub enum SpoolError {
         "spool belongs to agent {found:?}, but this agent is {configured:?}; an agent id never changes for a spool"
     )]
     WrongAgent { found: String, configured: String },
+    /// Segments of two spool incarnations in one directory (files copied between
+    /// spools?): refuse to start rather than mix their batch seqs.
+    #[error(
+        "segment {segment} belongs to spool {found}, the rest of the spool to {spool}; do not copy segments between spools"
+    )]
+    MixedSpools {
+        segment: u64,
+        found: SpoolId,
+        spool: SpoolId,
+    },
     /// The disk has too little room left for another event (the spool keeps a
     /// segment's worth free so batches can still be sealed and acks recorded): refuse
     /// the event (backpressure), keep going. Space freed on the disk is found again.
@@ -197,6 +213,8 @@ const CORRUPT_BYTES_PER_SKIPPED_SEQ: u64 = 32;
 pub struct Spool<S: SegmentStore> {
     store: S,
     agent_id: String,
+    /// The incarnation (rule 8): from the first segment header found, or drawn anew.
+    spool_id: Option<SpoolId>,
     limits: SpoolLimits,
     segments: BTreeMap<u64, Segment>,
     active: u64,
@@ -215,15 +233,28 @@ pub struct Spool<S: SegmentStore> {
 }
 
 impl<S: SegmentStore> Spool<S> {
-    /// Opens (or creates) a spool, replays it and starts a fresh segment.
+    /// Opens (or creates) a spool, replays it and starts a fresh segment. A new spool
+    /// gets a random incarnation.
     pub fn open(
         store: S,
         agent_id: &str,
         limits: SpoolLimits,
     ) -> Result<(Self, Recovered), SpoolError> {
+        Self::open_with(store, agent_id, limits, SpoolId::random())
+    }
+
+    /// [`Spool::open`] with the incarnation a new spool gets (`new_spool_id`); an
+    /// existing spool keeps the one in its segment headers.
+    pub fn open_with(
+        store: S,
+        agent_id: &str,
+        limits: SpoolLimits,
+        new_spool_id: SpoolId,
+    ) -> Result<(Self, Recovered), SpoolError> {
         let mut spool = Spool {
             store,
             agent_id: agent_id.to_string(),
+            spool_id: None,
             limits,
             segments: BTreeMap::new(),
             active: 0,
@@ -238,6 +269,7 @@ impl<S: SegmentStore> Spool<S> {
             disk_free: None,
         };
         let recovered = spool.replay()?;
+        spool.spool_id.get_or_insert(new_spool_id);
         spool.start_segment()?;
         spool.free_segments()?;
         spool.disk_free = spool.store.available_bytes()?;
@@ -325,6 +357,7 @@ impl<S: SegmentStore> Spool<S> {
     ) -> Result<(), SpoolError> {
         match frame {
             Frame::Header {
+                spool_id,
                 agent_id,
                 next_event_seq,
                 next_batch_seq,
@@ -335,6 +368,17 @@ impl<S: SegmentStore> Spool<S> {
                         found: agent_id,
                         configured: self.agent_id.clone(),
                     });
+                }
+                match self.spool_id {
+                    None => self.spool_id = Some(spool_id),
+                    Some(spool) if spool != spool_id => {
+                        return Err(SpoolError::MixedSpools {
+                            segment,
+                            found: spool_id,
+                            spool,
+                        });
+                    }
+                    Some(_) => {}
                 }
                 replay.advance(next_event_seq, next_event_seq);
                 self.next_event_seq = self.next_event_seq.max(next_event_seq);
@@ -424,6 +468,7 @@ impl<S: SegmentStore> Spool<S> {
         frame::encode(
             &Frame::Header {
                 segment_id: id,
+                spool_id: self.spool_id(),
                 agent_id: self.agent_id.clone(),
                 next_event_seq: self.next_event_seq,
                 next_batch_seq: self.next_batch_seq,
@@ -528,6 +573,11 @@ impl<S: SegmentStore> Spool<S> {
 
     /// Reserves the seq for the next batch (to put in its header before sealing).
     /// A reserved seq that is never written is simply skipped.
+    /// This spool's incarnation: batch seqs are unique within it.
+    pub fn spool_id(&self) -> SpoolId {
+        self.spool_id.expect("set when the spool was opened")
+    }
+
     pub fn allocate_batch_seq(&mut self) -> u64 {
         let seq = self.next_batch_seq;
         self.next_batch_seq += 1;

@@ -329,6 +329,53 @@ fn a_short_write_on_a_full_disk_is_cut_back() {
     assert_eq!(recovered.report.lost_event_count(), 0);
 }
 
+/// Rule 8: the incarnation survives every reopen (also when every older segment was
+/// freed); a spool created anew in an empty place gets another one.
+#[test]
+fn a_spool_keeps_its_incarnation_and_a_new_spool_gets_another() {
+    let (mut spool, _) = open(MemStore::default());
+    let first = spool.spool_id();
+    assert_ne!(first, SpoolId::LEGACY);
+    let mut pending = BTreeMap::new();
+    for i in 0..50 {
+        let seq = spool.append_event(1, "A", &body(i)).unwrap();
+        pending.insert(
+            seq,
+            PendingEvent {
+                event_seq: seq,
+                received_at_us: 1,
+                event_type: "A".into(),
+                body: body(i),
+            },
+        );
+    }
+    let b = seal(&mut spool, &mut pending, "A").unwrap();
+    spool.sync().unwrap();
+    spool.ack(&SeqRanges::from_ranges([(b, b)])).unwrap();
+    spool.sync().unwrap();
+    let (spool, _) = open(spool.into_store());
+    assert_eq!(spool.spool_id(), first, "reopened: same incarnation");
+    assert_eq!(spool.stats().next_batch_seq, b + 1);
+    // Wiped: the same agent id starts at batch seq 1 again, under a new incarnation.
+    let (wiped, _) = open(MemStore::default());
+    assert_eq!(wiped.stats().next_batch_seq, 1);
+    assert_ne!(wiped.spool_id(), first);
+}
+
+#[test]
+fn segments_of_two_spools_are_refused() {
+    let (a, _) = Spool::open_with(MemStore::default(), "agent-1", LIMITS, SpoolId(1)).unwrap();
+    let (b, _) = Spool::open_with(MemStore::default(), "agent-1", LIMITS, SpoolId(2)).unwrap();
+    let mut store = a.into_store();
+    let mut other = b.into_store();
+    // Segment 1 of spool 2 copied in as segment 2 of spool 1.
+    let copied = other.read_all(1).unwrap();
+    store.create(2).unwrap();
+    store.append(2, &copied).unwrap();
+    let err = Spool::open(store, "agent-1", LIMITS).err().unwrap();
+    assert!(matches!(err, SpoolError::MixedSpools { .. }), "{err}");
+}
+
 #[test]
 fn another_agents_spool_is_refused() {
     let (spool, _) = open(MemStore::default());

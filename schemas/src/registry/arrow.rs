@@ -27,14 +27,15 @@ impl FieldType {
 }
 
 impl EventType {
-    /// Row schema: the fixed columns `received_at`, `ts`, `agent_id`, `event_seq`,
-    /// `batch_seq`, then the type's fields in file order (nullable unless required).
+    /// Row schema: the fixed columns `received_at`, `ts`, `agent_id`, `spool_id` (the
+    /// spool incarnation, 16 hex digits), `event_seq`, `batch_seq`, then the type's fields in file order (nullable unless required).
     /// Field metadata keeps `doc`, `pii` and, for `json` fields, `evd.type = json`.
     pub fn arrow_schema(&self) -> Schema {
         let mut fields = vec![
             Field::new("received_at", timestamp(), false),
             Field::new("ts", timestamp(), false),
             Field::new("agent_id", DataType::Utf8, false),
+            Field::new("spool_id", DataType::Utf8, false),
             Field::new("event_seq", DataType::UInt64, false),
             Field::new("batch_seq", DataType::UInt64, false),
         ];
@@ -80,6 +81,7 @@ mod tests {
                 "received_at",
                 "ts",
                 "agent_id",
+                "spool_id",
                 "event_seq",
                 "batch_seq",
                 "n"

@@ -34,11 +34,12 @@ use crate::toml_source::{SourceError, TomlSource};
 pub use evolution::check_evolution;
 
 /// Columns every event row has besides its type's fields; field names may not use them.
-pub const RESERVED_COLUMNS: [&str; 6] = [
+pub const RESERVED_COLUMNS: [&str; 7] = [
     "type",
     "ts",
     "received_at",
     "agent_id",
+    "spool_id",
     "event_seq",
     "batch_seq",
 ];

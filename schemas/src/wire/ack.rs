@@ -1,18 +1,23 @@
-//! End-to-end acks (`EVDA` v1): a consumer tells an agent which of its batches are
-//! durably committed. Layout: `docs/wire-format.md` §2.
+//! End-to-end acks (`EVDA` v2, v1 still read): a consumer tells an agent which of its
+//! batches are durably committed. Layout: `docs/wire-format.md` §2.
 
 use super::codec::{self, Reader};
 use super::{check_range_count, put_ranges, read_ranges};
 use crate::error::Result;
+use crate::origin::SpoolId;
 use crate::ranges::SeqRanges;
 
 pub const MAGIC: &[u8; 4] = b"EVDA";
-pub const VERSION: u8 = 1;
+/// The version this build writes; v1 (no spool id, the legacy incarnation) is read too.
+pub const VERSION: u8 = 2;
+const READS: &[u8] = &[1, 2];
 pub const MAX_OBJECT_LEN: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
     pub agent_id: String,
+    /// The spool incarnation the batches belong to: an agent frees nothing for another.
+    pub spool_id: SpoolId,
     pub committed_at_ms: i64,
     /// The manifest or data object whose commit made these batches durable.
     pub committed_object: String,
@@ -38,6 +43,7 @@ impl Ack {
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         codec::put_short_name(&mut out, &self.agent_id);
+        out.extend_from_slice(&self.spool_id.0.to_le_bytes());
         out.extend_from_slice(&self.committed_at_ms.to_le_bytes());
         out.extend_from_slice(&(self.committed_object.len() as u16).to_le_bytes());
         out.extend_from_slice(self.committed_object.as_bytes());
@@ -47,8 +53,12 @@ impl Ack {
 
     pub fn decode(bytes: &[u8]) -> Result<Ack> {
         let mut r = Reader::new(bytes);
-        codec::expect_header(&mut r, MAGIC, VERSION)?;
+        let version = codec::expect_header(&mut r, MAGIC, READS)?;
         let agent_id = r.short_name("agent_id")?.to_string();
+        let spool_id = match version {
+            1 => SpoolId::LEGACY,
+            _ => SpoolId(r.u64("spool_id")?),
+        };
         let committed_at_ms = r.i64("committed_at_ms")?;
         let object_len = r.u16("object_len")? as usize;
         if object_len > MAX_OBJECT_LEN {
@@ -64,6 +74,7 @@ impl Ack {
         r.finish()?;
         Ok(Ack {
             agent_id,
+            spool_id,
             committed_at_ms,
             committed_object,
             batch_seqs,

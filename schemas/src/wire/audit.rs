@@ -1,18 +1,23 @@
-//! Audit records (`EVDU` v1): agent heartbeats and batch announcements.
+//! Audit records (`EVDU` v2, v1 still read): agent heartbeats and batch announcements.
 //! Layout and semantics: `docs/wire-format.md` §3.
 
 use super::codec::{self, Reader};
 use crate::error::Result;
 use crate::hour::Hour;
+use crate::origin::{Origin, SpoolId};
 
 pub const MAGIC: &[u8; 4] = b"EVDU";
-pub const VERSION: u8 = 1;
+/// The version this build writes; v1 (no spool id, the legacy incarnation) is read too.
+pub const VERSION: u8 = 2;
+const READS: &[u8] = &[1, 2];
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_ANNOUNCEMENT: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
     pub agent_id: String,
+    /// The incarnation of the sending agent's spool.
+    pub spool_id: SpoolId,
     /// Agent clock when the record was made, ms since the epoch.
     pub at_ms: i64,
     pub body: AuditBody,
@@ -46,6 +51,10 @@ pub struct Announcement {
 }
 
 impl AuditRecord {
+    pub fn origin(&self) -> Origin {
+        Origin::new(self.agent_id.clone(), self.spool_id)
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>> {
         codec::check_short_name("agent_id", &self.agent_id)?;
         let mut out = Vec::with_capacity(64);
@@ -56,6 +65,7 @@ impl AuditRecord {
             AuditBody::Announcement(_) => KIND_ANNOUNCEMENT,
         });
         codec::put_short_name(&mut out, &self.agent_id);
+        out.extend_from_slice(&self.spool_id.0.to_le_bytes());
         out.extend_from_slice(&self.at_ms.to_le_bytes());
         match &self.body {
             AuditBody::Heartbeat(h) => {
@@ -79,9 +89,13 @@ impl AuditRecord {
 
     pub fn decode(bytes: &[u8]) -> Result<AuditRecord> {
         let mut r = Reader::new(bytes);
-        codec::expect_header(&mut r, MAGIC, VERSION)?;
+        let version = codec::expect_header(&mut r, MAGIC, READS)?;
         let kind = r.u8("kind")?;
         let agent_id = r.short_name("agent_id")?.to_string();
+        let spool_id = match version {
+            1 => SpoolId::LEGACY,
+            _ => SpoolId(r.u64("spool_id")?),
+        };
         let at_ms = r.i64("at_ms")?;
         let body = match kind {
             KIND_HEARTBEAT => AuditBody::Heartbeat(Heartbeat {
@@ -107,6 +121,7 @@ impl AuditRecord {
         r.finish()?;
         Ok(AuditRecord {
             agent_id,
+            spool_id,
             at_ms,
             body,
         })

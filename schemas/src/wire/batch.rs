@@ -1,5 +1,6 @@
-//! Sealed batches (`EVDB` v1): header, nonce, zstd-then-XChaCha20-Poly1305 payload.
-//! Byte layout and decoding rules: `docs/wire-format.md` §1.
+//! Sealed batches (`EVDB` v2, v1 still read): header, nonce,
+//! zstd-then-XChaCha20-Poly1305 payload. Byte layout and decoding rules:
+//! `docs/wire-format.md` §1; the batch identity (agent, spool incarnation, seq): §0.
 
 use chacha20poly1305::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
 use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
@@ -9,11 +10,17 @@ use super::record::{Record, split_records};
 use crate::error::{Error, Reason, Result};
 use crate::hour::Hour;
 use crate::keys::{AgentKeyring, Key, KeySource};
+use crate::origin::{Origin, SpoolId};
 
 pub const MAGIC: &[u8; 4] = b"EVDB";
-pub const VERSION: u8 = 1;
-/// Bytes of the header before the two names.
-pub const FIXED_HEADER_LEN: usize = 50;
+/// The version this build writes.
+pub const VERSION: u8 = 2;
+/// Versions this build reads: v1 has no spool id (the legacy incarnation).
+const READS: &[u8] = &[1, 2];
+/// Bytes of the header before the two names (v2).
+pub const FIXED_HEADER_LEN: usize = 58;
+/// Bytes of a v1 header before the two names.
+const FIXED_HEADER_LEN_V1: usize = 50;
 pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 /// Hard limit on a batch's plaintext, whatever its header says.
@@ -23,11 +30,20 @@ pub const MAX_UNCOMPRESSED_BYTES: usize = 64 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchMeta {
     pub agent_id: String,
+    /// The incarnation of the agent's spool; seqs are unique within it.
+    pub spool_id: SpoolId,
     pub batch_seq: u64,
     pub event_type: String,
     pub bucket_hour: Hour,
     pub created_at_ms: i64,
     pub event_count: u32,
+}
+
+impl BatchMeta {
+    /// The scope in which `batch_seq` is unique.
+    pub fn origin(&self) -> Origin {
+        Origin::new(self.agent_id.clone(), self.spool_id)
+    }
 }
 
 /// A decoded header. Authenticated only when it comes from [`open`].
@@ -174,6 +190,7 @@ fn encode_header(
     h.extend_from_slice(&crc.to_le_bytes());
     h.push(meta.agent_id.len() as u8);
     h.push(meta.event_type.len() as u8);
+    h.extend_from_slice(&meta.spool_id.0.to_le_bytes());
     h.extend_from_slice(meta.agent_id.as_bytes());
     h.extend_from_slice(meta.event_type.as_bytes());
     debug_assert_eq!(h.len(), header_len);
@@ -188,7 +205,7 @@ pub fn peek_header(bytes: &[u8]) -> Result<BatchHeader> {
 
 fn parse_header(bytes: &[u8]) -> Result<BatchHeader, CodecError> {
     let mut r = Reader::new(bytes);
-    codec::expect_header(&mut r, MAGIC, VERSION)?;
+    let version = codec::expect_header(&mut r, MAGIC, READS)?;
     if r.u8("flags")? != 0 {
         return Err(r.invalid("flags", "reserved flags must be 0"));
     }
@@ -203,7 +220,11 @@ fn parse_header(bytes: &[u8]) -> Result<BatchHeader, CodecError> {
     let payload_crc32c = r.u32("payload_crc32c")?;
     let agent_len = r.u8("agent_id_len")? as usize;
     let type_len = r.u8("event_type_len")? as usize;
-    if header_len != FIXED_HEADER_LEN + agent_len + type_len {
+    let (fixed, spool_id) = match version {
+        1 => (FIXED_HEADER_LEN_V1, SpoolId::LEGACY),
+        _ => (FIXED_HEADER_LEN, SpoolId(r.u64("spool_id")?)),
+    };
+    if header_len != fixed + agent_len + type_len {
         return Err(r.invalid(
             "header_len",
             format!("{header_len} does not match the name lengths"),
@@ -232,6 +253,7 @@ fn parse_header(bytes: &[u8]) -> Result<BatchHeader, CodecError> {
     Ok(BatchHeader {
         meta: BatchMeta {
             agent_id,
+            spool_id,
             batch_seq,
             event_type,
             bucket_hour,

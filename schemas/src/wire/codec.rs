@@ -131,12 +131,13 @@ pub(crate) fn check_short_name(field: &'static str, name: &str) -> Result<(), Co
     Ok(())
 }
 
-/// Checks a 4-byte magic and a 1-byte version at the start of a message.
+/// Checks a 4-byte magic and a 1-byte version at the start of a message: the version
+/// must be one of `versions` (what this build reads); returns it.
 pub(crate) fn expect_header(
     r: &mut Reader<'_>,
     magic: &[u8; 4],
-    version: u8,
-) -> Result<(), CodecError> {
+    versions: &[u8],
+) -> Result<u8, CodecError> {
     let got = r.bytes(4, "magic")?;
     if got != magic {
         return Err(CodecError::Invalid {
@@ -150,14 +151,14 @@ pub(crate) fn expect_header(
         });
     }
     let v = r.u8("version")?;
-    if v != version {
+    if !versions.contains(&v) {
         return Err(CodecError::Invalid {
             field: "version",
             at: 4,
-            why: format!("unsupported version {v} (this build reads {version})"),
+            why: format!("unsupported version {v} (this build reads {versions:?})"),
         });
     }
-    Ok(())
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -188,7 +189,7 @@ mod tests {
     #[test]
     fn unknown_versions_are_refused() {
         let mut r = Reader::new(b"EVDA\x02");
-        let err = expect_header(&mut r, b"EVDA", 1).unwrap_err();
+        let err = expect_header(&mut r, b"EVDA", &[1]).unwrap_err();
         assert!(err.to_string().contains("unsupported version 2"), "{err}");
     }
 }

@@ -67,6 +67,7 @@ async fn main() -> Result<()> {
         }
         let meta = BatchMeta {
             agent_id: "bench".into(),
+            spool_id: evd_schemas::SpoolId(1),
             batch_seq: seq as u64 + 1,
             event_type: "PageView".into(),
             bucket_hour: hour,
@@ -125,9 +126,10 @@ async fn main() -> Result<()> {
     let schema = Arc::new(registry.get("PageView").unwrap().arrow_schema());
     let started = Instant::now();
     let ts = || TimestampMicrosecondBuilder::new().with_timezone("UTC");
-    let (mut received, mut tsb, mut agent, mut eseq, mut bseq) = (
+    let (mut received, mut tsb, mut agent, mut spool, mut eseq, mut bseq) = (
         ts(),
         ts(),
+        StringBuilder::new(),
         StringBuilder::new(),
         UInt64Builder::new(),
         UInt64Builder::new(),
@@ -143,6 +145,7 @@ async fn main() -> Result<()> {
         received.append_value(hour.start_ms() * 1000 + id as i64 % 1000);
         tsb.append_value((1_795_000_000_000 + id as i64) * 1000);
         agent.append_value("bench");
+        spool.append_value("0000000000000001");
         eseq.append_value(id + 1);
         bseq.append_value(id / 1000 + 1);
         user.append_value(format!("u{id}"));
@@ -154,6 +157,7 @@ async fn main() -> Result<()> {
         Arc::new(received.finish()),
         Arc::new(tsb.finish()),
         Arc::new(agent.finish()),
+        Arc::new(spool.finish()),
         Arc::new(eseq.finish()),
         Arc::new(bseq.finish()),
         Arc::new(user.finish()),
