@@ -314,7 +314,15 @@ impl Output {
         let mut claimed = std::collections::HashSet::new();
         let mut foldable = Vec::new();
         for path in live {
-            let manifest = self.read_live_or_archived(&path).await?;
+            let manifest = match self.read_live_or_archived(&path).await {
+                Ok(m) => m,
+                Err(CommitError::Corrupt { why, .. }) => {
+                    self.set_aside_corrupt(&path, &why).await?;
+                    ledger.note_corrupt_manifest();
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if !manifest.aborted && !done.contains(&manifest.flush_id) {
                 eprintln!(
                     "evd consumer: finishing interrupted flush {}",
@@ -346,6 +354,28 @@ impl Output {
             }
         }
         Ok(ledger)
+    }
+
+    /// Moves a live manifest that does not parse (empty or cut short: the store lost
+    /// part of a write, e.g. a local disk without fsync at a power loss) to
+    /// `_evd/corrupt/manifests/`, so recovery goes on instead of failing every consumer
+    /// of the group. What it committed is no longer in the ledger: its batches, if
+    /// retransmitted, are written again (duplicates, never a loss), and it is reported.
+    async fn set_aside_corrupt(&self, live: &Path, why: &str) -> Result<(), CommitError> {
+        let name = live.filename().unwrap_or_default().to_string();
+        let aside = self.path(&format!("_evd/corrupt/manifests/{name}"));
+        eprintln!(
+            "evd consumer: CORRUPT MANIFEST {live}: {why}; moved to {aside}. Its batches are not \
+             in the ledger: a retransmit of them is written again (duplicate rows, not loss)."
+        );
+        match self.store.copy(live, &aside).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        match self.store.delete(live).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub(crate) async fn list(&self, prefix: &Path) -> Result<Vec<Path>, CommitError> {

@@ -184,6 +184,16 @@ impl Ledger {
         self.manifests
     }
 
+    /// A live manifest that did not parse was set aside while this ledger was built.
+    pub fn note_corrupt_manifest(&mut self) {
+        self.corrupt_manifests += 1;
+    }
+
+    /// Manifests set aside as corrupt while this ledger was built.
+    pub fn corrupt_manifests(&self) -> usize {
+        self.corrupt_manifests
+    }
+
     pub fn snapshot(&self, generation: u64, by: &str, at_ms: i64) -> LedgerSnapshot {
         LedgerSnapshot {
             version: SNAPSHOT_VERSION,

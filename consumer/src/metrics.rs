@@ -36,6 +36,7 @@ counters! {
     oldest_uncommitted_received_at_ms: "Receive time of the oldest buffered event; 0 = none (gauge). Lag in time = now - this.",
     acks_sent: "Ack messages published.",
     store_retries: "Object-store requests (and whole commits) that failed and were retried.",
+    corrupt_manifests: "Live manifests that did not parse at recovery and were moved to _evd/corrupt/manifests/ (a store that lost part of a write).",
 }
 
 pub fn add(counter: &AtomicU64, n: u64) {

@@ -600,7 +600,13 @@ async fn recover(
             .recover(config.compact_after_manifests, consumer_id)
             .await
         {
-            Ok(ledger) => return Ok(ledger),
+            Ok(ledger) => {
+                metrics::add(
+                    &metrics.corrupt_manifests,
+                    ledger.corrupt_manifests() as u64,
+                );
+                return Ok(ledger);
+            }
             Err(e) => store_backoff(&mut attempt, e, metrics).await?,
         }
     }

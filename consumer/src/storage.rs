@@ -20,7 +20,11 @@ pub fn check_output_url(url: &str) -> Result<(), (&'static str, String)> {
     }
 }
 
-/// `file:///abs/dir` → a local directory (created if missing). Other schemes go through
+/// `file:///abs/dir` → a local directory (created if missing), with **fsync on**: every
+/// file the commit protocol writes, and every directory entry pointing to it, is on
+/// stable storage before the put, copy or rename returns (object_store's default is
+/// off, which would let a power loss take committed hours whose offsets were committed
+/// and whose spools were freed). Other schemes go through
 /// `object_store::parse_url_opts` with options from the environment (`AWS_*`,
 /// `GOOGLE_*`, `AZURE_*`), for the backends this build includes.
 ///
@@ -46,8 +50,10 @@ fn store_from_url(url: &str) -> Result<Output, String> {
         let dir = parsed
             .to_file_path()
             .map_err(|_| format!("output_url {url:?}: not a local path"))?;
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| e.to_string())?;
+        create_dir_durably(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let store = LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| e.to_string())?
+            .with_fsync(true);
         return Ok(Output {
             store: Arc::new(store),
             prefix: Path::default(),
@@ -60,4 +66,25 @@ fn store_from_url(url: &str) -> Result<Output, String> {
         store: Arc::from(store),
         prefix,
     })
+}
+
+/// Creates `dir` and any missing parents, fsyncing each parent whose entries changed,
+/// so the output root survives a power loss like everything written under it.
+fn create_dir_durably(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at.to_path_buf());
+        match at.parent() {
+            Some(p) => at = p,
+            None => break,
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    Ok(())
 }
