@@ -8,7 +8,10 @@
 //! A compactor (any consumer, when it finds more than `compact_after_manifests` live
 //! manifests at recovery) writes generation g+1 = generation g ∪ every live manifest
 //! whose flush is done (and every aborted one), create-only — losing that race to
-//! another consumer just skips this compaction. Only then does it move the folded
+//! another consumer just skips this compaction. Generation g is the newest one **when
+//! the snapshot is written**, not the one the compactor's recovery read: another
+//! consumer may have folded (and archived) manifests this compactor never listed, and
+//! g+1 must hold them too. Only then does it move the folded
 //! manifests to the archive (copy, then delete) and delete their `done` markers.
 //!
 //! Readers (`recover`) **list the live manifests first, then read the newest
@@ -63,11 +66,13 @@ impl Output {
         by: &str,
         now_ms: i64,
     ) -> Result<bool, CommitError> {
-        let generation = self
-            .latest_snapshot()
-            .await?
-            .map_or(1, |s| s.generation + 1);
-        let snapshot = ledger.snapshot(generation, by, now_ms);
+        let latest = self.latest_snapshot().await?;
+        let generation = latest.as_ref().map_or(1, |s| s.generation + 1);
+        let mut merged = ledger.clone();
+        if let Some(s) = &latest {
+            merged.absorb(s);
+        }
+        let snapshot = merged.snapshot(generation, by, now_ms);
         let path = self.path(&format!("_evd/ledger/{generation:020}.json"));
         if !self.create(&path, snapshot.to_json()).await? {
             return Ok(false);

@@ -214,17 +214,22 @@ impl Ledger {
 
     pub fn from_snapshot(s: &LedgerSnapshot) -> Ledger {
         let mut ledger = Ledger::default();
+        ledger.absorb(s);
+        ledger
+    }
+
+    /// Adds everything a snapshot holds (a union: idempotent).
+    pub fn absorb(&mut self, s: &LedgerSnapshot) {
         for b in &s.committed {
-            let set = ledger.committed.entry(b.agent_id.clone()).or_default();
+            let set = self.committed.entry(b.origin()).or_default();
             for &(first, last) in &b.ranges {
                 set.insert_range(first, last);
             }
         }
-        ledger
     }
 }
 
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// `_evd/ledger/<generation>.json`: the ledger as of the manifests folded into it
 /// (see `compaction`). Each generation holds everything the one before held.

@@ -122,6 +122,38 @@ async fn readers_never_miss_a_batch_while_others_compact() {
         assert!(r.await.unwrap() > 5, "the readers raced the writer");
     }
     let last = out.recover(3, "c").await.unwrap();
-    assert!((1..=300).all(|s| last.is_committed("a", s)));
+    assert!((1..=300).all(|s| last.is_committed(&a(), s)));
     assert!(count(dir.path(), "_evd/ledger") > 1, "compactions happened");
+}
+
+/// Two consumers recovering at once (every rebalance): X lists f1..f5, f6 commits, Y
+/// recovers and compacts (generation 1 holds f1..f6; f6 is archived), then X compacts
+/// from its older view. Generation 2 must still hold f6, or every later recovery
+/// misses it and a retransmit of its batches is written twice.
+#[tokio::test]
+async fn a_late_compaction_keeps_what_an_earlier_generation_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output(dir.path());
+    for seq in 1..=5 {
+        commit(&out, seq).await;
+    }
+    let x = out.recover(1_000, "x").await.unwrap();
+    let x_folded: Vec<(Path, String)> = (1..=5)
+        .map(|seq| {
+            let id = format!("f{seq:06}");
+            (Path::from(format!("_evd/manifests/{id}.json")), id)
+        })
+        .collect();
+    commit(&out, 6).await;
+    out.recover(1, "y").await.unwrap();
+    assert_eq!(count(dir.path(), "_evd/ledger"), 1, "Y compacted");
+    assert!(
+        out.compact(&x, &x_folded, "x", 0).await.unwrap(),
+        "X compacted too"
+    );
+    let fresh = out.recover(1_000, "z").await.unwrap();
+    assert!(
+        (1..=6).all(|s| fresh.is_committed(&a(), s)),
+        "batch 6 dropped by the late compaction"
+    );
 }
