@@ -62,15 +62,16 @@
 //! events lost are counted exactly from the gap in event seqs (bounded by the next
 //! frame or segment header). Damage at the very end of the newest segment is a **torn
 //! tail** from writes that were never synced, so never acked: it is truncated and
-//! reported in bytes. After corruption the next batch seq skips ahead by more than the
-//! damaged region could have held, so a lost sealed frame's seq is never reused.
+//! reported in bytes. After corruption or a torn tail (a disk may also lose writes it
+//! said were synced) the next batch seq skips ahead by more than the damaged region
+//! could have held, so a lost sealed frame's seq is never reused.
 
 pub mod frame;
 pub mod store;
 
 use std::collections::BTreeMap;
 
-use evd_schemas::{Hour, SeqRanges};
+use evd_schemas::{Hour, SeqRanges, SpoolId};
 
 use frame::{FRAME_PREFIX, Frame, Read};
 pub use store::{DirStore, MemStore, SegmentStore};
@@ -319,8 +320,11 @@ impl<S: SegmentStore> Spool<S> {
             self.total_bytes += seg.bytes;
             self.active = id;
         }
-        if report.corrupt_bytes > 0 {
-            self.next_batch_seq += report.corrupt_bytes / CORRUPT_BYTES_PER_SKIPPED_SEQ + 1;
+        // Damage anywhere (a torn tail too: a disk may lose writes it said were synced)
+        // may have held sealed frames whose batches were produced: skip their seqs.
+        let damaged = report.corrupt_bytes + report.torn_tail_bytes;
+        if damaged > 0 {
+            self.next_batch_seq += damaged / CORRUPT_BYTES_PER_SKIPPED_SEQ + 1;
         }
         report.lost_events = replay.lost();
         let covered: SeqRanges = replay.covered;

@@ -513,6 +513,40 @@ fn a_corrupt_sealed_frame_never_lets_its_batch_seq_be_reused() {
     assert_eq!(rec.pending.len(), 6);
 }
 
+/// A disk that acked an fsync it did not keep: the sealed frame, synced (so its batch
+/// may have been produced and committed), is cut short at the tail. Its seq must not
+/// come back for other contents, or the consumer drops the new batch as a duplicate.
+#[test]
+fn a_torn_sealed_frame_at_the_tail_never_lets_its_batch_seq_be_reused() {
+    let (mut spool, _) = open(MemStore::default());
+    let mut pending = BTreeMap::new();
+    for i in 0..5 {
+        let seq = spool.append_event(1, "A", &body(i)).unwrap();
+        pending.insert(
+            seq,
+            PendingEvent {
+                event_seq: seq,
+                received_at_us: 1,
+                event_type: "A".into(),
+                body: body(i),
+            },
+        );
+    }
+    spool.sync().unwrap();
+    let b = seal(&mut spool, &mut pending, "A").unwrap();
+    spool.sync().unwrap();
+    let mut store = spool.into_store();
+    // The disk kept only part of the sealed frame it said was synced.
+    let len = store.read_all(1).unwrap().len();
+    store.truncate(1, (len - 5) as u64).unwrap();
+    let (spool, rec) = Spool::open(store, "agent-1", LIMITS).unwrap();
+    assert!(rec.report.torn_tail_bytes > 0, "{:?}", rec.report);
+    assert!(
+        spool.stats().next_batch_seq > b,
+        "batch {b} may have been produced before the disk lost its frame: its seq must not come back"
+    );
+}
+
 /// Acked segments holding client ids outlive their acks by the dedup window (measured
 /// from their newest event and from every open), and recovery hands the ids back.
 #[test]
