@@ -205,7 +205,9 @@ fn submit(ctx: &SocketContext, lines: Vec<(u64, Result<Vec<u8>, String>)>) -> Ch
     let mut slots = Vec::with_capacity(lines.len());
     let mut events = Vec::new();
     for (line_no, line) in lines {
-        let checked = line.and_then(|bytes| check_line(&registry, bytes, ctx.max_line_bytes));
+        let checked = line
+            .and_then(|bytes| check_line(&registry, bytes, ctx.max_line_bytes))
+            .and_then(refuse_reserved_id);
         match checked {
             Ok(incoming) => {
                 events.push(incoming);
@@ -263,6 +265,17 @@ pub(crate) fn check_line(
         event_id: parsed.event_id,
         body: bytes,
     })
+}
+
+/// Ids starting with `tail:` are the file tailer's read positions (spool recovery hands
+/// them back to the tailer as checkpoints); a socket client may not use them.
+fn refuse_reserved_id(incoming: Incoming) -> Result<Incoming, String> {
+    match &incoming.event_id {
+        Some(id) if evd_schemas::tail::is_tail_id(id) => Err(format!(
+            "schema: event_id {id:?} is reserved: ids starting with \"tail:\" belong to the agent's file tailer"
+        )),
+        _ => Ok(incoming),
+    }
 }
 
 /// Counts a refused line under its reason.

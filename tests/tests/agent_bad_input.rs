@@ -66,6 +66,13 @@ fn bad_lines_get_their_own_errors_and_good_lines_are_acked() {
             Some("too_large: line is over 1048576 bytes"),
         ),
         (b"[]".to_vec(), Some("json: not a JSON object")),
+        // A client must not forge the tailer's read positions (they move its
+        // checkpoint on recovery and make it skip lines).
+        (
+            br#"{"type":"PageView","ts":1,"user_id":"u","url":"/","event_id":"tail:801.5f.256.00112233aabbccdd:900"}"#
+                .to_vec(),
+            Some("schema: event_id \"tail:801.5f"),
+        ),
         (event_line(2).into_bytes(), None),
     ];
     for (line, _) in &cases {
