@@ -10,6 +10,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// Unique per running instance (part of every file name). Defaults to the host name.
+    /// ASCII letters, digits, `.`, `_` and `-` (it becomes part of object names).
     #[serde(default)]
     pub consumer_id: Option<String>,
     /// Directory of event-type TOML files.
@@ -82,6 +83,9 @@ mod defaults {
 
 impl evd_schemas::ValidatedConfig for ConsumerConfig {
     fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Some(id) = &self.consumer_id {
+            evd_schemas::origin::check_id(id).map_err(|e| ("consumer_id", e))?;
+        }
         crate::storage::check_output_url(&self.output_url)?;
         if self.flush_interval_ms == 0 || self.flush_max_rows == 0 {
             return Err(("flush_interval_ms", "flush limits must be positive".into()));

@@ -102,6 +102,22 @@ fn validate_checks_agent_consumer_and_ops_configs() {
     std::fs::write(d.join("consumer.toml"), &consumer).unwrap();
     let (ok, out, err) = evd(&["validate", "consumer.toml"], d);
     assert!(ok && out.contains("consumer config OK"), "{out}{err}");
+    // Ids become object names and Kafka keys: a `/` would split the closing
+    // protocol's paths, a quote would break a metrics scrape.
+    std::fs::write(
+        d.join("consumer.toml"),
+        format!("consumer_id = \"team/c1\"\n{consumer}"),
+    )
+    .unwrap();
+    let (ok, _, err) = evd(&["validate", "consumer.toml"], d);
+    assert!(
+        !ok && err.contains("consumer.toml:1: key `consumer_id`") && err.contains("'/'"),
+        "{err}"
+    );
+    std::fs::write(d.join("agent.toml"), agent.replace("\"h\"", "\"h\\\"x\"")).unwrap();
+    let (ok, _, err) = evd(&["validate", "agent.toml"], d);
+    assert!(!ok && err.contains("key `agent_id`"), "{err}");
+    std::fs::write(d.join("agent.toml"), &agent).unwrap();
     let ops = format!(
         "registry_dir = \"{reg}\"\noutput_url = \"file:///tmp/x\"\nwindow_hours = 0\n[kafka]\nbootstrap_servers = \"b:9092\"\n"
     );

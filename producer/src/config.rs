@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub struct AgentConfig {
     /// This agent's id: part of every batch's identity and key derivation. Defaults to
     /// the host name. It must never change for a spool (the agent refuses to start).
+    /// ASCII letters, digits, `.`, `_` and `-` (ids become keys, names and labels).
     #[serde(default)]
     pub agent_id: Option<String>,
     /// Directory of event-type TOML files (see `examples/registry`).
@@ -258,10 +259,8 @@ const FIXED_PRODUCER_KEYS: [&str; 4] = [
 
 impl evd_schemas::ValidatedConfig for AgentConfig {
     fn validate(&self) -> Result<(), (&'static str, String)> {
-        if let Some(id) = &self.agent_id
-            && (id.is_empty() || id.len() > 255)
-        {
-            return Err(("agent_id", "must be 1..=255 bytes".into()));
+        if let Some(id) = &self.agent_id {
+            evd_schemas::origin::check_id(id).map_err(|e| ("agent_id", e))?;
         }
         if self.socket.max_line_bytes == 0 || self.socket.max_line_bytes > 16 << 20 {
             return Err(("socket.max_line_bytes", "must be 1..=16777216".into()));
