@@ -1,8 +1,9 @@
-//! The tailer end to end: a service logs 1M JSON lines into a file that is rotated
-//! (rename + create, like logrotate's `create`) every 50k lines, while the agent is
-//! killed with SIGKILL 10 times. Every line must be in Parquet exactly once. The
-//! pattern matches the rotated names too (`app.log*`), as the agent's docs advise for
-//! rename rotation: a file created and rotated while the agent is down is still read.
+//! The tailer end to end: a service logs JSON lines into a file that is rotated
+//! (rename + create, like logrotate's `create`: unique names, or logrotate's numbered
+//! cascade) while the agent is killed with SIGKILL. Every line must be in Parquet
+//! exactly once. The pattern matches the rotated names too (`app.log*`), as the
+//! agent's docs advise for rename rotation: a file created and rotated while the agent
+//! is down is still read.
 
 use std::io::Write;
 use std::path::Path;
@@ -14,22 +15,41 @@ use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
 use tests::oracle::{TestReader, create_pipeline_topics, event_line};
 use tests::rng::Rng;
 
-const ROTATE_EVERY: u64 = 50_000;
+/// How the service rotates its log.
+#[derive(Clone, Copy)]
+enum Rotation {
+    /// `app.log` → `app.log.<n>` with a new n each time (logrotate's `dateext` style).
+    Unique,
+    /// logrotate's numbered cascade: `app.log.2` → `app.log.3`, `app.log.1` →
+    /// `app.log.2`, `app.log` → `app.log.1`: every rotated file moves again.
+    Cascade,
+}
 
-/// Writes lines `0..total` to `logs/app.log` at about `per_sec`, rotating to
-/// `app.log.<n>` every `ROTATE_EVERY` lines. Returns the number of rotations.
-fn service(logs: &Path, total: u64, per_sec: u64) -> u64 {
+/// Writes lines `0..total` to `logs/app.log` at about `per_sec`, rotating every
+/// `every` lines. Returns the number of rotations.
+fn service(logs: &Path, total: u64, per_sec: u64, every: u64, rotation: Rotation) -> u64 {
     let active = logs.join("app.log");
     let mut file = std::fs::File::create(&active).unwrap();
     let started = Instant::now();
     let mut rotations = 0;
     let mut buf = Vec::new();
     for id in 0..total {
-        if id > 0 && id % ROTATE_EVERY == 0 {
+        if id > 0 && id % every == 0 {
             file.write_all(&buf).unwrap();
             buf.clear();
             rotations += 1;
-            std::fs::rename(&active, logs.join(format!("app.log.{rotations}"))).unwrap();
+            match rotation {
+                Rotation::Unique => {
+                    std::fs::rename(&active, logs.join(format!("app.log.{rotations}"))).unwrap()
+                }
+                Rotation::Cascade => {
+                    for n in (1..rotations).rev() {
+                        let from = logs.join(format!("app.log.{n}"));
+                        std::fs::rename(&from, logs.join(format!("app.log.{}", n + 1))).unwrap();
+                    }
+                    std::fs::rename(&active, logs.join("app.log.1")).unwrap();
+                }
+            }
             file = std::fs::File::create(&active).unwrap();
         }
         buf.extend_from_slice(event_line(id).as_bytes());
@@ -49,13 +69,24 @@ fn service(logs: &Path, total: u64, per_sec: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_rotated_lines_survive_10_agent_kill_9s() {
-    let mut rng = Rng::from_env("tail_e2e");
     let total: u64 = std::env::var("EVD_TAIL_E2E_LINES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    run("tail_e2e", total, 50_000, Rotation::Unique, 10).await;
+}
+
+/// logrotate's numbered cascade every 30,000 lines, 600,000 lines, 8 kills: before
+/// unclaimed resume points outlived the first scan after a restart, 3 runs in 6 read
+/// one or two whole rotated files a second time under their new name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logrotate_cascade_survives_8_agent_kill_9s() {
+    run("tail_e2e_cascade", 600_000, 30_000, Rotation::Cascade, 8).await;
+}
+
+async fn run(name: &str, total: u64, every: u64, rotation: Rotation, kills: u64) {
+    let mut rng = Rng::from_env(name);
     let per_sec = 25_000;
-    let kills = 10;
     let broker = RealBroker::start().unwrap();
     create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -80,7 +111,7 @@ async fn a_million_rotated_lines_survive_10_agent_kill_9s() {
     .unwrap();
 
     let writer_logs = logs.clone();
-    let writer = std::thread::spawn(move || service(&writer_logs, total, per_sec));
+    let writer = std::thread::spawn(move || service(&writer_logs, total, per_sec, every, rotation));
     let run_ms = total * 1000 / per_sec;
     let kill_at: Vec<u64> = (0..kills)
         .map(|_| rng.range(run_ms / (kills + 2), run_ms / kills))
@@ -96,7 +127,7 @@ async fn a_million_rotated_lines_survive_10_agent_kill_9s() {
     });
     let rotations = writer.join().unwrap();
     let agent = killer.await.unwrap();
-    println!("{total} lines written, {rotations} rotations, {kills} agent kill -9s");
+    println!("{name}: {total} lines written, {rotations} rotations, {kills} agent kill -9s");
 
     let all: Vec<u64> = (0..total).collect();
     let bootstrap = broker.bootstrap();

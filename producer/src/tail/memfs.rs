@@ -11,11 +11,16 @@ use super::fs::{DirEntry, FileKey, TailFs};
 
 type Inode = Rc<RefCell<Vec<u8>>>;
 
+/// A change the test makes while the tailer scans: after this many more `key_of`
+/// answers (a rotation racing a directory scan).
+type Race = (usize, Box<dyn FnOnce(&MemFs)>);
+
 #[derive(Default)]
 struct State {
     dirs: BTreeSet<PathBuf>,
     names: BTreeMap<PathBuf, u64>,
     inodes: BTreeMap<u64, Inode>,
+    race: Option<Race>,
 }
 
 /// Clones share one file system (the test writes, the tailer reads).
@@ -88,6 +93,20 @@ impl MemFs {
         self.0.borrow_mut().names.remove(path);
     }
 
+    /// Runs `change` right after the tailer's next `after` stats (`key_of`), or at
+    /// [`settle_race`](Self::settle_race), whichever comes first.
+    pub fn race(&self, after: usize, change: impl FnOnce(&MemFs) + 'static) {
+        self.0.borrow_mut().race = Some((after.max(1), Box::new(change)));
+    }
+
+    /// Makes a pending race's change now, if the tailer did not trigger it.
+    pub fn settle_race(&self) {
+        let change = self.0.borrow_mut().race.take();
+        if let Some((_, change)) = change {
+            change(self);
+        }
+    }
+
     /// `cp from to`: a new inode with the same bytes.
     pub fn copy(&self, from: &Path, to: &Path) {
         let Some(bytes) = self.inode(from).map(|i| i.borrow().clone()) else {
@@ -116,8 +135,25 @@ impl TailFs for MemFs {
     }
 
     fn key_of(&mut self, path: &Path) -> io::Result<FileKey> {
-        let ino = self.ino(path).ok_or_else(|| not_found(path))?;
-        Ok(FileKey { dev: DEV, ino })
+        let answer = self
+            .ino(path)
+            .map(|ino| FileKey { dev: DEV, ino })
+            .ok_or_else(|| not_found(path));
+        let fire = {
+            let mut s = self.0.borrow_mut();
+            match s.race.as_mut() {
+                Some((left, _)) if *left > 1 => {
+                    *left -= 1;
+                    None
+                }
+                Some(_) => s.race.take(),
+                None => None,
+            }
+        };
+        if let Some((_, change)) = fire {
+            change(self);
+        }
+        answer
     }
 
     fn open(&mut self, path: &Path) -> io::Result<(Inode, FileKey)> {

@@ -1,6 +1,6 @@
 //! # Tailer: log files into the spool, every line once
 //!
-//! The agent follows the files its `[[tail]]` sources name and turns each line into
+//! The agent follows the files its `[[sources]]` name and turns each line into
 //! an event that goes through the same writer (and fsync) as the socket's.
 //!
 //! ## File identity
@@ -37,7 +37,9 @@
 //!    no newline, is taken then.
 //! 3. After a restart, the directories of the patterns are searched for files the
 //!    checkpoint or spool knows that no pattern names any more (rotated while the agent
-//!    was down) and those are finished. A file created *and* rotated away while the
+//!    was down) and those are finished. Resume points are kept for `rotate_wait_ms`
+//!    after the first scan, so a file a rotation moved while that scan listed and
+//!    stat'ed its directory resumes where it was when a later scan finds it. A file created *and* rotated away while the
 //!    agent was down is unknown: only a pattern that also names rotated files
 //!    (`app.log*`) finds it, which is why that is the advice for rename rotation. A file that had fewer than 64 bytes when last
 //!    seen cannot be told from another file that got its inode (a copy, say: log

@@ -101,12 +101,19 @@ struct Watched<H> {
     last_change_ms: i64,
 }
 
-/// A resume point from the checkpoint or the spool, not yet claimed by a file.
+/// A resume point not claimed by a watched file: from the checkpoint or the spool at
+/// start, or left by a file closed because no pattern named it (a rename may hide a
+/// file from one scan's listing). Kept until `until_ms` (set at the first scan for
+/// those from start), so finding the file again resumes where it was.
 #[derive(Debug, Clone, Copy)]
 struct Known {
     fp: Fingerprint,
     offset: u64,
+    until_ms: Option<i64>,
 }
+
+/// How long an unclaimed resume point is kept: at least this, and 4 × `rotate_wait_ms`.
+const KNOWN_RETENTION_MS: i64 = 60_000;
 
 pub struct Tailer<F: TailFs> {
     fs: F,
@@ -137,6 +144,7 @@ impl<F: TailFs> Tailer<F> {
             known.entry(pos.key).or_default().push(Known {
                 fp: pos.fp,
                 offset: pos.offset,
+                until_ms: None,
             });
         }
         Tailer {
@@ -282,8 +290,15 @@ impl<F: TailFs> Tailer<F> {
                     }
                 }
             }
-            // Resume points no file claimed belong to files that are gone.
-            self.known.clear();
+            // Resume points no file claimed belong to files that are gone — or to
+            // files a rotation hid from this scan (renamed between the listing and the
+            // stat, as a logrotate cascade does). Dropping them at once made the next
+            // scan read such a file again from its start: they are kept a while.
+            let until = now_ms + self.retention_ms();
+            self.known.retain(|_, points| {
+                points.retain_mut(|k| *k.until_ms.get_or_insert(until) > now_ms);
+                !points.is_empty()
+            });
         }
     }
 
@@ -318,9 +333,9 @@ impl<F: TailFs> Tailer<F> {
         };
         let resume = self
             .known
-            .remove(&key)
-            .unwrap_or_default()
+            .get(&key)
             .into_iter()
+            .flatten()
             // A short fingerprint matches too much to pick out a file no pattern names
             // (log lines share prefixes): a copy would be read twice.
             .filter(|k| k.fp.matches(&prefix) && (matched || k.fp.is_recognisable()))
@@ -336,9 +351,12 @@ impl<F: TailFs> Tailer<F> {
         };
         // A file no pattern names is only finished, never started: without a resume
         // point it is a copy or an old file, and reading it would duplicate lines.
+        // Its resume point stays for a later scan that names it (a rotation may have hid
+        // it from this one's pattern listing): only a watched file consumes it.
         if !matched && (resume.is_none() || start >= len) {
             return;
         }
+        self.known.remove(&key);
         self.stats.files_opened += 1;
         self.discovered = true;
         self.files.insert(
@@ -434,14 +452,35 @@ impl<F: TailFs> Tailer<F> {
         }
     }
 
-    /// Closes files no pattern matches that are read to their end and idle.
+    /// Closes files no pattern matches that are read to their end and idle. Each leaves
+    /// its position as a resume point: a rename may have hid it from just this scan.
     fn close_finished(&mut self, now_ms: i64) {
         let wait = self.settings.rotate_wait_ms;
-        let before = self.files.len();
-        self.files.retain(|_, w| {
-            w.matched || w.read < w.len || w.durable < w.read || now_ms - w.last_change_ms < wait
-        });
-        self.stats.files_closed += (before - self.files.len()) as u64;
+        let until = now_ms + self.retention_ms();
+        let done: Vec<FileKey> = self
+            .files
+            .iter()
+            .filter(|(_, w)| {
+                !w.matched
+                    && w.read >= w.len
+                    && w.durable >= w.read
+                    && now_ms - w.last_change_ms >= wait
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for key in done {
+            let w = self.files.remove(&key).expect("listed above");
+            self.known.entry(key).or_default().push(Known {
+                fp: w.fp,
+                offset: w.durable,
+                until_ms: Some(until),
+            });
+            self.stats.files_closed += 1;
+        }
+    }
+
+    fn retention_ms(&self) -> i64 {
+        KNOWN_RETENTION_MS.max(4 * self.settings.rotate_wait_ms)
     }
 }
 
