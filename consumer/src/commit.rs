@@ -16,12 +16,14 @@
 //! Steps of a flush, and what a crash after each leaves:
 //!
 //! 1. put every data file to `staging` — crash: orphan staging files, nothing visible,
-//!    offsets not committed, so the batches are read again; recovery deletes orphans;
+//!    offsets not committed, so the batches are read again; recovery deletes orphans
+//!    only after taking their flush id away (`orphans`);
 //! 2. (a) put `pending`, then (b) move files of hours with a closing intent to the next
 //!    open hour (late data; see `closing` for why this order makes closed hours
 //!    immutable), then (c) put the manifest with `PutMode::Create` — **commit point**.
-//!    If the auditor aborted the flush id first (an `aborted` manifest exists), repeat
-//!    2 under a new id. Crash before (c): the auditor aborts the stale pending flush;
+//!    If the auditor or a recovering consumer aborted the flush id first (an `aborted`
+//!    manifest exists; the latter then deletes its staging files), stage the files
+//!    again and repeat 2 under a new id. Crash before (c): the auditor aborts the stale pending flush;
 //!    after (c): recovery sees a manifest without `done` and finishes step 3;
 //! 3. copy each staging file to its final path (an existing final file with the same
 //!    name holds the same bytes: names are unique per flush, so copying again is
@@ -46,6 +48,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -58,8 +61,20 @@ pub fn hour_dir(event_type: &str, hour: Hour) -> String {
     format!("{event_type}/{}", hour.partition_path())
 }
 
-/// Staging files older than this that no manifest lists are deleted by recovery.
-const ORPHAN_AGE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+/// Asked right before a flush's commit point whether it may still commit (the zombie
+/// fence, `crate::fence`): `Err` says why not.
+pub trait Fence: Send {
+    fn allow<'a>(&'a mut self, manifest: &'a Manifest) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// Lets every commit through (tests and tools that are no group member).
+pub struct NoFence;
+
+impl Fence for NoFence {
+    fn allow<'a>(&'a mut self, _: &'a Manifest) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
 
 /// Where the consumer's objects live.
 #[derive(Clone)]
@@ -74,6 +89,11 @@ pub enum CommitError {
     Store(#[from] object_store::Error),
     #[error("{path}: {why}")]
     Corrupt { path: String, why: String },
+    /// The fence refused the commit point: this flush must not commit (its consumer
+    /// lost its partitions, or its batches were committed elsewhere). Nothing of it is
+    /// visible; its staged files are orphans that recovery cleans up.
+    #[error("not committed: {0}")]
+    Fenced(String),
 }
 
 /// Test-only crash injection: `EVD_CRASH_AT=<step>` aborts the process at that step
@@ -153,14 +173,31 @@ impl Output {
         manifest: &mut Manifest,
         staged: Vec<(String, Bytes)>,
     ) -> Result<(), CommitError> {
-        for (rel, bytes) in staged {
-            self.put(&rel, bytes).await?;
+        self.commit_fenced(manifest, staged, &mut NoFence).await
+    }
+
+    /// [`commit`](Self::commit), asking `fence` right before the commit point — after
+    /// staging uploads, `pending` and the closing-hour check, the slow steps — whether
+    /// the flush may still commit. A refusal returns [`CommitError::Fenced`].
+    pub async fn commit_fenced(
+        &self,
+        manifest: &mut Manifest,
+        mut staged: Vec<(String, Bytes)>,
+        fence: &mut dyn Fence,
+    ) -> Result<(), CommitError> {
+        for (rel, bytes) in &staged {
+            self.put(rel, bytes.clone()).await?;
         }
         crash_point("staged");
         let first_id = manifest.flush_id.clone();
         for attempt in 0u32.. {
             if attempt > 0 {
+                // Whoever aborted the last attempt may delete its staging files.
                 manifest.flush_id = format!("{first_id}-r{attempt}");
+                crate::orphans::restage(manifest, &mut staged);
+                for (rel, bytes) in &staged {
+                    self.put(rel, bytes.clone()).await?;
+                }
             }
             let pending = self.pending_path(&manifest.flush_id);
             self.store
@@ -169,6 +206,7 @@ impl Output {
             // Only after `pending` exists: an auditor closing an hour from now on
             // either sees this flush pending or has its closing intent seen here.
             self.move_off_closing_hours(manifest).await?;
+            fence.allow(manifest).await.map_err(CommitError::Fenced)?;
             let path = self.manifest_path(&manifest.flush_id);
             if !self.create(&path, manifest.to_json()).await? {
                 let existing = self.read_manifest(&path).await?;
@@ -340,19 +378,7 @@ impl Output {
             let now = chrono::Utc::now().timestamp_millis();
             self.compact(&ledger, &foldable, by, now).await?;
         }
-        // Another consumer of the group may be between steps 1 and 2 right now: only
-        // staging files old enough that no flush can still claim them are orphans.
-        let cutoff = chrono::Utc::now() - ORPHAN_AGE;
-        let staging: Vec<_> = self
-            .store
-            .list(Some(&self.path("_evd/staging")))
-            .try_collect()
-            .await?;
-        for meta in staging {
-            if !claimed.contains(&meta.location) && meta.last_modified < cutoff {
-                let _ = self.store.delete(&meta.location).await;
-            }
-        }
+        self.clean_orphans(&claimed, by).await?;
         Ok(ledger)
     }
 

@@ -158,6 +158,8 @@ pub struct Ledger {
     committed: BTreeMap<Origin, SeqRanges>,
     manifests: usize,
     corrupt_manifests: usize,
+    /// Flush ids of the manifests applied (not those folded into a snapshot).
+    applied: std::collections::BTreeSet<String>,
 }
 
 impl Ledger {
@@ -171,6 +173,7 @@ impl Ledger {
     /// snapshot already holds, changes nothing.
     pub fn apply(&mut self, m: &Manifest) {
         self.manifests += 1;
+        self.applied.insert(m.flush_id.clone());
         for b in &m.batches {
             let set = self.committed.entry(b.origin()).or_default();
             for &(first, last) in &b.ranges {
@@ -182,6 +185,26 @@ impl Ledger {
     /// Manifests applied since the ledger was built (from a snapshot or from nothing).
     pub fn manifests(&self) -> usize {
         self.manifests
+    }
+
+    /// Whether the manifest of `flush_id` was applied to this ledger.
+    pub fn has_applied(&self, flush_id: &str) -> bool {
+        self.applied.contains(flush_id)
+    }
+
+    /// The first batch `m` lists that this ledger already holds committed.
+    pub fn first_committed(&self, m: &Manifest) -> Option<(Origin, u64)> {
+        m.batches.iter().find_map(|b| {
+            let set = self.committed.get(&b.origin())?;
+            b.ranges
+                .iter()
+                .find_map(|&(first, last)| {
+                    set.iter()
+                        .find(|&(a, z)| z >= first && a <= last)
+                        .map(|(a, _)| a.max(first))
+                })
+                .map(|seq| (b.origin(), seq))
+        })
     }
 
     /// A live manifest that did not parse was set aside while this ledger was built.

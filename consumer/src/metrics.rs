@@ -32,6 +32,7 @@ counters! {
     quarantined_batches: "Batches quarantined (bad tag, unknown key, corrupt payload, ...).",
     quarantined_events: "Events quarantined (schema violations).",
     flushes: "Committed flushes.",
+    flushes_fenced: "Flushes abandoned at the commit point: this consumer lost its partitions, or another manifest committed their batches (the zombie fence).",
     commit_latency_ms_last: "Duration of the last flush commit (gauge).",
     oldest_uncommitted_received_at_ms: "Receive time of the oldest buffered event; 0 = none (gauge). Lag in time = now - this.",
     acks_sent: "Ack messages published.",

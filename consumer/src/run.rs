@@ -11,13 +11,14 @@ use bytes::Bytes;
 use evd_schemas::wire::ack::Ack;
 use evd_schemas::wire::batch;
 use evd_schemas::{Hour, MasterKeyring, Origin, Registry, SeqRanges};
+use futures::future::BoxFuture;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use crate::commit::{CommitError, Output, crash_point};
+use crate::commit::{CommitError, Fence, Output, crash_point};
 use crate::config::ConsumerConfig;
 use crate::ledger::{
     AgentBatches, Delivered, FileEntry, Ledger, MANIFEST_VERSION, Manifest, OffsetEntry,
@@ -217,10 +218,12 @@ async fn handle(
     let opened = match batch::open(keys, payload) {
         Ok(b) => b,
         Err(e) => {
-            let name =
+            let stored =
                 quarantine_batch(output, msg, payload, e.reason_code(), &e.to_string()).await?;
-            pending.quarantine.push(name);
-            metrics::add(&metrics.quarantined_batches, 1);
+            if let Some(name) = stored {
+                pending.quarantine.push(name);
+                metrics::add(&metrics.quarantined_batches, 1);
+            }
             return Ok(());
         }
     };
@@ -256,9 +259,11 @@ async fn handle(
     let added = match assembler.add(registry, &opened, meta.bucket_hour) {
         Ok(a) => a,
         Err(why) => {
-            let name = quarantine_batch(output, msg, payload, "unknown_type", &why).await?;
-            pending.quarantine.push(name);
-            metrics::add(&metrics.quarantined_batches, 1);
+            let stored = quarantine_batch(output, msg, payload, "unknown_type", &why).await?;
+            if let Some(name) = stored {
+                pending.quarantine.push(name);
+                metrics::add(&metrics.quarantined_batches, 1);
+            }
             return Ok(());
         }
     };
@@ -288,23 +293,22 @@ async fn handle(
 }
 
 /// Keeps a batch that cannot be delivered: raw bytes plus a JSON note with the reason.
-/// Names are derived from the Kafka position, so a re-read writes the same objects.
+/// Stored once per batch: the name comes from the bytes (and, where the header parses,
+/// the agent, spool and seq it claims, unauthenticated), so the retransmits of one
+/// batch every `retransmit_after_ms` do not pile up. Returns the name when this call
+/// stored it, `None` when it was there already.
 async fn quarantine_batch(
     output: &Output,
     msg: &BorrowedMessage<'_>,
     payload: &[u8],
     reason: &str,
     detail: &str,
-) -> Result<String, ConsumerError> {
-    let base = format!(
-        "_quarantine/{reason}/{}-{}-{}",
-        msg.topic(),
-        msg.partition(),
-        msg.offset()
-    );
-    output
-        .put(&format!("{base}.bin"), Bytes::copy_from_slice(payload))
-        .await?;
+) -> Result<Option<String>, ConsumerError> {
+    let base = quarantine_name(reason, payload);
+    let bin = output.path(&format!("{base}.bin"));
+    if !output.create(&bin, payload.to_vec()).await? {
+        return Ok(None);
+    }
     let note = serde_json::json!({
         "reason": reason,
         "error": detail,
@@ -317,7 +321,21 @@ async fn quarantine_batch(
         .put(&format!("{base}.json"), Bytes::from(note.to_string()))
         .await?;
     eprintln!("evd consumer: quarantined {base}: {detail}");
-    Ok(base)
+    Ok(Some(base))
+}
+
+/// `_quarantine/<reason>/[<agent>-<spool>-<seq>-]<sha-256 of the bytes, 32 hex>`.
+fn quarantine_name(reason: &str, payload: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(payload);
+    let digest = hex::encode(&digest[..16]);
+    match batch::peek_header(payload) {
+        Ok(h) if evd_schemas::origin::check_id(&h.meta.agent_id).is_ok() => format!(
+            "_quarantine/{reason}/{}-{}-{}-{digest}",
+            h.meta.agent_id, h.meta.spool_id, h.meta.batch_seq
+        ),
+        _ => format!("_quarantine/{reason}/{digest}"),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -338,8 +356,10 @@ async fn flush(
     if pending.is_empty() {
         return Ok(());
     }
-    if let Err(why) = still_owner(consumer, &pending.first_offsets, rebalanced).await {
-        eprintln!("evd consumer: not committing this flush: {why}; abandoning it");
+    if rebalanced.load(Ordering::SeqCst) {
+        eprintln!(
+            "evd consumer: the group rebalanced since these batches were read; abandoning the flush"
+        );
         abandon(consumer, assembler, pending)?;
         return Ok(());
     }
@@ -432,9 +452,32 @@ async fn flush(
     };
     // Every step of a commit may be repeated (commit.rs), so a failed one is retried
     // whole: a write whose reply was lost is found again, never done twice.
+    // The zombie fence (`fence`) is asked right before the commit point, after the
+    // slow steps (encoding above, staging uploads).
     let mut attempt = 0;
-    while let Err(e) = output.commit(&mut manifest, staged.clone()).await {
-        store_backoff(&mut attempt, e, metrics).await?;
+    loop {
+        let mut fence = GroupFence {
+            consumer,
+            first_offsets: &pending.first_offsets,
+            rebalanced,
+            output,
+            ledger,
+        };
+        let fenced = output
+            .commit_fenced(&mut manifest, staged.clone(), &mut fence)
+            .await;
+        match fenced {
+            Ok(()) => break,
+            Err(CommitError::Fenced(why)) => {
+                eprintln!("evd consumer: not committing this flush: {why}; abandoning it");
+                metrics::add(&metrics.flushes_fenced, 1);
+                abandon(consumer, assembler, pending)?;
+                // Reload what other consumers committed before consuming on.
+                rebalanced.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            Err(e) => store_backoff(&mut attempt, e, metrics).await?,
+        }
     }
     ledger.apply(&manifest);
 
@@ -478,12 +521,28 @@ async fn flush(
     Ok(())
 }
 
-/// The zombie fence. A consumer paused past its session timeout has lost its
-/// partitions; their new owner reads this flush's batches again, so committing it
-/// would write their rows twice. Before the commit point, a non-advancing offset
-/// commit (where this flush began) asks the group coordinator whether this member still
-/// owns the partitions: a stale generation is refused. What remains is the window
-/// between this check and the manifest put (milliseconds, not a session timeout).
+/// The zombie fence (`crate::fence`): this member still owns the partitions, and no
+/// manifest committed since the ledger was built holds the flush's batches.
+struct GroupFence<'a> {
+    consumer: &'a Arc<StreamConsumer<RebalanceFlag>>,
+    first_offsets: &'a BTreeMap<(String, i32), i64>,
+    rebalanced: &'a AtomicBool,
+    output: &'a Output,
+    ledger: &'a mut Ledger,
+}
+
+impl Fence for GroupFence<'_> {
+    fn allow<'b>(&'b mut self, manifest: &'b Manifest) -> BoxFuture<'b, Result<(), String>> {
+        Box::pin(async move {
+            still_owner(self.consumer, self.first_offsets, self.rebalanced).await?;
+            self.output.committed_elsewhere(manifest, self.ledger).await
+        })
+    }
+}
+
+/// The zombie fence's group half: a non-advancing offset
+/// commit of where this flush began asks the group coordinator whether this member
+/// still owns the partitions; a stale generation is refused.
 async fn still_owner(
     consumer: &Arc<StreamConsumer<RebalanceFlag>>,
     first_offsets: &BTreeMap<(String, i32), i64>,

@@ -9,6 +9,9 @@
 //!   timeout — the case a retry must survive. A create-only put retried after it
 //!   answers "already exists", as a real store would.
 //!
+//! `slow_staging_ms=N` delays every put under `_evd/staging/` by N ms: a flush whose
+//! uploads outlast `max.poll.interval.ms` (the zombie-fence test).
+//!
 //! Lists and deletes pass through. Without the variable the wrapper is not installed.
 
 use std::fmt;
@@ -31,6 +34,7 @@ use object_store::{
 pub struct FaultRates {
     pub error: f64,
     pub lost_reply: f64,
+    pub slow_staging_ms: u64,
 }
 
 impl FaultRates {
@@ -48,6 +52,12 @@ impl FaultRates {
             let (key, value) = part
                 .split_once('=')
                 .ok_or_else(|| format!("EVD_TEST_STORE_FAULTS: {part:?} is not key=probability"))?;
+            if key.trim() == "slow_staging_ms" {
+                rates.slow_staging_ms = value.trim().parse().map_err(|_| {
+                    format!("EVD_TEST_STORE_FAULTS: {value:?} is not a number of ms")
+                })?;
+                continue;
+            }
             let p: f64 = value
                 .trim()
                 .parse()
@@ -154,6 +164,9 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
+        if self.rates.slow_staging_ms > 0 && location.as_ref().contains("_evd/staging/") {
+            tokio::time::sleep(Duration::from_millis(self.rates.slow_staging_ms)).await;
+        }
         self.write(location, self.inner.put_opts(location, payload, opts))
             .await
     }
@@ -224,11 +237,18 @@ mod tests {
             FaultRates::parse("error=0.1, lost_reply=0.2").unwrap(),
             FaultRates {
                 error: 0.1,
-                lost_reply: 0.2
+                lost_reply: 0.2,
+                ..FaultRates::default()
             }
         );
         assert!(FaultRates::parse("eror=0.1").unwrap_err().contains("eror"));
         assert!(FaultRates::parse("error=2").is_err());
+        assert_eq!(
+            FaultRates::parse("slow_staging_ms=1500")
+                .unwrap()
+                .slow_staging_ms,
+            1_500
+        );
     }
 
     #[tokio::test]
@@ -237,6 +257,7 @@ mod tests {
         let rates = FaultRates {
             error: 0.0,
             lost_reply: 1.0,
+            ..FaultRates::default()
         };
         let store = FaultyStore::new(inner.clone(), rates, 7);
         let path = Path::from("m.json");

@@ -180,6 +180,7 @@ mod tests {
         let lossy = FaultRates {
             error: 0.0,
             lost_reply: 1.0,
+            ..FaultRates::default()
         };
         let store = RetryingStore::new(Arc::new(FaultyStore::new(inner.clone(), lossy, 3)));
         let before = retries();
@@ -197,6 +198,7 @@ mod tests {
         let flaky = FaultRates {
             error: 0.5,
             lost_reply: 0.0,
+            ..FaultRates::default()
         };
         let store = RetryingStore::new(Arc::new(FaultyStore::new(inner, flaky, 11)));
         for n in 0..20 {

@@ -9,6 +9,11 @@ use anyhow::{Context, Result, bail};
 use crate::agent_proc::{example_registry_dir, test_master_keyring};
 use crate::process::EvdProcess;
 
+/// The test consumers' `kafka.consumer` table: a short session, so a dead member's
+/// partitions move within seconds.
+pub const DEFAULT_KAFKA_CONSUMER: &str =
+    r#"{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }"#;
+
 pub struct ConsumerProcess {
     pub process: EvdProcess,
     pub out_dir: PathBuf,
@@ -57,6 +62,31 @@ impl ConsumerProcess {
         flush_interval_ms: u64,
         env: &[(String, String)],
     ) -> Result<ConsumerProcess> {
+        Self::start_tuned(
+            dir,
+            id,
+            bootstrap,
+            url,
+            out_dir,
+            flush_interval_ms,
+            env,
+            DEFAULT_KAFKA_CONSUMER,
+        )
+    }
+
+    /// Like [`start_with_url`](Self::start_with_url), with `kafka_consumer` as the
+    /// config's `kafka.consumer` inline table.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_tuned(
+        dir: &Path,
+        id: &str,
+        bootstrap: &str,
+        url: &str,
+        out_dir: &Path,
+        flush_interval_ms: u64,
+        env: &[(String, String)],
+        kafka_consumer: &str,
+    ) -> Result<ConsumerProcess> {
         std::fs::create_dir_all(dir)?;
         let keyring = dir.join("master-keys.toml");
         if !keyring.exists() {
@@ -76,7 +106,7 @@ metrics_listen = "{metrics_addr}"
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
-consumer = {{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }}
+consumer = {kafka_consumer}
 "#,
                 registry = example_registry_dir().display(),
             ),

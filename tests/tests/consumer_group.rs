@@ -186,3 +186,94 @@ async fn a_consumer_paused_past_its_session_timeout_writes_nothing_twice() {
     println!("paused consumer's log:\n{}", zombie.process.log_tail());
     assert_exactly_once(&out, &acked, None);
 }
+
+/// A flush stuck in slow staging uploads past `max.poll.interval.ms`: its consumer is
+/// out of the group and the other member commits the same batches meanwhile. The fence
+/// used to run before encoding and uploads, so the stuck flush committed them again
+/// when its uploads finished; now it runs right before the commit point (and checks
+/// the manifests committed since): 0 duplicate rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_slower_than_the_poll_interval_writes_nothing_twice() {
+    let broker = MockBroker::start(1).unwrap();
+    broker.create_pipeline_topics(4).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let url = format!("file://{}", out.display());
+    let props = r#"{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "max.poll.interval.ms" = "7000" }"#;
+    let slow = ConsumerProcess::start_tuned(
+        &dir.path().join("slow"),
+        "slow",
+        broker.bootstrap(),
+        &url,
+        &out,
+        500,
+        &[(
+            "EVD_TEST_STORE_FAULTS".to_string(),
+            "slow_staging_ms=2500".to_string(),
+        )],
+        props,
+    )
+    .unwrap();
+    let agent = AgentProcess::start(
+        &dir.path().join("a"),
+        "host-s",
+        broker.bootstrap(),
+        AgentOptions {
+            retransmit_after_ms: 5_000,
+            ..AgentOptions::default()
+        },
+    )
+    .unwrap();
+    let mut acked = send_ids(&agent.socket(), 0..2_000).await.unwrap();
+    let started = Instant::now();
+    while slow.process.metric("batches_consumed").unwrap_or(0) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing consumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its first flush starts within 0.5 s and then sits in its staging uploads (2.5 s
+    // per file, one file per event type: over 7 s): only then does the second member
+    // join (a rebalance noticed before the uploads would abandon the flush early and
+    // prove nothing).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fast = ConsumerProcess::start_tuned(
+        &dir.path().join("fast"),
+        "fast",
+        broker.bootstrap(),
+        &url,
+        &out,
+        500,
+        &[],
+        props,
+    )
+    .unwrap();
+    for round in 0..10u64 {
+        let from = 100_000 + round * 500;
+        acked.extend(send_ids(&agent.socket(), from..from + 500).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+    }
+    let secs = wait_drained(&[&agent], &fast.process, Duration::from_secs(180)).await;
+    println!("drained {secs:.1}s after the load");
+    // Wait until the stuck flush has reached its commit point (and been refused).
+    let reached = |c: &ConsumerProcess| {
+        c.process.metric("flushes_fenced").unwrap_or(0) + c.process.metric("flushes").unwrap_or(0)
+    };
+    let wait = Instant::now();
+    while reached(&slow) == 0 && wait.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "slow consumer: flushes {:?}, fenced {:?}; log:\n{}",
+        slow.process.metric("flushes"),
+        slow.process.metric("flushes_fenced"),
+        slow.process.log_tail()
+    );
+    assert!(
+        reached(&slow) > 0,
+        "the slow flush never reached its commit point"
+    );
+    assert_exactly_once(&out, &acked, None);
+}
