@@ -44,6 +44,37 @@ pub struct AgentParts {
     pub metrics: Arc<Metrics>,
 }
 
+/// Opens the spool. A disk too full for a new segment (another process filled it) is
+/// waited out, logged once: the socket is not served meanwhile, so nothing is acked.
+async fn open_spool(
+    dir: &std::path::Path,
+    agent_id: &str,
+    limits: SpoolLimits,
+) -> Result<(Spool<DirStore>, crate::spool::Recovered), AgentError> {
+    let mut logged = false;
+    loop {
+        let store = DirStore::open(dir)
+            .map_err(|e| AgentError::Fatal(format!("spool dir {}: {e}", dir.display())))?;
+        match Spool::open(store, agent_id, limits) {
+            Ok(opened) => return Ok(opened),
+            Err(e @ SpoolError::DiskFull { .. }) => {
+                if !logged {
+                    eprintln!(
+                        "evd agent: {e}: waiting for space on {} before serving",
+                        dir.display()
+                    );
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e @ (SpoolError::WrongAgent { .. } | SpoolError::MixedSpools { .. })) => {
+                return Err(AgentError::Config(e.to_string()));
+            }
+            Err(other) => return Err(AgentError::Fatal(other.to_string())),
+        }
+    }
+}
+
 /// Runs the agent until SIGTERM/SIGINT (clean drain, `Ok`) or a fatal error.
 pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
     let AgentParts {
@@ -61,19 +92,12 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
             keys.agent_id()
         )));
     }
-    let store = DirStore::open(&config.spool.dir)
-        .map_err(|e| AgentError::Fatal(format!("spool dir {}: {e}", config.spool.dir.display())))?;
     let limits = SpoolLimits {
         dedup_window_us: config.spool.dedup_window_ms as i64 * 1000,
         max_bytes: config.spool.max_bytes,
         segment_bytes: config.spool.segment_bytes,
     };
-    let (spool, recovered) = Spool::open(store, &agent_id, limits).map_err(|e| match e {
-        SpoolError::WrongAgent { .. } | SpoolError::MixedSpools { .. } => {
-            AgentError::Config(e.to_string())
-        }
-        other => AgentError::Fatal(other.to_string()),
-    })?;
+    let (spool, recovered) = open_spool(&config.spool.dir, &agent_id, limits).await?;
     let spool_id = spool.spool_id();
     eprintln!(
         "evd agent {agent_id}: spool {} is incarnation {spool_id}",
@@ -112,6 +136,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         metrics: metrics.clone(),
         to_sender,
         ids: IdWindow::new(config.spool.dedup_window_ms as i64 * 1000),
+        deferred: writer::Deferred::default(),
     };
     let tail_positions: Vec<_> = recovered
         .ids
@@ -158,7 +183,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         metrics.clone(),
     ));
 
-    let listener = socket::bind(&config.socket.path)
+    let listener = socket::bind(&config.socket.path, config.socket.mode)
         .await
         .map_err(|e| AgentError::Config(format!("socket {}: {e}", config.socket.path.display())))?;
     let ctx = Arc::new(SocketContext {

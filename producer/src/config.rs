@@ -112,8 +112,15 @@ impl Default for TailerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SocketConfig {
-    /// Path of the Unix stream socket. Its directory is created with mode 0750.
+    /// Path of the Unix stream socket. Directories on the way that do not exist are
+    /// created with mode 0750 (owner and group); existing ones are left as they are.
+    /// A stale socket file is replaced; any other file at the path is refused.
     pub path: PathBuf,
+    /// Mode of the socket file, set explicitly (the umask does not apply). Connecting
+    /// needs write permission: the default 0o660 lets the agent's user and group send;
+    /// restrict further with `allowed_uids` / `allowed_gids`.
+    #[serde(default = "defaults::socket_mode")]
+    pub mode: u32,
     /// Longest accepted event line in bytes (newline excluded). Longer lines get an
     /// error and are skipped up to their newline.
     #[serde(default = "defaults::max_line_bytes")]
@@ -154,7 +161,8 @@ pub struct SpoolConfig {
 /// When a batch is sealed: whichever limit is reached first. Defaults follow the
 /// design brief's publisher (1,000 events or 100 ms): large enough for zstd to work
 /// well and to keep Kafka request rates low, small enough that an event waits at
-/// most 100 ms and a batch stays well under Kafka's default 1 MiB message limit.
+/// most 100 ms and a sealed batch fits Kafka's message limit (`evd validate` checks
+/// the worst case, incompressible events, against `message.max.bytes`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
@@ -221,7 +229,10 @@ mod defaults {
         1_000
     }
     pub fn max_bytes() -> usize {
-        1 << 20
+        900 << 10
+    }
+    pub fn socket_mode() -> u32 {
+        0o660
     }
     pub fn max_age_ms() -> u64 {
         100
@@ -257,14 +268,69 @@ const FIXED_PRODUCER_KEYS: [&str; 4] = [
     "transactional.id",
 ];
 
+/// librdkafka's default `message.max.bytes`.
+const LIBRDKAFKA_MESSAGE_MAX_BYTES: usize = 1_000_000;
+/// Room for the Kafka record around a sealed batch (key = agent id, headers, framing).
+const KAFKA_RECORD_MARGIN: usize = 1_024;
+
+impl AgentConfig {
+    /// A sealed batch must fit in one Kafka message, or it is acked to clients and can
+    /// never be produced: the largest batch (`batch.max_bytes`, or one longest line),
+    /// incompressible, against the producer's `message.max.bytes`.
+    fn check_fits_kafka_messages(&self) -> Result<(), (&'static str, String)> {
+        let limit = match self.kafka.producer.get("message.max.bytes") {
+            Some(v) => v.parse::<usize>().map_err(|_| {
+                (
+                    "kafka.producer",
+                    format!("message.max.bytes = {v:?} is not a number of bytes"),
+                )
+            })?,
+            None => LIBRDKAFKA_MESSAGE_MAX_BYTES,
+        };
+        let line = self
+            .sources
+            .iter()
+            .map(|s| s.max_line_bytes)
+            .chain([self.socket.max_line_bytes])
+            .max()
+            .unwrap_or(0);
+        let one_line = line + evd_schemas::wire::record::RECORD_OVERHEAD;
+        let (key, plaintext) = if self.batch.max_bytes >= one_line {
+            ("batch.max_bytes", self.batch.max_bytes)
+        } else {
+            ("socket.max_line_bytes", one_line)
+        };
+        let worst = evd_schemas::wire::batch::max_sealed_len(plaintext) + KAFKA_RECORD_MARGIN;
+        if worst > limit {
+            return Err((
+                key,
+                format!(
+                    "a sealed batch can reach {worst} bytes (batch.max_bytes {}, longest line {line}) \
+                     but Kafka messages are limited to {limit} (message.max.bytes): lower the limit, \
+                     or raise message.max.bytes in [kafka.producer] and the topics' max.message.bytes",
+                    self.batch.max_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl evd_schemas::ValidatedConfig for AgentConfig {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if let Some(id) = &self.agent_id {
             evd_schemas::origin::check_id(id).map_err(|e| ("agent_id", e))?;
         }
+        if self.socket.mode > 0o777 {
+            return Err((
+                "socket.mode",
+                format!("{:#o} is not a file mode (0o000..=0o777)", self.socket.mode),
+            ));
+        }
         if self.socket.max_line_bytes == 0 || self.socket.max_line_bytes > 16 << 20 {
             return Err(("socket.max_line_bytes", "must be 1..=16777216".into()));
         }
+        self.check_fits_kafka_messages()?;
         if self.batch.max_events == 0 {
             return Err(("batch.max_events", "must be at least 1".into()));
         }
@@ -402,5 +468,29 @@ bootstrap_servers = "127.0.0.1:9092"
             msg.contains("key `kafka.producer`: `acks` is fixed"),
             "{msg}"
         );
+    }
+
+    /// A batch that cannot fit a Kafka message is acked to clients and then retried
+    /// forever (before: a 1 MiB line or a 1 MiB incompressible batch under librdkafka's
+    /// 1,000,000-byte default, with the old 1 MiB defaults).
+    #[test]
+    fn batches_must_fit_kafka_messages() {
+        let msg = |text: &str| {
+            AgentConfig::from_toml("agent.toml", text)
+                .err()
+                .map(|e| e.to_string())
+        };
+        let big_batches = MINIMAL.replace("[spool]", "[batch]\nmax_bytes = 1048576\n\n[spool]");
+        let err = msg(&big_batches).expect("1 MiB batches do not fit 1,000,000-byte messages");
+        assert!(
+            err.contains("key `batch.max_bytes`") && err.contains("message.max.bytes"),
+            "{err}"
+        );
+        let big_lines = MINIMAL.replace("[socket]", "[socket]\nmax_line_bytes = 1048576");
+        let err = msg(&big_lines).expect("a 1 MiB line does not fit");
+        assert!(err.contains("key `socket.max_line_bytes`"), "{err}");
+        let raised =
+            format!("{big_batches}[kafka.producer]\n\"message.max.bytes\" = \"2000000\"\n");
+        assert_eq!(msg(&raised), None);
     }
 }

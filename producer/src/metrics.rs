@@ -40,13 +40,19 @@ counters! {
     batches_acked: "Batches acked end to end and freed.",
     acks_other_spool: "Acks for this agent id but another spool incarnation; they free nothing (a second host with this id, or acks for a wiped spool).",
     kafka_errors: "Kafka produce errors (retried).",
+    sends_waiting: "Batches waiting for a send slot (gauge).",
+    sends_in_flight: "Batches being sent to Kafka (gauge).",
+    send_bytes_held: "Bytes of waiting batches kept in memory, at most 32 MiB (gauge).",
+    kafka_permanent_errors: "Produce errors a retry cannot cure (message too large, topic missing, not authorized); the batch stays in the spool and is retried after retransmit_after_ms.",
     kafka_producer_recreated: "Producers recreated after a fatal error.",
     spool_bytes: "Bytes held in the spool (gauge).",
     spool_segments: "Spool segment files (gauge).",
     spool_unacked_batches: "Sealed batches waiting for an ack (gauge).",
     spool_oldest_unacked_age_ms: "Age of the oldest unacked batch (gauge).",
     spool_lost_events_at_recovery: "Events found lost to spool corruption at start.",
+    spool_corrupt_sealed_reads: "Sealed frames whose CRC failed when read again for a send (changed on disk); the batch was not sent.",
     fsyncs: "Spool fsyncs (group commits).",
+    spool_disk_full_deferrals: "Sealed or acked frames that did not fit on a disk another process filled; retried every turn.",
 }
 
 impl Metrics {

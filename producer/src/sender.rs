@@ -7,7 +7,7 @@
 //! is sent again with the exact bytes from the spool. Heartbeats carry
 //! `final_before_hour`: no batch of an earlier hour remains unannounced.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc::Sender as StdSender;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -15,16 +15,23 @@ use std::time::Duration;
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
 use evd_schemas::{Hour, Registry};
 use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::writer::{Outgoing, SenderMsg, WriterMsg};
 
-/// Batches being sent at once (each waits for its own delivery report).
-const SENDS_IN_FLIGHT: usize = 256;
+/// Batches being sent at once. Each send holds its batch's bytes (and librdkafka a
+/// copy), so this with [`WAITING_BYTES_BUDGET`] bounds the sender's memory, whatever
+/// the spool holds.
+const SENDS_IN_FLIGHT: usize = 32;
+/// Bytes of sealed batches kept in memory while they wait for a send slot. A batch
+/// beyond it (and every batch found in the spool at start) waits as metadata only and
+/// is read again from the spool when its turn comes.
+const WAITING_BYTES_BUDGET: usize = 32 << 20;
 
 pub struct SenderSettings {
     pub agent_id: String,
@@ -58,10 +65,19 @@ struct Tracked {
     event_count: u32,
     sealed_at_ms: i64,
     announced: bool,
-    /// Set while a send task runs; `None` = waiting in Kafka for the consumer's ack.
-    in_flight: bool,
+    phase: Phase,
     last_sent_ms: i64,
     sends: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Queued for a send slot.
+    Waiting,
+    /// A send task runs.
+    InFlight,
+    /// Delivered to Kafka; waiting for the consumer's end-to-end ack.
+    Sent,
 }
 
 enum TaskReport {
@@ -77,6 +93,13 @@ pub struct Sender {
     metrics: Arc<Metrics>,
     producer: Arc<RwLock<Arc<FutureProducer>>>,
     tracked: BTreeMap<u64, Tracked>,
+    /// Batches waiting for a send slot, oldest seq first.
+    waiting: BTreeSet<u64>,
+    /// Bytes of waiting batches, within [`WAITING_BYTES_BUDGET`].
+    held: BTreeMap<u64, Arc<Vec<u8>>>,
+    held_bytes: usize,
+    permits: Arc<Semaphore>,
+    reports: mpsc::UnboundedSender<TaskReport>,
 }
 
 impl Sender {
@@ -88,6 +111,7 @@ impl Sender {
         metrics: Arc<Metrics>,
     ) -> Result<Self, rdkafka::error::KafkaError> {
         let producer = Arc::new(settings.producer_config.create::<FutureProducer>()?);
+        let (reports, _) = mpsc::unbounded_channel();
         Ok(Sender {
             settings,
             registry,
@@ -96,18 +120,23 @@ impl Sender {
             metrics,
             producer: Arc::new(RwLock::new(producer)),
             tracked: BTreeMap::new(),
+            waiting: BTreeSet::new(),
+            held: BTreeMap::new(),
+            held_bytes: 0,
+            permits: Arc::new(Semaphore::new(SENDS_IN_FLIGHT)),
+            reports,
         })
     }
 
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<SenderMsg>) {
         let (report_tx, mut reports) = mpsc::unbounded_channel::<TaskReport>();
-        let permits = Arc::new(Semaphore::new(SENDS_IN_FLIGHT));
+        self.reports = report_tx;
         let mut retransmit_tick = tokio::time::interval(Duration::from_millis(500));
         let mut heartbeat_tick = tokio::time::interval(self.settings.heartbeat_interval);
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(msg) => self.handle(msg, &report_tx, &permits),
+                    Some(msg) => self.handle(msg).await,
                     None => break,
                 },
                 Some(report) = reports.recv() => match report {
@@ -119,13 +148,14 @@ impl Sender {
                     TaskReport::Sent(seq) => {
                         Metrics::add(&self.metrics.batches_sent, 1);
                         if let Some(t) = self.tracked.get_mut(&seq) {
-                            t.in_flight = false;
+                            t.phase = Phase::Sent;
                             t.last_sent_ms = self.clock.now_ms();
                         }
+                        self.dispatch().await;
                     }
                 },
-                _ = retransmit_tick.tick() => self.retransmit_due(&report_tx, &permits).await,
-                _ = heartbeat_tick.tick() => self.heartbeat(&mut rx, &report_tx, &permits).await,
+                _ = retransmit_tick.tick() => self.retransmit_due().await,
+                _ = heartbeat_tick.tick() => self.heartbeat(&mut rx).await,
             }
         }
         // Let queued messages go out before the process exits.
@@ -134,19 +164,21 @@ impl Sender {
     }
 
     /// A message from the writer: a batch to send, or acked batches to stop tracking.
-    fn handle(
-        &mut self,
-        msg: SenderMsg,
-        reports: &mpsc::UnboundedSender<TaskReport>,
-        permits: &Arc<Semaphore>,
-    ) {
+    async fn handle(&mut self, msg: SenderMsg) {
         match msg {
-            SenderMsg::Send(out) => self.start_send(out, reports, permits),
+            SenderMsg::Send(out) => {
+                self.enqueue(out);
+                self.dispatch().await;
+            }
             SenderMsg::Acked(seqs) => {
                 for (a, b) in seqs.iter() {
                     let done: Vec<u64> = self.tracked.range(a..=b).map(|(&s, _)| s).collect();
                     for s in done {
                         self.tracked.remove(&s);
+                        self.waiting.remove(&s);
+                        if let Some(bytes) = self.held.remove(&s) {
+                            self.held_bytes -= bytes.len();
+                        }
                     }
                 }
             }
@@ -165,14 +197,10 @@ impl Sender {
             .unwrap_or_else(|| format!("evd.events.{event_type}"))
     }
 
-    fn start_send(
-        &mut self,
-        out: Outgoing,
-        reports: &mpsc::UnboundedSender<TaskReport>,
-        permits: &Arc<Semaphore>,
-    ) {
+    /// Queues a batch for a send slot (once: a batch waiting or in flight stays so),
+    /// keeping its bytes while they fit in the budget.
+    fn enqueue(&mut self, out: Outgoing) {
         let now = self.clock.now_ms();
-        let topic = self.topic_for(&out.event_type);
         let entry = self
             .tracked
             .entry(out.batch_seq)
@@ -182,18 +210,88 @@ impl Sender {
                 event_count: out.event_count,
                 sealed_at_ms: out.sealed_at_ms,
                 announced: false,
-                in_flight: false,
+                phase: Phase::Sent,
                 last_sent_ms: now,
                 sends: 0,
             });
-        if entry.in_flight {
+        if entry.phase != Phase::Sent {
             return;
         }
-        entry.in_flight = true;
+        entry.phase = Phase::Waiting;
+        self.waiting.insert(out.batch_seq);
+        if let Some(bytes) = out.bytes
+            && self.held_bytes + bytes.len() <= WAITING_BYTES_BUDGET
+        {
+            self.held_bytes += bytes.len();
+            self.held.insert(out.batch_seq, bytes);
+        }
+    }
+
+    /// Starts sends for waiting batches, oldest first, while slots are free; bytes not
+    /// held are read again from the spool (a batch acked meanwhile is dropped).
+    async fn dispatch(&mut self) {
+        self.start_waiting().await;
+        let m = &self.metrics;
+        Metrics::set(&m.sends_waiting, self.waiting.len() as u64);
+        Metrics::set(
+            &m.sends_in_flight,
+            (SENDS_IN_FLIGHT - self.permits.available_permits()) as u64,
+        );
+        Metrics::set(&m.send_bytes_held, self.held_bytes as u64);
+    }
+
+    async fn start_waiting(&mut self) {
+        while let Some(&seq) = self.waiting.first() {
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                return;
+            };
+            self.waiting.remove(&seq);
+            let bytes = match self.held.remove(&seq) {
+                Some(bytes) => {
+                    self.held_bytes -= bytes.len();
+                    bytes
+                }
+                None => match self.read_sealed(seq).await {
+                    Some(bytes) => Arc::new(bytes),
+                    None => {
+                        self.tracked.remove(&seq);
+                        continue;
+                    }
+                },
+            };
+            self.start_send(seq, bytes, permit);
+        }
+    }
+
+    /// The sealed bytes of `seq` from the writer; `None` once acked (or unreadable).
+    async fn read_sealed(&self, batch_seq: u64) -> Option<Vec<u8>> {
+        let (reply, rx) = oneshot::channel();
+        self.to_writer
+            .send(WriterMsg::ReadSealed { batch_seq, reply })
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
+    fn start_send(&mut self, seq: u64, bytes: Arc<Vec<u8>>, permit: OwnedSemaphorePermit) {
+        let now = self.clock.now_ms();
+        let Some(entry) = self.tracked.get(&seq) else {
+            return;
+        };
+        let topic = self.topic_for(&entry.event_type);
+        let entry = self.tracked.get_mut(&seq).expect("looked up above");
+        entry.phase = Phase::InFlight;
         entry.sends += 1;
-        if entry.sends > 1 || out.sealed_at_ms < self.settings.started_at_ms {
+        if entry.sends > 1 || entry.sealed_at_ms < self.settings.started_at_ms {
             Metrics::add(&self.metrics.batches_retransmitted, 1);
         }
+        let out = Outgoing {
+            batch_seq: seq,
+            event_type: entry.event_type.clone(),
+            bucket_hour: entry.bucket_hour,
+            event_count: entry.event_count,
+            sealed_at_ms: entry.sealed_at_ms,
+            bytes: Some(bytes),
+        };
         let announcement = AuditRecord {
             agent_id: self.settings.agent_id.clone(),
             spool_id: self.settings.spool_id,
@@ -209,6 +307,7 @@ impl Sender {
         .expect("agent ids and type names were checked");
         let job = SendJob {
             producer: self.producer.clone(),
+            permanent_retry: self.settings.retransmit_after,
             producer_config: self.settings.producer_config.clone(),
             metrics: self.metrics.clone(),
             key: self.settings.agent_id.clone(),
@@ -218,68 +317,36 @@ impl Sender {
             announcement,
             out,
         };
-        let reports = reports.clone();
-        let permits = permits.clone();
+        let reports = self.reports.clone();
         tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
             job.run(reports).await;
+            drop(permit);
         });
     }
 
-    async fn retransmit_due(
-        &mut self,
-        reports: &mpsc::UnboundedSender<TaskReport>,
-        permits: &Arc<Semaphore>,
-    ) {
+    /// Queues again every batch whose ack is overdue ([`retransmit_wait_ms`]).
+    async fn retransmit_due(&mut self) {
         let now = self.clock.now_ms();
         let after = self.settings.retransmit_after.as_millis() as i64;
         let due: Vec<u64> = self
             .tracked
             .iter()
-            .filter(|(_, t)| !t.in_flight && now - t.last_sent_ms >= after)
+            .filter(|(seq, t)| {
+                t.phase == Phase::Sent
+                    && now - t.last_sent_ms >= retransmit_wait_ms(after, t.sends, **seq)
+            })
             .map(|(&s, _)| s)
-            .take(SENDS_IN_FLIGHT)
             .collect();
         for seq in due {
-            let (tx, rx) = oneshot::channel();
-            if self
-                .to_writer
-                .send(WriterMsg::ReadSealed {
-                    batch_seq: seq,
-                    reply: tx,
-                })
-                .is_err()
-            {
-                return;
-            }
-            match rx.await {
-                Ok(Some(bytes)) => {
-                    let t = &self.tracked[&seq];
-                    let out = Outgoing {
-                        batch_seq: seq,
-                        event_type: t.event_type.clone(),
-                        bucket_hour: t.bucket_hour,
-                        event_count: t.event_count,
-                        sealed_at_ms: t.sealed_at_ms,
-                        bytes: Arc::new(bytes),
-                    };
-                    self.start_send(out, reports, permits);
-                }
-                // Acked meanwhile: the ack is on its way to us.
-                Ok(None) => {
-                    self.tracked.remove(&seq);
-                }
-                Err(_) => return,
+            if let Some(t) = self.tracked.get_mut(&seq) {
+                t.phase = Phase::Waiting;
+                self.waiting.insert(seq);
             }
         }
+        self.dispatch().await;
     }
 
-    async fn heartbeat(
-        &mut self,
-        rx: &mut mpsc::UnboundedReceiver<SenderMsg>,
-        reports: &mpsc::UnboundedSender<TaskReport>,
-        permits: &Arc<Semaphore>,
-    ) {
+    async fn heartbeat(&mut self, rx: &mut mpsc::UnboundedReceiver<SenderMsg>) {
         let (tx, status_rx) = oneshot::channel();
         if self.to_writer.send(WriterMsg::Status(tx)).is_err() {
             return;
@@ -287,7 +354,7 @@ impl Sender {
         let Ok(status) = status_rx.await else { return };
         // The writer hands over sealed batches before it answers, so take them now.
         while let Ok(msg) = rx.try_recv() {
-            self.handle(msg, reports, permits);
+            self.handle(msg).await;
         }
         let now = self.clock.now_ms();
         let unannounced = self
@@ -324,15 +391,48 @@ impl Sender {
         let record = FutureRecord::to(&self.settings.audit_topic)
             .key(self.settings.agent_id.as_bytes())
             .payload(&record);
-        // Heartbeats are periodic: a lost one is replaced by the next.
-        let _ = producer
-            .send(record, Timeout::After(Duration::from_secs(5)))
-            .await;
+        // Heartbeats are periodic: a lost one is replaced by the next. Enqueued, never
+        // awaited: with Kafka down a delivery takes up to `message.timeout.ms`, and this
+        // loop must keep taking sealed batches meanwhile (it once did not, and every
+        // batch sealed during an outage waited in memory).
+        let _ = producer.send_result(record);
     }
+}
+
+/// How long after its `sends`-th send a batch's missing ack makes it due again:
+/// `base_ms` after the first send, doubling with each further send up to 8 times
+/// `base_ms`, spread by ±20% (a fixed draw per batch seq) so the batches of one outage
+/// do not come back as one wave. A broker or consumer that recovers slowly is not met
+/// by a retransmit storm.
+pub fn retransmit_wait_ms(base_ms: i64, sends: u32, batch_seq: u64) -> i64 {
+    let doubled = base_ms.saturating_mul(1 << sends.saturating_sub(1).min(3));
+    let draw = batch_seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024
+    let spread = 0.8 + 0.4 * draw as f64 / 1024.0;
+    (doubled as f64 * spread) as i64
+}
+
+/// Produce errors a quick retry cannot cure: the message is too large for the broker
+/// or topic, the topic is missing, or the agent may not write to it.
+fn is_permanent(err: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::UnknownTopic
+                | C::UnknownTopicOrPartition
+                | C::InvalidTopic
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+        )
+    )
 }
 
 struct SendJob {
     producer: Arc<RwLock<Arc<FutureProducer>>>,
+    /// Wait after a permanent error (the retransmit timeout).
+    permanent_retry: Duration,
     producer_config: ClientConfig,
     metrics: Arc<Metrics>,
     key: String,
@@ -349,7 +449,8 @@ impl SendJob {
             self.deliver(&self.audit_topic, &self.announcement).await;
             let _ = reports.send(TaskReport::Announced(self.out.batch_seq));
         }
-        self.deliver(&self.topic, &self.out.bytes).await;
+        let bytes = self.out.bytes.clone().expect("a send carries its bytes");
+        self.deliver(&self.topic, &bytes).await;
         let _ = reports.send(TaskReport::Sent(self.out.batch_seq));
     }
 
@@ -363,6 +464,19 @@ impl SendJob {
                 .payload(payload);
             match producer.send(record, Timeout::Never).await {
                 Ok(_) => return,
+                Err((err, _)) if is_permanent(&err) => {
+                    // Kept in the spool, never dropped: someone must fix the topic,
+                    // its limits or the ACLs. Said loudly, retried as a missing ack is.
+                    Metrics::add(&self.metrics.kafka_permanent_errors, 1);
+                    eprintln!(
+                        "evd agent: PERMANENT produce error for batch {} ({} bytes) to {topic}: {err}; \
+                         it stays in the spool and is retried every {} s",
+                        self.out.batch_seq,
+                        payload.len(),
+                        self.permanent_retry.as_secs()
+                    );
+                    tokio::time::sleep(self.permanent_retry).await;
+                }
                 Err((err, _)) => {
                     Metrics::add(&self.metrics.kafka_errors, 1);
                     if producer.client().fatal_error().is_some() {
@@ -389,5 +503,27 @@ impl SendJob {
                 Err(e) => eprintln!("evd agent: recreating the producer failed: {e}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retransmit_wait_ms;
+
+    #[test]
+    fn retransmits_back_off_to_eight_times_and_spread() {
+        for seq in 0..1_000u64 {
+            let waits: Vec<i64> = (1..=6)
+                .map(|n| retransmit_wait_ms(30_000, n, seq))
+                .collect();
+            assert!((24_000..=36_000).contains(&waits[0]), "{waits:?}");
+            assert!(waits.windows(2).all(|w| w[1] >= w[0]), "{waits:?}");
+            assert_eq!(waits[3], waits[5], "capped at 8x: {waits:?}");
+            assert!((192_000..=288_000).contains(&waits[3]), "{waits:?}");
+        }
+        let first: std::collections::BTreeSet<i64> = (0..100)
+            .map(|seq| retransmit_wait_ms(30_000, 1, seq))
+            .collect();
+        assert!(first.len() > 50, "spread over batches: {}", first.len());
     }
 }

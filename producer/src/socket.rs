@@ -4,7 +4,7 @@
 //! from 1). A connection is pipelined: its reader keeps reading while earlier chunks
 //! wait for their fsync, and a client that stops reading stalls only itself.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, RwLock};
@@ -32,23 +32,41 @@ pub struct SocketContext {
     pub metrics: Arc<Metrics>,
 }
 
-/// Binds the socket: creates its directory (0750), replaces a stale socket file (one
-/// nobody answers on) and refuses to steal a live one.
-pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
+/// Binds the socket with file mode `mode`. Creates the missing directories on the way
+/// (0750) and changes no existing one; replaces a stale socket (one nobody answers
+/// on), refuses to steal a live one, and never deletes anything that is not a socket.
+pub async fn bind(path: &Path, mode: u32) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)?;
     }
-    if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("{} is served by a running agent", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
             return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("{} is served by a running agent", path.display()),
+                std::io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; refusing to replace it",
+                    path.display()
+                ),
             ));
         }
-        std::fs::remove_file(path)?;
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
-    UnixListener::bind(path)
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
 }
 
 pub async fn serve(listener: UnixListener, ctx: Arc<SocketContext>) {
@@ -351,4 +369,70 @@ async fn respond(
         }
     }
     out.flush().await
+}
+
+#[cfg(test)]
+mod bind_tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+
+    use super::bind;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// Before: an existing parent (think /run or /tmp) was chmodded to 0750, any
+    /// non-socket file at the path was deleted, and the socket's mode followed the
+    /// umask (0755 under umask 022), so group members got EACCES.
+    #[tokio::test]
+    async fn bind_changes_only_what_it_owns_and_sets_the_socket_mode() {
+        let top = tempfile::tempdir().unwrap();
+        let shared = top.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        // A file that is not a socket is never deleted.
+        let file = shared.join("agent.sock");
+        std::fs::write(&file, b"keep me").unwrap();
+        let err = bind(&file, 0o660).await.unwrap_err();
+        assert!(err.to_string().contains("not a socket"), "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+        let path = shared.join("evd/agent.sock");
+        let listener = bind(&path, 0o660).await.unwrap();
+        assert_eq!(
+            mode(&shared),
+            0o1777,
+            "an existing directory keeps its mode"
+        );
+        assert_eq!(mode(&shared.join("evd")), 0o750, "a directory it made");
+        assert_eq!(mode(&path), 0o660);
+
+        // A second uid in the socket's group may connect.
+        let gid = std::fs::metadata(&path).unwrap().gid();
+        if unsafe { libc::geteuid() } == 0 {
+            let status = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])",
+                ])
+                .arg(&path)
+                .uid(65534)
+                .gid(gid)
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "uid 65534 in group {gid} could not connect"
+            );
+        } else {
+            eprintln!("not root: the second-uid connect is checked in CI only");
+        }
+        drop(listener);
+        // A stale socket (nobody answers) is replaced.
+        bind(&path, 0o600).await.unwrap();
+        assert_eq!(mode(&path), 0o600);
+    }
 }

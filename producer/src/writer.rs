@@ -68,7 +68,9 @@ pub struct Outgoing {
     pub bucket_hour: Hour,
     pub event_count: u32,
     pub sealed_at_ms: i64,
-    pub bytes: Arc<Vec<u8>>,
+    /// The exact sealed bytes, when the writer has them at hand (a fresh seal);
+    /// `None` for batches found in the spool at start, read when their send comes.
+    pub bytes: Option<Arc<Vec<u8>>>,
 }
 
 pub enum SenderMsg {
@@ -94,6 +96,15 @@ pub struct Writer<S: SegmentStore> {
     pub to_sender: tokio::sync::mpsc::UnboundedSender<SenderMsg>,
     /// Client ids made durable within the dedup window.
     pub ids: IdWindow,
+    /// What a full disk (spool rule 7) kept from being written: retried every turn.
+    pub deferred: Deferred,
+}
+
+/// Batches whose sealed frame and acks whose acked frame did not fit on the disk.
+#[derive(Default)]
+pub struct Deferred {
+    unsealed: Vec<ReadyBatch>,
+    acks: SeqRanges,
 }
 
 impl<S: SegmentStore> Writer<S> {
@@ -122,19 +133,20 @@ impl<S: SegmentStore> Writer<S> {
         }
         let mut out = self.seal_all(ready)?;
         self.spool.sync()?;
+        // Recovered batches go to the sender as metadata: it reads their bytes when a
+        // send slot is free, so a full spool is never all in memory.
         let unacked: Vec<_> = self.spool.unacked().cloned().collect();
         for b in unacked {
             if out.iter().any(|o| o.batch_seq == b.batch_seq) {
                 continue;
             }
-            let bytes = self.spool.read_sealed(b.batch_seq)?;
             out.push(Outgoing {
                 batch_seq: b.batch_seq,
                 event_type: b.event_type,
                 bucket_hour: b.bucket_hour,
                 event_count: b.event_count,
                 sealed_at_ms: b.sealed_at_ms,
-                bytes: Arc::new(bytes),
+                bytes: None,
             });
         }
         out.sort_by_key(|o| o.batch_seq);
@@ -222,16 +234,18 @@ impl<S: SegmentStore> Writer<S> {
                     replies.push((reply, results));
                 }
                 WriterMsg::Acked(ranges) => {
-                    let newly = self.spool.ack(&ranges)?;
-                    Metrics::add(&self.metrics.batches_acked, newly.seq_count());
-                    for (a, b) in newly.iter() {
-                        acked.insert_range(a, b);
+                    for (a, b) in ranges.iter() {
+                        self.deferred.acks.insert_range(a, b);
                     }
                 }
                 WriterMsg::ReadSealed { batch_seq, reply } => {
                     let bytes = match self.spool.read_sealed(batch_seq) {
                         Ok(b) => Some(b),
                         Err(SpoolError::UnknownBatch(_)) => None,
+                        Err(e @ SpoolError::CorruptSealed(_)) => {
+                            self.report_corrupt_sealed(&e);
+                            None
+                        }
                         Err(fatal) => return Err(fatal),
                     };
                     let _ = reply.send(bytes);
@@ -241,6 +255,7 @@ impl<S: SegmentStore> Writer<S> {
                 WriterMsg::Shutdown => shutdown = true,
             }
         }
+        self.apply_acks(&mut acked)?;
         self.spool.expire(now_us)?;
         ready.extend(self.batcher.due(now_ms));
         if shutdown {
@@ -262,19 +277,69 @@ impl<S: SegmentStore> Writer<S> {
         for reply in status_replies {
             let _ = reply.send(WriterStatus {
                 spool: self.spool.stats(),
-                oldest_open_hour: self.batcher.oldest_open_hour(),
+                oldest_open_hour: self.oldest_open_hour(),
             });
         }
         self.publish_gauges(now_ms);
         Ok(shutdown)
     }
 
+    /// Records the acks received (and any a full disk deferred); on a full disk they
+    /// wait for the next turn, freeing nothing meanwhile.
+    fn apply_acks(&mut self, acked: &mut SeqRanges) -> Result<(), SpoolError> {
+        if self.deferred.acks.is_empty() {
+            return Ok(());
+        }
+        match self.spool.ack(&self.deferred.acks) {
+            Ok(newly) => {
+                self.deferred.acks = SeqRanges::new();
+                Metrics::add(&self.metrics.batches_acked, newly.seq_count());
+                for (a, b) in newly.iter() {
+                    acked.insert_range(a, b);
+                }
+                Ok(())
+            }
+            Err(SpoolError::DiskFull { .. }) => {
+                Metrics::add(&self.metrics.spool_disk_full_deferrals, 1);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Seals `ready` after the batches a full disk deferred. A batch whose sealed
+    /// frame does not fit waits for the next turn (its events stay in the spool).
     fn seal_all(&mut self, ready: Vec<ReadyBatch>) -> Result<Vec<Outgoing>, SpoolError> {
-        ready.into_iter().map(|r| self.seal(r)).collect()
+        let mut out = Vec::new();
+        let mut queue = std::mem::take(&mut self.deferred.unsealed);
+        queue.extend(ready);
+        let mut queue = queue.into_iter();
+        for r in queue.by_ref() {
+            match self.seal(&r) {
+                Ok(o) => out.push(o),
+                Err(SpoolError::DiskFull { .. }) => {
+                    Metrics::add(&self.metrics.spool_disk_full_deferrals, 1);
+                    self.deferred.unsealed.push(r);
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.deferred.unsealed.extend(queue);
+        Ok(out)
+    }
+
+    /// Earliest hour with events not sealed yet: open in the batcher, or deferred.
+    fn oldest_open_hour(&self) -> Option<Hour> {
+        let deferred = self.deferred.unsealed.iter().map(|r| r.bucket_hour).min();
+        match (self.batcher.oldest_open_hour(), deferred) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Seals one batch and appends its sealed frame (durable at the next sync).
-    fn seal(&mut self, ready: ReadyBatch) -> Result<Outgoing, SpoolError> {
+    fn seal(&mut self, ready: &ReadyBatch) -> Result<Outgoing, SpoolError> {
         let mut payload = Vec::with_capacity(ready.events.iter().map(|e| e.body.len() + 20).sum());
         let mut events = SeqRanges::new();
         for e in &ready.events {
@@ -310,8 +375,13 @@ impl<S: SegmentStore> Writer<S> {
             bucket_hour: meta.bucket_hour,
             event_count: meta.event_count,
             sealed_at_ms,
-            bytes: Arc::new(bytes),
+            bytes: Some(Arc::new(bytes)),
         })
+    }
+
+    fn report_corrupt_sealed(&self, e: &SpoolError) {
+        eprintln!("evd agent: SPOOL DAMAGE: {e}");
+        Metrics::add(&self.metrics.spool_corrupt_sealed_reads, 1);
     }
 
     fn publish_gauges(&self, now_ms: i64) {
@@ -402,6 +472,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             to_sender,
             ids: IdWindow::new(0),
+            deferred: Deferred::default(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let (reply_tx, mut reply_rx) = oneshot::channel();

@@ -7,8 +7,10 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::error::{Error, Reason, Result};
 
-/// Default and upper bound for one event line, newline excluded.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+/// Default for one event line, newline excluded: 900 KiB, so that a batch holding one
+/// such line, sealed, still fits librdkafka's default `message.max.bytes` (1,000,000)
+/// and Kafka's default topic limit.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 900 << 10;
 
 /// Longest client idempotency key (`event_id`), in bytes.
 pub const MAX_EVENT_ID_BYTES: usize = 128;

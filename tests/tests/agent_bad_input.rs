@@ -63,7 +63,7 @@ fn bad_lines_get_their_own_errors_and_good_lines_are_acked() {
         ),
         (
             vec![b'x'; 10 << 20],
-            Some("too_large: line is over 1048576 bytes"),
+            Some("too_large: line is over 921600 bytes"),
         ),
         (b"[]".to_vec(), Some("json: not a JSON object")),
         // A client must not forge the tailer's read positions (they move its

@@ -12,7 +12,7 @@ use std::time::Duration;
 use evd_producer::client::{Response, send_lines};
 use tests::RealBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
+use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained, wait_settled};
 use tests::oracle::{create_pipeline_topics, event_line_with_id, persistent_client};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
@@ -145,6 +145,85 @@ async fn a_full_disk_refuses_new_events_keeps_the_acked_and_recovers() {
         agent.metric("refused_spool_full").unwrap_or(0) > 0,
         "refusals are counted"
     );
+    drop(agent);
+    drop(disk);
+}
+
+/// Writes to `path` until the disk refuses a byte more.
+fn fill_completely(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    for small in [4096usize, 512, 1] {
+        while f.write(&vec![0u8; small]).is_ok_and(|n| n > 0) {}
+    }
+}
+
+/// Another process takes the whole disk, the spool's reserve for sealing and acking
+/// included, while batches wait to be sealed and acks arrive. Before, ENOSPC on a
+/// sealed or acked frame (or a segment rollover) was fatal, and the agent then could
+/// not start either: it died here. Now it refuses events, keeps what it must still
+/// write, and once space returns every acked event is delivered exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_another_process_fills_is_survived() {
+    let broker = RealBroker::start().unwrap();
+    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let agent_dir = dir.path().join("agent");
+    let disk = Tmpfs::mount(&agent_dir.join("spool"), "16m");
+    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
+    let mut agent = AgentProcess::start(
+        &agent_dir,
+        "host-filled",
+        &broker.bootstrap(),
+        AgentOptions {
+            // Accepted events wait 2 s for their batch: the seal comes after the fill.
+            tail: "[batch]\nmax_age_ms = 2000\n".into(),
+            ..AgentOptions::default()
+        },
+    )
+    .unwrap();
+    let (mut acked, refused) = send(&agent, 0..3_000).await;
+    assert!(refused.is_empty(), "{refused:?}");
+    let filler = disk.0.join("filler");
+    fill_completely(&filler);
+    let mut next = 3_000;
+    let mut refusals = 0;
+    for _ in 0..10 {
+        let (got, refused) = send(&agent, next..next + 100).await;
+        next += 100;
+        refusals += refused.len();
+        acked.extend(got);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            agent.process.is_running(),
+            "the agent died on the full disk:\n{}",
+            agent.log_tail()
+        );
+    }
+    println!(
+        "disk filled by another process: {refusals} events refused, {} bytes free, {:?} deferred writes",
+        disk.free_bytes(),
+        agent.metric("spool_disk_full_deferrals")
+    );
+    assert!(refusals > 0, "a full disk refuses new events");
+
+    std::fs::remove_file(&filler).unwrap();
+    acked.extend(persistent_client(agent.socket(), (next..next + 2_000).collect()).await);
+    next += 2_000;
+    // This agent seals a batch 2 s after its first event.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_settled(&agent, &consumer.process, Duration::from_secs(120)).await;
+    assert!(agent.process.is_running(), "{}", agent.log_tail());
+    assert_exactly_once(&dir.path().join("out"), &acked, Some(next));
     drop(agent);
     drop(disk);
 }

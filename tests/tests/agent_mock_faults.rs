@@ -139,3 +139,52 @@ async fn every_batch_is_delivered_through_injected_faults() {
         drained.1.metric("kafka_producer_recreated")
     );
 }
+
+/// A produce error a retry cannot cure (here the broker's MSG_SIZE_TOO_LARGE) is
+/// reported as such (metric, log line) and the batch is kept, not dropped: once the
+/// cause is gone it is delivered. Before, it was one more "retrying" line every few
+/// seconds, forever, with nothing for an alert to see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_produce_error_is_reported_and_the_batch_kept() {
+    let mock = MockBroker::start(1).unwrap();
+    mock.create_pipeline_topics(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opts = AgentOptions {
+        retransmit_after_ms: 3_000,
+        ..AgentOptions::default()
+    };
+    let agent = AgentProcess::start(dir.path(), "host-p", mock.bootstrap(), opts).unwrap();
+    let bootstrap = mock.bootstrap().to_string();
+    let mut reader = tokio::task::spawn_blocking(move || {
+        TestReader::new(&bootstrap, test_master_keyring(), true).unwrap()
+    })
+    .await
+    .unwrap();
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 2],
+    )
+    .unwrap();
+    let acked = send_ids(&agent.socket(), 0..100).await.unwrap();
+    let started = Instant::now();
+    while agent.metric("kafka_permanent_errors").unwrap_or(0) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not reported: {:?}\n{}",
+            agent.metric("kafka_permanent_errors"),
+            agent.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(agent.log_tail().contains("PERMANENT produce error"));
+    let missing =
+        tokio::task::spawn_blocking(move || reader.wait_for(&acked, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    assert!(
+        missing.is_empty(),
+        "{} events lost\n{}",
+        missing.len(),
+        agent.log_tail()
+    );
+}

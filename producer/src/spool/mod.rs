@@ -47,7 +47,11 @@
 //! 6. `open` starts a fresh segment, so a torn tail is never appended to.
 //! 7. A full disk refuses events, never acks: an event frame is written only while the
 //!    disk keeps one segment's worth free after it, so sealed and acked frames still
-//!    fit; a short write (ENOSPC) is cut back to the last whole frame.
+//!    fit; a short write (ENOSPC) is cut back to the last whole frame. When another
+//!    process takes that reserve too, a sealed frame, an acked frame or a new segment
+//!    fails with [`SpoolError::DiskFull`] and nothing is recorded: the caller retries
+//!    later (the writer keeps the batch or the acks). `open` frees dead segments
+//!    before it starts its segment.
 //! 8. A spool's incarnation (`spool_id`) is drawn at random when the spool is created
 //!    and written into every segment header; batch seqs are unique only within it. A
 //!    spool that is wiped or replaced starts again at batch seq 1 under a new id, so
@@ -66,7 +70,9 @@
 //! said were synced) the next batch seq skips ahead by more than the damaged region
 //! could have held, so a lost sealed frame's seq is never reused.
 
+mod accounting;
 pub mod frame;
+mod recovery;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -112,6 +118,8 @@ pub struct UnackedBatch {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a sealed frame is: its segment, the frame's first byte and its length
+/// (prefix included), so a re-read checks the frame's CRC.
 struct Location {
     segment: u64,
     offset: u64,
@@ -187,6 +195,11 @@ pub enum SpoolError {
     /// A caller asked for a batch the spool does not hold.
     #[error("batch {0} is not in the spool")]
     UnknownBatch(u64),
+    /// A sealed frame read again for a (re)send fails its CRC: the disk changed it
+    /// after it was written. The batch is not sent and stays unacked (it shows in
+    /// the heartbeat's oldest unacked batch); an ack for an earlier send still frees it.
+    #[error("sealed frame of batch {0} fails its checksum on re-read (changed on disk); not sent")]
+    CorruptSealed(u64),
 }
 
 #[derive(Debug, Default)]
@@ -271,195 +284,12 @@ impl<S: SegmentStore> Spool<S> {
         };
         let recovered = spool.replay()?;
         spool.spool_id.get_or_insert(new_spool_id);
-        spool.start_segment()?;
+        // Free first: on a disk another process filled, dead segments are the room
+        // the new segment needs.
         spool.free_segments()?;
+        spool.start_segment()?;
         spool.disk_free = spool.store.available_bytes()?;
         Ok((spool, recovered))
-    }
-
-    fn replay(&mut self) -> Result<Recovered, SpoolError> {
-        let ids = self.store.list()?;
-        let mut report = RecoveryReport {
-            segments: ids.len(),
-            ..Default::default()
-        };
-        let mut replay = Replay::default();
-        for (i, &id) in ids.iter().enumerate() {
-            let is_last = i + 1 == ids.len();
-            let buf = self.store.read_all(id)?;
-            self.segments.insert(id, Segment::default());
-            let mut at = 0;
-            while at < buf.len() {
-                match frame::decode(&buf[at..]) {
-                    Read::Frame(f, n) => {
-                        report.frames += 1;
-                        self.apply(id, at, n, f, &mut replay)?;
-                        at += n;
-                    }
-                    Read::Short | Read::Bad => match resync(&buf, at + 1) {
-                        Some(next) => {
-                            report.corrupt_regions += 1;
-                            report.corrupt_bytes += (next - at) as u64;
-                            at = next;
-                        }
-                        None if is_last => {
-                            report.torn_tail_bytes = (buf.len() - at) as u64;
-                            self.store.truncate(id, at as u64)?;
-                            break;
-                        }
-                        None => {
-                            report.corrupt_regions += 1;
-                            report.corrupt_bytes += (buf.len() - at) as u64;
-                            break;
-                        }
-                    },
-                }
-            }
-            let seg = self.segments.get_mut(&id).expect("inserted above");
-            seg.bytes = at as u64;
-            self.total_bytes += seg.bytes;
-            self.active = id;
-        }
-        // Damage anywhere (a torn tail too: a disk may lose writes it said were synced)
-        // may have held sealed frames whose batches were produced: skip their seqs.
-        let damaged = report.corrupt_bytes + report.torn_tail_bytes;
-        if damaged > 0 {
-            self.next_batch_seq += damaged / CORRUPT_BYTES_PER_SKIPPED_SEQ + 1;
-        }
-        report.lost_events = replay.lost();
-        let covered: SeqRanges = replay.covered;
-        let ids = replay
-            .events
-            .values()
-            .filter_map(|e| {
-                Some(RecoveredId {
-                    event_id: evd_schemas::event::event_id_of(&e.body)?,
-                    event_seq: e.event_seq,
-                    received_at_us: e.received_at_us,
-                })
-            })
-            .collect();
-        let pending = replay
-            .events
-            .into_values()
-            .filter(|e| !covered.contains(e.event_seq))
-            .collect();
-        Ok(Recovered {
-            pending,
-            ids,
-            report,
-        })
-    }
-
-    fn apply(
-        &mut self,
-        segment: u64,
-        at: usize,
-        len: usize,
-        frame: Frame,
-        replay: &mut Replay,
-    ) -> Result<(), SpoolError> {
-        match frame {
-            Frame::Header {
-                spool_id,
-                agent_id,
-                next_event_seq,
-                next_batch_seq,
-                ..
-            } => {
-                if agent_id != self.agent_id {
-                    return Err(SpoolError::WrongAgent {
-                        found: agent_id,
-                        configured: self.agent_id.clone(),
-                    });
-                }
-                match self.spool_id {
-                    None => self.spool_id = Some(spool_id),
-                    Some(spool) if spool != spool_id => {
-                        return Err(SpoolError::MixedSpools {
-                            segment,
-                            found: spool_id,
-                            spool,
-                        });
-                    }
-                    Some(_) => {}
-                }
-                replay.advance(next_event_seq, next_event_seq);
-                self.next_event_seq = self.next_event_seq.max(next_event_seq);
-                self.next_batch_seq = self.next_batch_seq.max(next_batch_seq);
-            }
-            Frame::Event {
-                event_seq,
-                received_at_us,
-                event_type,
-                body,
-            } => {
-                replay.advance(event_seq, event_seq + 1);
-                self.next_event_seq = self.next_event_seq.max(event_seq + 1);
-                let seg = self.segments.get_mut(&segment).expect("current segment");
-                seg.events.insert(event_seq);
-                seg.live_events += 1;
-                seg.last_received_us = seg.last_received_us.max(received_at_us);
-                replay.events.insert(
-                    event_seq,
-                    PendingEvent {
-                        event_seq,
-                        received_at_us,
-                        event_type,
-                        body,
-                    },
-                );
-            }
-            Frame::Sealed {
-                batch_seq,
-                bucket_hour,
-                sealed_at_ms,
-                event_type,
-                event_count,
-                events,
-                bytes,
-            } => {
-                self.next_batch_seq = self.next_batch_seq.max(batch_seq + 1);
-                // Events of a sealed batch are not lost even when their frames are.
-                for (a, b) in events.iter() {
-                    replay.covered.insert_range(a, b);
-                }
-                if let Some(max) = events.iter().last().map(|(_, b)| b) {
-                    self.next_event_seq = self.next_event_seq.max(max + 1);
-                }
-                if self.unacked.contains_key(&batch_seq) || replay.acked.contains(batch_seq) {
-                    return Ok(());
-                }
-                let location = Location {
-                    segment,
-                    offset: (at + len - bytes.len()) as u64,
-                    len: bytes.len(),
-                };
-                self.segments
-                    .get_mut(&segment)
-                    .expect("current segment")
-                    .live_batches += 1;
-                self.unacked.insert(
-                    batch_seq,
-                    UnackedBatch {
-                        batch_seq,
-                        event_type,
-                        bucket_hour,
-                        sealed_at_ms,
-                        event_count,
-                        events,
-                        location,
-                    },
-                );
-            }
-            Frame::Acked { batch_seqs } => {
-                for (a, b) in batch_seqs.iter() {
-                    replay.acked.insert_range(a, b);
-                }
-                self.mark_acked(&batch_seqs);
-            }
-        }
-        Ok(())
     }
 
     fn start_segment(&mut self) -> Result<(), SpoolError> {
@@ -467,7 +297,6 @@ impl<S: SegmentStore> Spool<S> {
             self.store.sync(self.active)?;
         }
         let id = self.active + 1;
-        self.store.create(id)?;
         self.scratch.clear();
         frame::encode(
             &Frame::Header {
@@ -479,8 +308,23 @@ impl<S: SegmentStore> Spool<S> {
             },
             &mut self.scratch,
         );
-        self.store.append(id, &self.scratch)?;
-        self.store.sync(id)?;
+        let created = self
+            .store
+            .create(id)
+            .and_then(|()| self.store.append(id, &self.scratch))
+            .and_then(|()| self.store.sync(id));
+        if let Err(e) = created {
+            // Not a segment yet: nothing refers to it. A full disk refuses, never kills.
+            let _ = self.store.remove(id);
+            if store::is_storage_full(&e) {
+                self.disk_free = Some(0);
+                return Err(SpoolError::DiskFull {
+                    free: 0,
+                    reserve: self.disk_reserve(),
+                });
+            }
+            return Err(e.into());
+        }
         let bytes = self.scratch.len() as u64;
         self.segments.insert(
             id,
@@ -602,7 +446,6 @@ impl<S: SegmentStore> Spool<S> {
         let offset = self.write(&frame)?;
         let seg = self.segments.get_mut(&self.active).expect("active exists");
         seg.live_batches += 1;
-        let end = offset + self.scratch.len() as u64;
         self.unacked.insert(
             batch.batch_seq,
             UnackedBatch {
@@ -614,8 +457,8 @@ impl<S: SegmentStore> Spool<S> {
                 events: batch.events.clone(),
                 location: Location {
                     segment: self.active,
-                    offset: end - batch.bytes.len() as u64,
-                    len: batch.bytes.len(),
+                    offset,
+                    len: self.scratch.len(),
                 },
             },
         );
@@ -638,88 +481,27 @@ impl<S: SegmentStore> Spool<S> {
         self.limits.segment_bytes
     }
 
-    /// Records end-to-end acks and frees segments that no longer hold anything live.
-    /// Returns the batch seqs newly acked (acks are idempotent).
-    pub fn ack(&mut self, batch_seqs: &SeqRanges) -> Result<SeqRanges, SpoolError> {
-        let newly: SeqRanges = SeqRanges::from_ranges(
-            batch_seqs
-                .iter()
-                .flat_map(|(a, b)| self.unacked.range(a..=b).map(|(&s, _)| (s, s)))
-                .collect::<Vec<_>>(),
-        );
-        if newly.is_empty() {
-            return Ok(newly);
-        }
-        self.write(&Frame::Acked {
-            batch_seqs: newly.clone(),
-        })?;
-        self.mark_acked(&newly);
-        self.free_segments()?;
-        Ok(newly)
-    }
-
-    fn mark_acked(&mut self, batch_seqs: &SeqRanges) {
-        for (a, b) in batch_seqs.iter() {
-            let seqs: Vec<u64> = self.unacked.range(a..=b).map(|(&s, _)| s).collect();
-            for seq in seqs {
-                let batch = self.unacked.remove(&seq).expect("listed above");
-                if let Some(seg) = self.segments.get_mut(&batch.location.segment) {
-                    seg.live_batches -= 1;
-                }
-                for seg in self.segments.values_mut() {
-                    let n = seg.events.intersection_count(&batch.events);
-                    seg.live_events = seg.live_events.saturating_sub(n);
-                }
-            }
-        }
-    }
-
-    /// Tells the spool the time, and frees dead segments whose dedup window is over.
-    pub fn expire(&mut self, now_us: i64) -> Result<(), SpoolError> {
-        self.tick(now_us);
-        self.free_segments()
-    }
-
-    fn tick(&mut self, now_us: i64) {
-        self.now_us = Some(self.now_us.map_or(now_us, |n| n.max(now_us)));
-        self.first_now_us.get_or_insert(now_us);
-    }
-
-    fn free_segments(&mut self) -> Result<(), SpoolError> {
-        self.free_dead_segments(false)
-    }
-
-    /// Deletes dead segments, oldest first, never the active one, and (with a dedup
-    /// window, unless `ignore_window`) only once the window after their newest event
-    /// and after open is over.
-    fn free_dead_segments(&mut self, ignore_window: bool) -> Result<(), SpoolError> {
-        while let Some((&id, seg)) = self.segments.first_key_value() {
-            if id == self.active || !seg.is_dead() {
-                break;
-            }
-            if self.limits.dedup_window_us > 0 && !ignore_window {
-                let (Some(now), Some(first)) = (self.now_us, self.first_now_us) else {
-                    break;
-                };
-                if now < seg.last_received_us.max(first) + self.limits.dedup_window_us {
-                    break;
-                }
-            }
-            self.total_bytes -= seg.bytes;
-            self.segments.remove(&id);
-            self.store.remove(id)?;
-        }
-        Ok(())
-    }
-
     /// The exact sealed bytes of an unacked batch, for retransmission.
+    /// The exact sealed bytes of an unacked batch, read again from its frame, whose CRC
+    /// must still hold: bytes the disk changed are never sent.
     pub fn read_sealed(&mut self, batch_seq: u64) -> Result<Vec<u8>, SpoolError> {
         let loc = self
             .unacked
             .get(&batch_seq)
             .ok_or(SpoolError::UnknownBatch(batch_seq))?
             .location;
-        Ok(self.store.read_at(loc.segment, loc.offset, loc.len)?)
+        let buf = self.store.read_at(loc.segment, loc.offset, loc.len)?;
+        match frame::decode(&buf) {
+            Read::Frame(
+                Frame::Sealed {
+                    batch_seq: found,
+                    bytes,
+                    ..
+                },
+                n,
+            ) if found == batch_seq && n == loc.len => Ok(bytes),
+            _ => Err(SpoolError::CorruptSealed(batch_seq)),
+        }
     }
 
     pub fn unacked(&self) -> impl Iterator<Item = &UnackedBatch> {
@@ -763,48 +545,6 @@ pub struct SpoolStats {
     pub oldest_unacked_ms: Option<i64>,
     pub next_event_seq: u64,
     pub next_batch_seq: u64,
-}
-
-/// State built while replaying.
-#[derive(Default)]
-struct Replay {
-    events: BTreeMap<u64, PendingEvent>,
-    covered: SeqRanges,
-    acked: SeqRanges,
-    /// Event seqs skipped in the log (before subtracting covered ones). Seqs are
-    /// assigned in log order and every segment header repeats the next one, so any
-    /// jump means frames are gone, even when the damage itself left no trace (a
-    /// segment cut exactly at a frame boundary).
-    gaps: SeqRanges,
-    /// The event seq expected next, once any is known.
-    expected_next: Option<u64>,
-}
-
-impl Replay {
-    /// In log order: a frame shows `first_seen` as present and `next` as the seq after
-    /// it (an event: its seq and seq + 1; a header: its next seq twice).
-    fn advance(&mut self, first_seen: u64, next: u64) {
-        if let Some(expected) = self.expected_next
-            && first_seen > expected
-        {
-            self.gaps.insert_range(expected, first_seen - 1);
-        }
-        self.expected_next = Some(self.expected_next.map_or(next, |e| e.max(next)));
-    }
-
-    /// Seqs that were durably accepted and are gone: gaps not covered by a sealed batch.
-    fn lost(&self) -> SeqRanges {
-        let mut lost = self.gaps.clone();
-        for (a, b) in self.covered.iter() {
-            lost.remove_range(a, b);
-        }
-        lost
-    }
-}
-
-/// The offset of the next valid frame at or after `from`, if any.
-fn resync(buf: &[u8], from: usize) -> Option<usize> {
-    (from..buf.len()).find(|&at| matches!(frame::decode(&buf[at..]), Read::Frame(..)))
 }
 
 #[cfg(test)]

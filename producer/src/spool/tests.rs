@@ -547,6 +547,42 @@ fn a_torn_sealed_frame_at_the_tail_never_lets_its_batch_seq_be_reused() {
     );
 }
 
+/// A retransmit re-reads the sealed bytes from disk: bytes the disk changed since
+/// they were written must not go out (before, they were sent as they were).
+#[test]
+fn a_sealed_frame_changed_on_disk_is_not_read_for_a_retransmit() {
+    let (mut spool, _) = open(MemStore::default());
+    let mut pending = BTreeMap::new();
+    let seq = spool.append_event(1, "A", &body(1)).unwrap();
+    pending.insert(
+        seq,
+        PendingEvent {
+            event_seq: seq,
+            received_at_us: 1,
+            event_type: "A".into(),
+            body: body(1),
+        },
+    );
+    let b = seal(&mut spool, &mut pending, "A").unwrap();
+    spool.sync().unwrap();
+    assert_eq!(
+        spool.read_sealed(b).unwrap(),
+        format!("sealed-{b}").into_bytes()
+    );
+    // The disk flips a bit of the sealed bytes after they were written.
+    let buf = spool.store.read_all(1).unwrap();
+    let at = buf
+        .windows(b"sealed-".len())
+        .position(|w| w == b"sealed-")
+        .unwrap();
+    spool.store.bytes_mut(1).unwrap()[at] ^= 0x01;
+    let err = spool.read_sealed(b).unwrap_err();
+    assert!(
+        matches!(err, SpoolError::CorruptSealed(x) if x == b),
+        "{err}"
+    );
+}
+
 /// Acked segments holding client ids outlive their acks by the dedup window (measured
 /// from their newest event and from every open), and recovery hands the ids back.
 #[test]

@@ -26,6 +26,13 @@ pub const TAG_LEN: usize = 16;
 /// Hard limit on a batch's plaintext, whatever its header says.
 pub const MAX_UNCOMPRESSED_BYTES: usize = 64 << 20;
 
+/// The largest a sealed batch of `plaintext` payload bytes can be, with the longest
+/// names: header, nonce, zstd's worst case for incompressible input, tag. What a
+/// Kafka message limit must hold.
+pub fn max_sealed_len(plaintext: usize) -> usize {
+    FIXED_HEADER_LEN + 255 + 255 + NONCE_LEN + zstd::zstd_safe::compress_bound(plaintext) + TAG_LEN
+}
+
 /// What the agent knows about a batch before sealing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchMeta {
