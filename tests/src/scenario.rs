@@ -105,6 +105,10 @@ pub struct Scenario {
     pub drain_limit: Duration,
     /// Print a progress line this often (soak).
     pub report_every: Option<Duration>,
+    /// Halfway through the load: wait for the spool to drain, `kill -9` the agent,
+    /// delete its spool and start it again with the same id and keys (a replaced disk,
+    /// an ephemeral volume). The new spool starts at batch seq 1 again.
+    pub recreate_spool_midway: bool,
 }
 
 impl Scenario {
@@ -127,6 +131,7 @@ impl Scenario {
             flush_interval_ms: 1_000,
             drain_limit: Duration::from_secs(240),
             report_every: None,
+            recreate_spool_midway: false,
         }
     }
 }
@@ -313,6 +318,14 @@ pub async fn run(s: Scenario) -> Report {
         let (bed, load, done) = (bed.clone(), load.clone(), done.clone());
         tokio::spawn(async move { report_progress(bed, load, done, every).await })
     });
+    if s.recreate_spool_midway {
+        let half = LoadPlan {
+            total: s.load.total.map(|t| t / 2),
+            ..s.load
+        };
+        load.run(half).await;
+        recreate_spool(&bed, &s.name, s.drain_limit, seed).await;
+    }
     load.run(s.load).await;
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let (faults, exits) = faults.await.expect("fault thread");
@@ -364,6 +377,40 @@ pub async fn run(s: Scenario) -> Report {
     };
     println!("{}", report.figures());
     report
+}
+
+/// Waits until the agent's spool has drained (seen twice, 1.2 s apart, from the same
+/// agent process: batches seal within 100 ms and gauges follow within a turn), then
+/// `kill -9`s the agent, deletes its spool and starts it again under the same id.
+async fn recreate_spool(bed: &Mutex<Bed>, name: &str, limit: Duration, seed: u64) {
+    let since = Instant::now();
+    let mut seen: Option<u32> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let mut b = bed.lock().expect("bed lock");
+        assert!(
+            since.elapsed() < limit,
+            "{name}: spool did not drain before the wipe (EVD_SEED={seed}): {}",
+            drain_status(&b.agent, &b.consumer.process)
+        );
+        let pid = b.agent.pid();
+        if !is_drained(&b.agent) || pid.is_none() {
+            seen = None;
+            continue;
+        }
+        if seen != pid {
+            seen = pid;
+            continue;
+        }
+        println!(
+            "  t+{:.1}s spool drained: agent kill -9, spool deleted, agent restarted",
+            since.elapsed().as_secs_f64()
+        );
+        b.agent.kill9().expect("agent kill -9");
+        std::fs::remove_dir_all(b.agent.dir.join("spool")).expect("deleting the spool");
+        b.agent.restart().expect("agent restart");
+        return;
+    }
 }
 
 /// The fault thread: after each random gap the next fault of `list` (each once per

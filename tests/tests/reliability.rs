@@ -113,6 +113,22 @@ async fn f6_thirty_percent_of_acks_dropped() {
     );
 }
 
+/// A spool deleted and re-created under the same agent id halfway (after a drain),
+/// with agent and consumer kills throughout: the new spool's batches (seq 1 again)
+/// are new data, not duplicates of the old spool's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f7_spool_recreated_under_the_same_agent_id() {
+    let mut s = scenario(
+        "F7 spool re-created + agent/consumer kill -9",
+        &[Fault::KillAgent, Fault::KillConsumer],
+        40_000,
+    );
+    s.recreate_spool_midway = true;
+    s.fault_gap_ms = (1_000, 2_000);
+    let r = run(s).await;
+    r.assert_exactly_once();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_every_fault_at_once() {
     let mut s = scenario("mixed", &Fault::ALL, 120_000);

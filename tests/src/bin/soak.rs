@@ -68,6 +68,7 @@ fn main() {
         flush_interval_ms: 5_000,
         drain_limit: Duration::from_secs(600),
         report_every: Some(Duration::from_secs(60)),
+        recreate_spool_midway: false,
     };
     println!(
         "soak: {}s at {rate} events/s, a fault every ~{}s, 10% of acks dropped, 1%+1% object-store faults",
