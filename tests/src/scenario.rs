@@ -306,11 +306,14 @@ pub async fn run(s: Scenario) -> Report {
     };
     let load = Load::new(socket, OracleLog::create(&log_path).expect("oracle log"));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Set while the bed does an operator's step of its own (the spool re-creation).
+    let hold = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let faults = {
-        let (bed, done, list, gap) = (bed.clone(), done.clone(), s.faults.clone(), s.fault_gap_ms);
+        let (bed, done, hold) = (bed.clone(), done.clone(), hold.clone());
+        let (list, gap) = (s.faults.clone(), s.fault_gap_ms);
         tokio::task::spawn_blocking(move || {
             let mut exits = Vec::new();
-            let counts = inject(&bed, &done, &list, gap, &mut rng, &mut exits);
+            let counts = inject(&bed, &done, &hold, &list, gap, &mut rng, &mut exits);
             (counts, exits)
         })
     };
@@ -324,7 +327,11 @@ pub async fn run(s: Scenario) -> Report {
             ..s.load
         };
         load.run(half).await;
+        // No faults while the spool drains and is re-created: killing a consumer with
+        // nothing to consume is killing it while it joins (see `wait_working`).
+        hold.store(true, std::sync::atomic::Ordering::SeqCst);
         recreate_spool(&bed, &s.name, s.drain_limit, seed).await;
+        hold.store(false, std::sync::atomic::Ordering::SeqCst);
     }
     load.run(s.load).await;
     done.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -416,9 +423,11 @@ async fn recreate_spool(bed: &Mutex<Bed>, name: &str, limit: Duration, seed: u64
 /// The fault thread: after each random gap the next fault of `list` (each once per
 /// round, rounds shuffled) until `done`; then brokers that stopped answering are
 /// restarted.
+#[allow(clippy::too_many_arguments)]
 fn inject(
     bed: &Mutex<Bed>,
     done: &std::sync::atomic::AtomicBool,
+    hold: &std::sync::atomic::AtomicBool,
     list: &[Fault],
     gap: (u64, u64),
     rng: &mut Rng,
@@ -457,6 +466,10 @@ fn inject(
             for i in (1..deck.len()).rev() {
                 deck.swap(i, rng.range(0, i as u64 + 1) as usize);
             }
+        }
+        while hold.load(std::sync::atomic::Ordering::SeqCst) && !is_done() {
+            restart_exited(bed, exits);
+            std::thread::sleep(Duration::from_millis(50));
         }
         let fault = deck.pop().expect("refilled above");
         let central = rng.range(0, 2) == 1;
