@@ -209,7 +209,7 @@ async fn a_flush_slower_than_the_poll_interval_writes_nothing_twice() {
         500,
         &[(
             "EVD_TEST_STORE_FAULTS".to_string(),
-            "slow_staging_ms=2500".to_string(),
+            "slow_staging_ms=5000".to_string(),
         )],
         props,
     )
@@ -233,7 +233,7 @@ async fn a_flush_slower_than_the_poll_interval_writes_nothing_twice() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Its first flush starts within 0.5 s and then sits in its staging uploads (2.5 s
+    // Its first flush starts within 0.5 s and then sits in its staging uploads (5 s
     // per file, one file per event type: over 7 s): only then does the second member
     // join (a rebalance noticed before the uploads would abandon the flush early and
     // prove nothing).
