@@ -4,46 +4,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-use evd_consumer::commit::Output;
-use evd_consumer::ledger::{AgentBatches, MANIFEST_VERSION, Manifest};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 
-fn output(dir: &std::path::Path) -> Output {
-    Output {
-        store: Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap()),
-        prefix: Path::default(),
-    }
-}
-
-/// Agent "a"'s spool incarnation in these tests.
-fn a() -> evd_schemas::Origin {
-    evd_schemas::Origin::new("a", evd_schemas::SpoolId(1))
-}
-
-/// A flush committing batch `seq` of agent "a" (no data files: the ledger is the point).
-async fn commit(out: &Output, seq: u64) {
-    let mut m = Manifest {
-        version: MANIFEST_VERSION,
-        flush_id: format!("f{seq:06}"),
-        consumer_id: "c".into(),
-        created_at_ms: 0,
-        files: vec![],
-        batches: vec![AgentBatches {
-            agent_id: "a".into(),
-            spool_id: evd_schemas::SpoolId(1),
-            ranges: vec![(seq, seq)],
-        }],
-        delivered: vec![],
-        quarantine: vec![],
-        offsets: vec![],
-        aborted: false,
-    };
-    out.commit(&mut m, Vec::<(String, Bytes)>::new())
-        .await
-        .unwrap();
-}
+mod common;
+use common::{a, commit, output};
 
 fn count(dir: &std::path::Path, sub: &str) -> usize {
     std::fs::read_dir(dir.join(sub))

@@ -21,6 +21,26 @@ fn body(seq_hint: u64) -> Vec<u8> {
     format!("{{\"n\":{seq_hint}}}").into_bytes()
 }
 
+/// Appends events of type "A" (bodies from `hints`) and keeps them as pending.
+fn append_a(
+    spool: &mut Spool<MemStore>,
+    pending: &mut BTreeMap<u64, PendingEvent>,
+    hints: std::ops::Range<u64>,
+) {
+    for i in hints {
+        let seq = spool.append_event(1, "A", &body(i)).unwrap();
+        pending.insert(
+            seq,
+            PendingEvent {
+                event_seq: seq,
+                received_at_us: 1,
+                event_type: "A".into(),
+                body: body(i),
+            },
+        );
+    }
+}
+
 /// Seals every pending event of `ty` as one batch, like the agent does.
 fn seal(
     spool: &mut Spool<MemStore>,
@@ -181,18 +201,7 @@ proptest! {
 fn acked_segments_are_freed_and_counters_survive() {
     let (mut spool, _) = open(MemStore::default());
     let mut pending = BTreeMap::new();
-    for i in 0..200 {
-        let seq = spool.append_event(1, "A", &body(i)).unwrap();
-        pending.insert(
-            seq,
-            PendingEvent {
-                event_seq: seq,
-                received_at_us: 1,
-                event_type: "A".into(),
-                body: body(i),
-            },
-        );
-    }
+    append_a(&mut spool, &mut pending, 0..200);
     let b = seal(&mut spool, &mut pending, "A").unwrap();
     spool.sync().unwrap();
     assert!(spool.stats().segments > 3);
@@ -337,18 +346,7 @@ fn a_spool_keeps_its_incarnation_and_a_new_spool_gets_another() {
     let first = spool.spool_id();
     assert_ne!(first, SpoolId::LEGACY);
     let mut pending = BTreeMap::new();
-    for i in 0..50 {
-        let seq = spool.append_event(1, "A", &body(i)).unwrap();
-        pending.insert(
-            seq,
-            PendingEvent {
-                event_seq: seq,
-                received_at_us: 1,
-                event_type: "A".into(),
-                body: body(i),
-            },
-        );
-    }
+    append_a(&mut spool, &mut pending, 0..50);
     let b = seal(&mut spool, &mut pending, "A").unwrap();
     spool.sync().unwrap();
     spool.ack(&SeqRanges::from_ranges([(b, b)])).unwrap();
@@ -480,18 +478,7 @@ fn bit_flips_report_exact_losses_and_never_panic() {
 fn a_corrupt_sealed_frame_never_lets_its_batch_seq_be_reused() {
     let (mut spool, _) = open(MemStore::default());
     let mut pending = BTreeMap::new();
-    for i in 0..5 {
-        let seq = spool.append_event(1, "A", &body(i)).unwrap();
-        pending.insert(
-            seq,
-            PendingEvent {
-                event_seq: seq,
-                received_at_us: 1,
-                event_type: "A".into(),
-                body: body(i),
-            },
-        );
-    }
+    append_a(&mut spool, &mut pending, 0..5);
     let b = seal(&mut spool, &mut pending, "A").unwrap();
     spool.append_event(1, "A", &body(9)).unwrap(); // a valid frame after the damage
     spool.sync().unwrap();
@@ -520,18 +507,7 @@ fn a_corrupt_sealed_frame_never_lets_its_batch_seq_be_reused() {
 fn a_torn_sealed_frame_at_the_tail_never_lets_its_batch_seq_be_reused() {
     let (mut spool, _) = open(MemStore::default());
     let mut pending = BTreeMap::new();
-    for i in 0..5 {
-        let seq = spool.append_event(1, "A", &body(i)).unwrap();
-        pending.insert(
-            seq,
-            PendingEvent {
-                event_seq: seq,
-                received_at_us: 1,
-                event_type: "A".into(),
-                body: body(i),
-            },
-        );
-    }
+    append_a(&mut spool, &mut pending, 0..5);
     spool.sync().unwrap();
     let b = seal(&mut spool, &mut pending, "A").unwrap();
     spool.sync().unwrap();
@@ -553,16 +529,7 @@ fn a_torn_sealed_frame_at_the_tail_never_lets_its_batch_seq_be_reused() {
 fn a_sealed_frame_changed_on_disk_is_not_read_for_a_retransmit() {
     let (mut spool, _) = open(MemStore::default());
     let mut pending = BTreeMap::new();
-    let seq = spool.append_event(1, "A", &body(1)).unwrap();
-    pending.insert(
-        seq,
-        PendingEvent {
-            event_seq: seq,
-            received_at_us: 1,
-            event_type: "A".into(),
-            body: body(1),
-        },
-    );
+    append_a(&mut spool, &mut pending, 1..2);
     let b = seal(&mut spool, &mut pending, "A").unwrap();
     spool.sync().unwrap();
     assert_eq!(
