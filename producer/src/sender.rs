@@ -100,8 +100,9 @@ pub struct Sender {
     held_bytes: usize,
     permits: Arc<Semaphore>,
     reports: mpsc::UnboundedSender<TaskReport>,
-    /// When the last end-to-end ack arrived: acks flowing mean the pipeline works and
-    /// a missing one was lost, so it is retransmitted without backing off.
+    /// When the last end-to-end ack arrived: acks flowing (one within two retransmit
+    /// intervals) mean the pipeline works and a missing one was lost, so it is
+    /// retransmitted without backing off.
     last_ack_ms: i64,
 }
 
@@ -337,12 +338,10 @@ impl Sender {
             .tracked
             .iter()
             .filter(|(seq, t)| {
-                // Back off only while no ack at all came since this batch was sent.
-                let sends = if self.last_ack_ms > t.last_sent_ms {
-                    1
-                } else {
-                    t.sends
-                };
+                // Back off only while the pipeline looks stalled: no ack at all for two
+                // retransmit intervals. A lost ack among flowing ones is resent at once.
+                let stalled = now.saturating_sub(self.last_ack_ms) > 2 * after;
+                let sends = if stalled { t.sends } else { 1 };
                 t.phase == Phase::Sent
                     && now - t.last_sent_ms >= retransmit_wait_ms(after, sends, **seq)
             })
@@ -414,8 +413,9 @@ impl Sender {
 /// `base_ms` after the first send, doubling with each further send up to 8 times
 /// `base_ms`, spread by ±20% (a fixed draw per batch seq) so the batches of one outage
 /// do not come back as one wave. A broker or consumer that recovers slowly is not met
-/// by a retransmit storm. (The sender counts sends only while no ack at all arrives:
-/// with acks flowing, a missing one was lost and is due after `base_ms` again.)
+/// by a retransmit storm. (The sender counts sends only while no ack at all arrived
+/// for two intervals: with acks flowing, a missing one was lost and is due after
+/// `base_ms` again.)
 pub fn retransmit_wait_ms(base_ms: i64, sends: u32, batch_seq: u64) -> i64 {
     let doubled = base_ms.saturating_mul(1 << sends.saturating_sub(1).min(3));
     let draw = batch_seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024
