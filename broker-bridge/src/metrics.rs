@@ -53,7 +53,7 @@ const HELP: [(&str, &str); 9] = [
 fn labels(pairs: &[(&str, &str)]) -> String {
     let body: Vec<String> = pairs
         .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .map(|(k, v)| format!("{k}=\"{}\"", evd_schemas::metrics_text::label_value(v)))
         .collect();
     body.join(",")
 }

@@ -303,7 +303,7 @@ pub fn metrics(shared: &Shared) -> String {
                     out,
                     "evd_ops_lost_events{{{labels},hour=\"{}\",agent_id=\"{}\",spool_id=\"{}\"}} {}",
                     r.hour,
-                    label_value(&a.agent_id),
+                    evd_schemas::metrics_text::label_value(&a.agent_id),
                     a.spool_id,
                     a.missing
                 );
@@ -354,7 +354,7 @@ pub fn metrics(shared: &Shared) -> String {
     );
     let _ = writeln!(out, "# TYPE evd_ops_agent_seq_regressions gauge");
     for a in state.identity_alarms() {
-        let id = label_value(&a.agent_id);
+        let id = evd_schemas::metrics_text::label_value(&a.agent_id);
         let _ = writeln!(
             out,
             "evd_ops_agent_concurrent_spools{{agent_id=\"{id}\"}} {}",
@@ -394,12 +394,4 @@ pub fn metrics(shared: &Shared) -> String {
         hosts.iter().map(|h| h.unacked_batches).sum::<u64>()
     );
     out
-}
-
-/// A Prometheus label value: backslash, double quote and newline escaped, so no agent
-/// id can break the exposition.
-fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }

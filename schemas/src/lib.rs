@@ -6,6 +6,7 @@ pub mod error;
 pub mod event;
 pub mod hour;
 pub mod keys;
+pub mod metrics_text;
 pub mod origin;
 pub mod ranges;
 pub mod registry;

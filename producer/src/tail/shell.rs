@@ -290,12 +290,7 @@ impl TailShell {
             "# HELP evd_agent_tail_bytes_behind File size minus the durable position, per file."
         );
         for f in files {
-            let path = f
-                .path
-                .display()
-                .to_string()
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"");
+            let path = evd_schemas::metrics_text::label_value(&f.path.display().to_string());
             let _ = writeln!(
                 out,
                 "evd_agent_tail_bytes_behind{{file=\"{path}\"}} {}",
