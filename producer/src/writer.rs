@@ -331,11 +331,12 @@ impl<S: SegmentStore> Writer<S> {
 
     /// Earliest hour with events not sealed yet: open in the batcher, or deferred.
     fn oldest_open_hour(&self) -> Option<Hour> {
-        let deferred = self.deferred.unsealed.iter().map(|r| r.bucket_hour).min();
-        match (self.batcher.oldest_open_hour(), deferred) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let deferred = self.deferred.unsealed.iter().map(|r| r.bucket_hour);
+        self.batcher
+            .oldest_open_hour()
+            .into_iter()
+            .chain(deferred)
+            .min()
     }
 
     /// Seals one batch and appends its sealed frame (durable at the next sync).
