@@ -9,7 +9,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let master = MasterKeyring::new([(1, Key([7; 32]))]);
-    let _ = batch::peek_header(data);
+    if let Ok(header) = batch::peek_header(data) {
+        // A decoded header's hour is in range and prints.
+        assert!(header.meta.bucket_hour <= Hour::MAX);
+        let _ = header.meta.bucket_hour.partition_path();
+    }
     let _ = batch::open(&master, data);
     // Seal arbitrary bytes as a "payload" (usually rejected as records) and open it.
     if let Some((&count, payload)) = data.split_first() {

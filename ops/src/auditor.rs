@@ -64,6 +64,7 @@ pub struct Shared {
     pub audit_records: AtomicU64,
     pub audit_undecodable: AtomicU64,
     pub scan_errors: AtomicU64,
+    pub lock_recoveries: AtomicU64,
 }
 
 impl Shared {
@@ -86,11 +87,20 @@ impl Shared {
             audit_records: AtomicU64::new(0),
             audit_undecodable: AtomicU64::new(0),
             scan_errors: AtomicU64::new(0),
+            lock_recoveries: AtomicU64::new(0),
         })
     }
 
+    /// The state, locked. A task that panicked while holding the lock (a bug) does not
+    /// take the monitor with it: readers (HTTP, metrics) never mutate, so the poison
+    /// is cleared and counted in `evd_ops_lock_recoveries_total`, which alerts; a
+    /// restart rebuilds the state from the audit topic and the output if in doubt.
     pub fn state(&self) -> std::sync::MutexGuard<'_, AuditState> {
-        self.state.lock().expect("audit state lock")
+        self.state.lock().unwrap_or_else(|poisoned| {
+            self.lock_recoveries.fetch_add(1, Ordering::Relaxed);
+            self.state.clear_poison();
+            poisoned.into_inner()
+        })
     }
 }
 

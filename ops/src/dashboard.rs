@@ -22,14 +22,14 @@ pub fn route(shared: &Arc<Shared>, path: &str) -> Response {
         [""] => Response::ok(HTML, grid_page(shared)),
         ["hosts"] => Response::ok(HTML, hosts_page(shared)),
         ["hour", ty, hour] => match cell(shared, ty, hour) {
-            Some(r) => Response::ok(HTML, hour_page(&r)),
-            None => Response::not_found(),
+            Ok(r) => Response::ok(HTML, hour_page(&r)),
+            Err(refusal) => refusal,
         },
         ["api", "hours"] => Response::ok(JSON, json(&reports(shared))),
         ["api", "hosts"] => Response::ok(JSON, json(&shared.state().hosts())),
         ["api", "hour", ty, hour] => match cell(shared, ty, hour) {
-            Some(r) => Response::ok(JSON, json(&r)),
-            None => Response::not_found(),
+            Ok(r) => Response::ok(JSON, json(&r)),
+            Err(refusal) => refusal,
         },
         ["metrics"] => Response::ok(PROMETHEUS, metrics(shared)),
         _ => Response::not_found(),
@@ -51,11 +51,21 @@ pub fn reports(shared: &Shared) -> Vec<HourReport> {
         .reports(now, &shared.policy, shared.window_hours)
 }
 
-fn cell(shared: &Shared, ty: &str, hour: &str) -> Option<HourReport> {
-    let hour = Hour::parse(hour)?;
+/// One cell's report; 400 for an hour that is not one (past 9999 or unparsable), 404
+/// for a type the registry does not know.
+fn cell(shared: &Shared, ty: &str, hour: &str) -> Result<HourReport, Response> {
+    let hour = Hour::parse(hour).ok_or_else(|| {
+        Response::bad_request(format!(
+            "hour must be an hour number up to {} or YYYY-MM-DDTHH up to {}\n",
+            Hour::MAX.0,
+            Hour::MAX
+        ))
+    })?;
     let state = shared.state();
-    state.types().find(|(t, _)| *t == ty)?;
-    Some(state.report(ty, hour, shared.clock.now_ms(), &shared.policy))
+    if !state.types().any(|(t, _)| t == ty) {
+        return Err(Response::not_found());
+    }
+    Ok(state.report(ty, hour, shared.clock.now_ms(), &shared.policy))
 }
 
 fn esc(s: &str) -> String {
@@ -265,6 +275,7 @@ pub fn metrics(shared: &Shared) -> String {
         ("evd_ops_audit_records_total", &shared.audit_records),
         ("evd_ops_audit_undecodable_total", &shared.audit_undecodable),
         ("evd_ops_scan_errors_total", &shared.scan_errors),
+        ("evd_ops_lock_recoveries_total", &shared.lock_recoveries),
     ];
     for (name, c) in counters {
         let _ = writeln!(
@@ -330,7 +341,8 @@ pub fn metrics(shared: &Shared) -> String {
                     n as f64 / last.published as f64
                 }
             };
-            let timeliness = (m.closed_at_ms - Hour(m.hour_number).end_ms()) as f64 / 1000.0;
+            let timeliness =
+                m.closed_at_ms.saturating_sub(Hour(m.hour_number).end_ms()) as f64 / 1000.0;
             let _ = writeln!(
                 out,
                 "evd_ops_completeness_ratio{{{labels}}} {}",

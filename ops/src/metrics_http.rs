@@ -21,6 +21,14 @@ impl Response {
         }
     }
 
+    pub fn bad_request(why: String) -> Response {
+        Response {
+            status: 400,
+            content_type: "text/plain",
+            body: why,
+        }
+    }
+
     pub fn not_found() -> Response {
         Response {
             status: 404,
@@ -74,11 +82,19 @@ pub async fn serve_routes(
             let head = read_head(&mut stream).await;
             let head = String::from_utf8_lossy(&head);
             let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let response = handler(&path);
-            let reason = if response.status == 200 {
-                "OK"
-            } else {
-                "Not Found"
+            // A handler that panics answers 500; the server and other requests go on.
+            let response =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&path)))
+                    .unwrap_or_else(|_| Response {
+                        status: 500,
+                        content_type: "text/plain",
+                        body: "internal error\n".into(),
+                    });
+            let reason = match response.status {
+                200 => "OK",
+                400 => "Bad Request",
+                404 => "Not Found",
+                _ => "Internal Server Error",
             };
             let head = format!(
                 "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",

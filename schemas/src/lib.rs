@@ -15,7 +15,7 @@ pub mod toml_source;
 pub mod wire;
 
 pub use error::{Error, Reason, Result};
-pub use hour::Hour;
+pub use hour::{Hour, MAX_UNIX_MS};
 pub use keys::{AgentKeyring, Key, KeySource, MasterKeyring};
 pub use origin::{Origin, SpoolId};
 pub use ranges::SeqRanges;

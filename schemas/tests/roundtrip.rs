@@ -16,48 +16,60 @@ fn ranges(min: usize) -> impl Strategy<Value = SeqRanges> {
         .prop_map(|v| SeqRanges::from_ranges(v.into_iter().map(|(a, n)| (a, a + n))))
 }
 
+/// A time decoders accept (1970..=9999).
+fn time_ms() -> impl Strategy<Value = i64> {
+    0..=evd_schemas::MAX_UNIX_MS
+}
+
+fn hour() -> impl Strategy<Value = Hour> {
+    (0..=Hour::MAX.0).prop_map(Hour)
+}
+
 fn ack() -> impl Strategy<Value = Ack> {
-    (
-        name(),
-        any::<u64>(),
-        any::<i64>(),
-        "[ -~]{0,100}",
-        ranges(1),
-    )
-        .prop_map(|(agent_id, spool, at, obj, r)| Ack {
+    (name(), any::<u64>(), time_ms(), "[ -~]{0,100}", ranges(1)).prop_map(
+        |(agent_id, spool, at, obj, r)| Ack {
             agent_id,
             spool_id: SpoolId(spool),
             committed_at_ms: at,
             committed_object: obj,
             batch_seqs: r,
-        })
+        },
+    )
 }
 
 fn audit() -> impl Strategy<Value = AuditRecord> {
-    let heartbeat =
-        (any::<(i64, u64, u64, i64, u64)>(), any::<u32>()).prop_map(|((a, b, c, d, e), h)| {
+    let heartbeat = (
+        (
+            time_ms(),
+            any::<u64>(),
+            any::<u64>(),
+            time_ms(),
+            any::<u64>(),
+        ),
+        hour(),
+    )
+        .prop_map(|((a, b, c, d, e), h)| {
             AuditBody::Heartbeat(Heartbeat {
                 started_at_ms: a,
                 spool_bytes: b,
                 unacked_batches: c,
                 oldest_unacked_ms: d,
                 next_batch_seq: e,
-                final_before_hour: Hour(h),
+                final_before_hour: h,
             })
         });
-    let announcement =
-        (name(), any::<u32>(), any::<u64>(), any::<u32>()).prop_map(|(t, h, seq, n)| {
-            AuditBody::Announcement(Announcement {
-                event_type: t,
-                bucket_hour: Hour(h),
-                batch_seq: seq,
-                event_count: n,
-            })
-        });
+    let announcement = (name(), hour(), any::<u64>(), any::<u32>()).prop_map(|(t, h, seq, n)| {
+        AuditBody::Announcement(Announcement {
+            event_type: t,
+            bucket_hour: h,
+            batch_seq: seq,
+            event_count: n,
+        })
+    });
     (
         name(),
         any::<u64>(),
-        any::<i64>(),
+        time_ms(),
         prop_oneof![heartbeat, announcement],
     )
         .prop_map(|(agent_id, spool, at_ms, body)| AuditRecord {
@@ -117,6 +129,64 @@ fn version_1_control_records_are_read_as_the_legacy_incarnation() {
             .to_string()
             .contains("version 3")
     );
+}
+
+/// Hours past 9999 and times outside 1970..=9999 are refused by every decoder, so
+/// nothing downstream (closing, the dashboard, partition paths) ever sees one.
+#[test]
+fn out_of_range_hours_and_times_are_refused() {
+    let announce = |hour: u32, at_ms: i64| AuditRecord {
+        agent_id: "host-a".into(),
+        spool_id: SpoolId(7),
+        at_ms,
+        body: AuditBody::Announcement(Announcement {
+            event_type: "PageView".into(),
+            bucket_hour: Hour(hour),
+            batch_seq: 1,
+            event_count: 1,
+        }),
+    };
+    assert!(AuditRecord::decode(&announce(Hour::MAX.0, 5).encode().unwrap()).is_ok());
+    for (hour, at_ms) in [(u32::MAX, 5), (Hour::MAX.0 + 1, 5), (1, -1), (1, i64::MAX)] {
+        let bytes = announce(hour, at_ms).encode().unwrap();
+        let err = AuditRecord::decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains("hour") || err.contains("time"), "{err}");
+    }
+    let heartbeat = AuditRecord {
+        body: AuditBody::Heartbeat(Heartbeat {
+            final_before_hour: Hour(u32::MAX),
+            ..Heartbeat::default()
+        }),
+        ..announce(1, 5)
+    };
+    assert!(AuditRecord::decode(&heartbeat.encode().unwrap()).is_err());
+    let ack = Ack {
+        agent_id: "host-a".into(),
+        spool_id: SpoolId(7),
+        committed_at_ms: i64::MIN,
+        committed_object: "m".into(),
+        batch_seqs: SeqRanges::from_ranges([(1, 3)]),
+    };
+    assert!(Ack::decode(&ack.encode().unwrap()).is_err());
+
+    let master = MasterKeyring::new([(1, Key([3; 32]))]);
+    let keys = master.derive_agent_keyring("host-a");
+    let hour = Hour(Hour::MAX.0 + 1);
+    let mut payload = Vec::new();
+    put_record(&mut payload, 1, hour.start_ms() * 1000, b"{}");
+    let meta = BatchMeta {
+        agent_id: "host-a".into(),
+        spool_id: SpoolId(7),
+        batch_seq: 1,
+        event_type: "PageView".into(),
+        bucket_hour: hour,
+        created_at_ms: 1,
+        event_count: 1,
+    };
+    let sealed = batch::seal(&keys, &meta, &payload, 1).unwrap();
+    let err = batch::peek_header(&sealed).unwrap_err().to_string();
+    assert!(err.contains("bucket_hour"), "{err}");
+    assert!(batch::open(&master, &sealed).is_err());
 }
 
 proptest! {

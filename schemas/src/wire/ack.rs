@@ -59,7 +59,7 @@ impl Ack {
             1 => SpoolId::LEGACY,
             _ => SpoolId(r.u64("spool_id")?),
         };
-        let committed_at_ms = r.i64("committed_at_ms")?;
+        let committed_at_ms = r.unix_ms("committed_at_ms")?;
         let object_len = r.u16("object_len")? as usize;
         if object_len > MAX_OBJECT_LEN {
             return Err(r

@@ -96,19 +96,19 @@ impl AuditRecord {
             1 => SpoolId::LEGACY,
             _ => SpoolId(r.u64("spool_id")?),
         };
-        let at_ms = r.i64("at_ms")?;
+        let at_ms = r.unix_ms("at_ms")?;
         let body = match kind {
             KIND_HEARTBEAT => AuditBody::Heartbeat(Heartbeat {
-                started_at_ms: r.i64("started_at_ms")?,
+                started_at_ms: r.unix_ms("started_at_ms")?,
                 spool_bytes: r.u64("spool_bytes")?,
                 unacked_batches: r.u64("unacked_batches")?,
-                oldest_unacked_ms: r.i64("oldest_unacked_ms")?,
+                oldest_unacked_ms: r.unix_ms("oldest_unacked_ms")?,
                 next_batch_seq: r.u64("next_batch_seq")?,
-                final_before_hour: Hour(r.u32("final_before_hour")?),
+                final_before_hour: r.hour("final_before_hour")?,
             }),
             KIND_ANNOUNCEMENT => AuditBody::Announcement(Announcement {
                 event_type: r.short_name("event_type")?.to_string(),
-                bucket_hour: Hour(r.u32("bucket_hour")?),
+                bucket_hour: r.hour("bucket_hour")?,
                 batch_seq: r.u64("batch_seq")?,
                 event_count: r.u32("event_count")?,
             }),

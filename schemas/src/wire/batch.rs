@@ -219,8 +219,8 @@ fn parse_header(bytes: &[u8]) -> Result<BatchHeader, CodecError> {
     let header_len = r.u16("header_len")? as usize;
     let key_id = r.u32("key_id")?;
     let batch_seq = r.u64("batch_seq")?;
-    let bucket_hour = Hour(r.u32("bucket_hour")?);
-    let created_at_ms = r.i64("created_at_ms")?;
+    let bucket_hour = r.hour("bucket_hour")?;
+    let created_at_ms = r.unix_ms("created_at_ms")?;
     let event_count = r.u32("event_count")?;
     let uncompressed_size = r.u32("uncompressed_size")?;
     let compressed_size = r.u32("compressed_size")?;

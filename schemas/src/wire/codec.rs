@@ -71,6 +71,22 @@ impl<'a> Reader<'a> {
         Ok(i64::from_le_bytes(self.array(field)?))
     }
 
+    /// A `u32` hour number that must be a valid `Hour` (at most `Hour::MAX`).
+    pub fn hour(&mut self, field: &'static str) -> Result<crate::Hour, CodecError> {
+        let n = self.u32(field)?;
+        crate::Hour::checked(n)
+            .ok_or_else(|| self.invalid(field, format!("hour {n} is past {}", crate::Hour::MAX)))
+    }
+
+    /// Milliseconds since the epoch that must lie in 1970..=9999 (`Hour::valid_unix_ms`).
+    pub fn unix_ms(&mut self, field: &'static str) -> Result<i64, CodecError> {
+        let ms = self.i64(field)?;
+        if !crate::Hour::valid_unix_ms(ms) {
+            return Err(self.invalid(field, format!("time {ms} ms is outside 1970..=9999")));
+        }
+        Ok(ms)
+    }
+
     /// Reads `n` bytes that must be UTF-8.
     pub fn str(&mut self, n: usize, field: &'static str) -> Result<&'a str, CodecError> {
         let at = self.pos;
