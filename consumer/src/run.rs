@@ -143,9 +143,14 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
         pcfg.set(k, v);
     }
     pcfg.set("enable.idempotence", "true").set("acks", "all");
-    let acks: FutureProducer = pcfg
+    let acks_producer: FutureProducer = pcfg
         .create()
         .map_err(|e| ConsumerError::Config(format!("acks producer: {e}")))?;
+    let acks = Acker {
+        producer: acks_producer,
+        keys: keys.clone(),
+        topic: config.kafka.acks_topic.clone(),
+    };
 
     let start_ms = unix_ms();
     let mut flush_counter = 0u64;
@@ -176,19 +181,19 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
                 handle(&msg, &registry, &keys, &output, &ledger, &mut assembler, &mut pending, &mut dup_acks, &metrics).await?;
                 let (rows, bytes) = assembler.size();
                 if rows >= config.flush_max_rows || bytes >= config.flush_max_bytes {
-                    flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
+                    flush(&consumer, &acks, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
                 }
             }
             _ = tick.tick() => {
                 if pending.since.is_some_and(|t| t.elapsed() >= flush_every) {
-                    flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
+                    flush(&consumer, &acks, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
                 }
                 if !dup_acks.is_empty() {
-                    send_acks(&acks, &config.kafka.acks_topic, std::mem::take(&mut dup_acks), "ledger", &metrics).await;
+                    acks.send(std::mem::take(&mut dup_acks), "ledger", &metrics).await;
                 }
             }
             _ = shutdown.changed() => {
-                flush(&consumer, &acks, &config, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
+                flush(&consumer, &acks, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
                 return Ok(());
             }
         }
@@ -341,8 +346,7 @@ fn quarantine_name(reason: &str, payload: &[u8]) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn flush(
     consumer: &Arc<StreamConsumer<RebalanceFlag>>,
-    acks: &FutureProducer,
-    config: &ConsumerConfig,
+    acks: &Acker,
     output: &Output,
     ledger: &mut Ledger,
     assembler: &mut Assembler,
@@ -494,14 +498,8 @@ async fn flush(
     }
     crash_point("offsets");
     let batches = std::mem::take(&mut pending.batches);
-    send_acks(
-        acks,
-        &config.kafka.acks_topic,
-        batches,
-        &output.manifest_rel(&manifest.flush_id),
-        metrics,
-    )
-    .await;
+    acks.send(batches, &output.manifest_rel(&manifest.flush_id), metrics)
+        .await;
     crash_point("acks");
 
     metrics::set(&metrics.store_retries, crate::store_retry::retries());
@@ -608,38 +606,45 @@ fn abandon(
     Ok(())
 }
 
-/// Publishes one ack per agent incarnation (split into chunks of at most 65,536
-/// ranges).
-async fn send_acks(
-    producer: &FutureProducer,
-    topic: &str,
-    batches: BTreeMap<Origin, SeqRanges>,
-    object: &str,
-    metrics: &Metrics,
-) {
-    let now = unix_ms();
-    for (Origin { agent_id, spool_id }, seqs) in batches {
-        let ranges: Vec<(u64, u64)> = seqs.iter().collect();
-        for chunk in ranges.chunks(evd_schemas::wire::MAX_RANGES) {
-            let ack = Ack {
-                agent_id: agent_id.clone(),
-                spool_id,
-                committed_at_ms: now,
-                committed_object: object.to_string(),
-                batch_seqs: SeqRanges::from_ranges(chunk.iter().copied()),
-            };
-            let Ok(bytes) = ack.encode() else { continue };
-            let record = FutureRecord::to(topic)
-                .key(agent_id.as_bytes())
-                .payload(&bytes);
-            // Best effort: an agent retransmits what it does not hear about, and the
-            // ledger turns the retransmit into another ack.
-            match producer
-                .send(record, Timeout::After(Duration::from_secs(10)))
-                .await
-            {
-                Ok(_) => metrics::add(&metrics.acks_sent, 1),
-                Err((e, _)) => eprintln!("evd consumer: ack to {agent_id} failed: {e}"),
+/// Publishes signed acks (`wire::control_tag`, under the master keyring) to the acks
+/// topic.
+struct Acker {
+    producer: FutureProducer,
+    keys: MasterKeyring,
+    topic: String,
+}
+
+impl Acker {
+    /// Publishes one ack per agent incarnation (split into chunks of at most 65,536
+    /// ranges).
+    async fn send(&self, batches: BTreeMap<Origin, SeqRanges>, object: &str, metrics: &Metrics) {
+        let (producer, keys, topic) = (&self.producer, &self.keys, self.topic.as_str());
+        let now = unix_ms();
+        for (Origin { agent_id, spool_id }, seqs) in batches {
+            let ranges: Vec<(u64, u64)> = seqs.iter().collect();
+            for chunk in ranges.chunks(evd_schemas::wire::MAX_RANGES) {
+                let ack = Ack {
+                    agent_id: agent_id.clone(),
+                    spool_id,
+                    committed_at_ms: now,
+                    committed_object: object.to_string(),
+                    batch_seqs: SeqRanges::from_ranges(chunk.iter().copied()),
+                };
+                let Ok(bytes) = ack.encode(keys) else {
+                    continue;
+                };
+                let record = FutureRecord::to(topic)
+                    .key(agent_id.as_bytes())
+                    .payload(&bytes);
+                // Best effort: an agent retransmits what it does not hear about, and the
+                // ledger turns the retransmit into another ack.
+                match producer
+                    .send(record, Timeout::After(Duration::from_secs(10)))
+                    .await
+                {
+                    Ok(_) => metrics::add(&metrics.acks_sent, 1),
+                    Err((e, _)) => eprintln!("evd consumer: ack to {agent_id} failed: {e}"),
+                }
             }
         }
     }

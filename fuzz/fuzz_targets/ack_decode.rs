@@ -1,17 +1,14 @@
 #![no_main]
 
-use evd_schemas::wire::ack::{self, Ack};
+use evd_schemas::wire::ack::Ack;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(ack) = Ack::decode(data) {
-        let encoded = ack.encode().expect("decoded acks encode");
-        if data.get(4) == Some(&ack::VERSION) {
-            // The version this build writes is canonical: the same bytes again.
-            assert_eq!(encoded, data);
-        } else {
-            // An older version reads into the value its re-encoding reads into.
-            assert_eq!(Ack::decode(&encoded).expect("re-encoded acks decode"), ack);
-        }
+    let keys = evd_schemas::MasterKeyring::new([(1, evd_schemas::Key([7; 32]))]);
+    if let Ok(ack) = Ack::decode(data, &keys) {
+        let encoded = ack.encode(&keys).expect("decoded acks encode");
+        // Only the version this build writes is read, and it is canonical (the tag is
+        // deterministic): the same bytes again.
+        assert_eq!(encoded, data);
     }
 });

@@ -17,7 +17,7 @@ use evd_consumer::commit::{CommitError, Output};
 use evd_consumer::ledger::Manifest;
 use evd_producer::clock::{Clock, SystemClock};
 use evd_schemas::wire::audit::AuditRecord;
-use evd_schemas::{Hour, Origin, Registry, SpoolId};
+use evd_schemas::{Hour, MasterKeyring, Origin, Registry, SpoolId};
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
@@ -63,6 +63,7 @@ pub struct Shared {
     pub quarantined_batches: AtomicU64,
     pub audit_records: AtomicU64,
     pub audit_undecodable: AtomicU64,
+    pub audit_unauthenticated: AtomicU64,
     pub scan_errors: AtomicU64,
     pub lock_recoveries: AtomicU64,
 }
@@ -86,6 +87,7 @@ impl Shared {
             quarantined_batches: AtomicU64::new(0),
             audit_records: AtomicU64::new(0),
             audit_undecodable: AtomicU64::new(0),
+            audit_unauthenticated: AtomicU64::new(0),
             scan_errors: AtomicU64::new(0),
             lock_recoveries: AtomicU64::new(0),
         })
@@ -105,7 +107,11 @@ impl Shared {
 }
 
 /// Reads the audit topic from the beginning into the state, forever.
-pub async fn read_audit_topic(config: &OpsConfig, shared: Arc<Shared>) -> Result<(), OpsError> {
+pub async fn read_audit_topic(
+    config: &OpsConfig,
+    shared: Arc<Shared>,
+    keys: MasterKeyring,
+) -> Result<(), OpsError> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &config.kafka.bootstrap_servers)
         .set("group.id", format!("evd-ops-{}", config.auditor_id))
@@ -132,19 +138,43 @@ pub async fn read_audit_topic(config: &OpsConfig, shared: Arc<Shared>) -> Result
                 continue;
             }
         };
-        match AuditRecord::decode(msg.payload().unwrap_or_default()) {
-            Ok(record) => {
-                shared.audit_records.fetch_add(1, Ordering::Relaxed);
-                shared.state().on_audit(&record);
-            }
-            Err(e) => {
-                shared.audit_undecodable.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "evd ops: undecodable audit record at {}:{}: {e}",
-                    msg.partition(),
-                    msg.offset()
-                );
-            }
+        if let Err(e) = take_audit_record(&shared, &keys, msg.payload().unwrap_or_default()) {
+            eprintln!(
+                "evd ops: audit record refused at {}:{} (it changes nothing): {e}",
+                msg.partition(),
+                msg.offset()
+            );
+        }
+    }
+}
+
+/// Applies one audit-topic payload to the state if it decodes and its tag verifies
+/// under `keys`. A refused record changes nothing and is counted: as
+/// `audit_unauthenticated` when its tag or key id does not verify (forged, or signed
+/// by another agent), as `audit_undecodable` otherwise (malformed, unauthenticated
+/// old version).
+pub fn take_audit_record(
+    shared: &Shared,
+    keys: &MasterKeyring,
+    payload: &[u8],
+) -> Result<(), evd_schemas::Error> {
+    match AuditRecord::decode(payload, keys) {
+        Ok(record) => {
+            shared.audit_records.fetch_add(1, Ordering::Relaxed);
+            shared.state().on_audit(&record);
+            Ok(())
+        }
+        Err(e) => {
+            let counter = match &e {
+                evd_schemas::Error::UnknownKey { .. } => &shared.audit_unauthenticated,
+                evd_schemas::Error::Rejected {
+                    reason: evd_schemas::Reason::BadTag,
+                    ..
+                } => &shared.audit_unauthenticated,
+                _ => &shared.audit_undecodable,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            Err(e)
         }
     }
 }

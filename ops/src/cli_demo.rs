@@ -142,7 +142,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             metrics: Arc::new(ConsumerMetrics::default()),
             shutdown: stop_rx.clone(),
         }));
-        crate::cli_ops::spawn_auditor(&ops_config, output, shared.clone(), stop_rx);
+        crate::cli_ops::spawn_auditor(
+            &ops_config,
+            output,
+            shared.clone(),
+            load::master_keyring(&ops_config.keyring_path)?,
+            stop_rx,
+        );
         wait_for_socket(&socket).await?;
 
         println!("evd demo: data under {}", dir.display());
@@ -233,7 +239,7 @@ fn write_files(dir: &Path, listen: &str) -> Result<()> {
     std::fs::write(
         dir.join("ops.toml"),
         format!(
-            "registry_dir = \"registry\"\noutput_url = \"file://{}\"\nlisten = \"{listen}\"\nscan_interval_ms = 1000\n\
+            "registry_dir = \"registry\"\nkeyring_path = \"keys/master.toml\"\noutput_url = \"file://{}\"\nlisten = \"{listen}\"\nscan_interval_ms = 1000\n\
              late_after_ms = 30000\ndeadline_high_ms = 60000\ndeadline_normal_ms = 90000\ndeadline_low_ms = 120000\n\
              [kafka]\nbootstrap_servers = \"BOOTSTRAP\"\n",
             out.display()

@@ -61,11 +61,11 @@ pub fn run(args: OpsArgs) -> Result<ExitCode> {
 pub fn load_ops_config(path: &Path) -> Result<OpsConfig> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
     let mut config = OpsConfig::from_toml(&path.display().to_string(), &text)?;
-    if config.registry_dir.is_relative() {
-        config.registry_dir = path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(&config.registry_dir);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for relative in [&mut config.registry_dir, &mut config.keyring_path] {
+        if relative.is_relative() {
+            *relative = dir.join(&*relative);
+        }
     }
     Ok(config)
 }
@@ -73,6 +73,7 @@ pub fn load_ops_config(path: &Path) -> Result<OpsConfig> {
 fn run_auditor(path: &Path) -> Result<ExitCode> {
     let config = load_ops_config(path)?;
     let registry = load::registry_dir(&config.registry_dir)?;
+    let keys = load::master_keyring(&config.keyring_path)?;
     let output = output_from_url(&config.output_url).map_err(anyhow::Error::msg)?;
     let clock: Arc<dyn Clock> =
         crate::cli_agent::test_clock().unwrap_or_else(|| Arc::new(SystemClock));
@@ -80,7 +81,7 @@ fn run_auditor(path: &Path) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        spawn_auditor(&config, output, shared, stop_rx);
+        spawn_auditor(&config, output, shared, keys, stop_rx);
         eprintln!("evd ops: dashboard on http://{}/", config.listen);
         evd_ops::signals::terminated()?.await;
         let _ = stop_tx.send(true);
@@ -95,12 +96,13 @@ pub fn spawn_auditor(
     config: &OpsConfig,
     output: evd_consumer::commit::Output,
     shared: Arc<Shared>,
+    keys: evd_schemas::MasterKeyring,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let (c1, c2) = (config.clone(), config.clone());
     let (s1, s2, s3) = (shared.clone(), shared.clone(), shared);
     tokio::spawn(async move {
-        if let Err(e) = auditor::read_audit_topic(&c1, s1).await {
+        if let Err(e) = auditor::read_audit_topic(&c1, s1, keys).await {
             eprintln!("evd ops: {e}");
         }
     });

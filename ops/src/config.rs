@@ -16,6 +16,10 @@ pub struct OpsConfig {
     pub auditor_id: String,
     /// Directory of event-type TOML files (types and tiers).
     pub registry_dir: PathBuf,
+    /// The master keyring (`evd keys generate`), the consumers' own: every audit record
+    /// is authenticated with its agent's control key derived from it, and a record
+    /// that does not verify is counted and ignored. Relative to this file.
+    pub keyring_path: PathBuf,
     /// The consumers' output, as in their `output_url`.
     pub output_url: String,
     pub kafka: OpsKafka,
@@ -135,12 +139,12 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let text = "registry_dir = \"r\"\noutput_url = \"file:///o\"\ndeadline_high_ms = 1\n[kafka]\nbootstrap_servers = \"b\"\n";
+        let text = "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///o\"\ndeadline_high_ms = 1\n[kafka]\nbootstrap_servers = \"b\"\n";
         let e = OpsConfig::from_toml("ops.toml", text)
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("ops.toml:3") && e.contains("deadline_high_ms"),
+            e.contains("ops.toml:4") && e.contains("deadline_high_ms"),
             "{e}"
         );
         let e = OpsConfig::from_toml("ops.toml", "registry_dir = \"r\"\nbogus = 1\n")

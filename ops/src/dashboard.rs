@@ -274,6 +274,10 @@ pub fn metrics(shared: &Shared) -> String {
         ("evd_ops_hours_closed_total", &shared.hours_closed),
         ("evd_ops_audit_records_total", &shared.audit_records),
         ("evd_ops_audit_undecodable_total", &shared.audit_undecodable),
+        (
+            "evd_ops_audit_unauthenticated_total",
+            &shared.audit_unauthenticated,
+        ),
         ("evd_ops_scan_errors_total", &shared.scan_errors),
         ("evd_ops_lock_recoveries_total", &shared.lock_recoveries),
     ];

@@ -138,6 +138,19 @@ fn validate(path: &Path) -> Result<ExitCode> {
     validate_config(path, &text)
 }
 
+/// Keys only an ops config has; a file with `output_url` and none of them is read as a
+/// consumer config (the two share every required key).
+const OPS_ONLY_KEYS: [&str; 8] = [
+    "auditor_id",
+    "listen",
+    "scan_interval_ms",
+    "late_after_ms",
+    "deadline_high_ms",
+    "deadline_normal_ms",
+    "deadline_low_ms",
+    "window_hours",
+];
+
 /// Which config a file is, from its top-level keys; then the same loading as at start,
 /// including the registry and keyring it names.
 fn validate_config(path: &Path, text: &str) -> Result<ExitCode> {
@@ -156,7 +169,7 @@ fn validate_config(path: &Path, text: &str) -> Result<ExitCode> {
             path.display(),
             config.agent_id()
         );
-    } else if has("output_url") && has("keyring_path") {
+    } else if has("output_url") && !OPS_ONLY_KEYS.iter().any(|k| has(k)) {
         let config = cli_consumer::load_consumer_config(path)?;
         load::registry_dir(&config.registry_dir)?;
         load::master_keyring(&config.keyring_path)?;
@@ -176,6 +189,7 @@ fn validate_config(path: &Path, text: &str) -> Result<ExitCode> {
     } else if has("output_url") {
         let config = cli_ops::load_ops_config(path)?;
         load::registry_dir(&config.registry_dir)?;
+        load::master_keyring(&config.keyring_path)?;
         println!(
             "{}: ops config OK (dashboard on {})",
             path.display(),

@@ -34,7 +34,7 @@ fn registry() -> Registry {
 fn config() -> OpsConfig {
     OpsConfig::from_toml(
         "ops.toml",
-        "registry_dir = \"r\"\noutput_url = \"file:///unused\"\nlate_after_ms = 1000\n\
+        "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///unused\"\nlate_after_ms = 1000\n\
          deadline_high_ms = 60000\ndeadline_normal_ms = 60000\ndeadline_low_ms = 60000\n\
          [kafka]\nbootstrap_servers = \"unused\"\n",
     )

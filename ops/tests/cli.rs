@@ -119,7 +119,7 @@ fn validate_checks_agent_consumer_and_ops_configs() {
     assert!(!ok && err.contains("key `agent_id`"), "{err}");
     std::fs::write(d.join("agent.toml"), &agent).unwrap();
     let ops = format!(
-        "registry_dir = \"{reg}\"\noutput_url = \"file:///tmp/x\"\nwindow_hours = 0\n[kafka]\nbootstrap_servers = \"b:9092\"\n"
+        "registry_dir = \"{reg}\"\noutput_url = \"file:///tmp/x\"\nwindow_hours = 0\nkeyring_path = \"m.toml\"\n[kafka]\nbootstrap_servers = \"b:9092\"\n"
     );
     std::fs::write(d.join("ops.toml"), &ops).unwrap();
     let (ok, _, err) = evd(&["validate", "ops.toml"], d);
@@ -127,9 +127,14 @@ fn validate_checks_agent_consumer_and_ops_configs() {
         !ok && err.contains("ops.toml:3: key `window_hours`"),
         "{err}"
     );
-    std::fs::write(d.join("ops.toml"), ops.replace("window_hours = 0\n", "")).unwrap();
+    let ops = ops.replace("window_hours = 0\n", "listen = \"127.0.0.1:9300\"\n");
+    std::fs::write(d.join("ops.toml"), &ops).unwrap();
     let (ok, out, err) = evd(&["validate", "ops.toml"], d);
     assert!(ok && out.contains("ops config OK"), "{out}{err}");
+    // The auditor verifies audit records with the master keyring; an agent's will not do.
+    std::fs::write(d.join("ops.toml"), ops.replace("m.toml", "a.toml")).unwrap();
+    let (ok, _, err) = evd(&["validate", "ops.toml"], d);
+    assert!(!ok && err.contains("master"), "{err}");
 
     // Tailed files: the source's type must exist and suit the line format.
     let tail = "[[sources]]\nkind = \"file\"\ninclude = [\"logs/*.log\"]\nevent_type = \"LogLine\"\nformat = \"text\"\n";

@@ -22,7 +22,7 @@ fn start() -> (String, Arc<Shared>) {
     let registry = evd_ops::load::registry_dir(&dir).unwrap();
     let config = OpsConfig::from_toml(
         "ops.toml",
-        "registry_dir = \"r\"\noutput_url = \"file:///unused\"\n[kafka]\nbootstrap_servers = \"unused\"\n",
+        "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///unused\"\n[kafka]\nbootstrap_servers = \"unused\"\n",
     )
     .unwrap();
     let shared = Shared::new(

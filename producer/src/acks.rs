@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender as StdSender;
 
 use evd_schemas::wire::ack::Ack;
-use evd_schemas::{Origin, SpoolId};
+use evd_schemas::{AgentKeyring, Origin, SpoolId};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -36,12 +36,15 @@ pub fn consumer_config(
     cfg
 }
 
-/// Runs until the writer is gone. Acks for other agents are skipped; acks for another
-/// incarnation of this agent id (`origin.spool_id`) are counted and free nothing.
+/// Runs until the writer is gone. Acks for other agents are skipped; an ack keyed to
+/// this agent whose tag does not verify under `keys` (forged, or an unauthenticated
+/// old version) is counted and frees nothing; acks for another incarnation of this
+/// agent id (`origin.spool_id`) are counted and free nothing.
 pub async fn run(
     config: ClientConfig,
     topic: String,
     origin: Origin,
+    keys: AgentKeyring,
     to_writer: StdSender<WriterMsg>,
     metrics: Arc<Metrics>,
 ) -> Result<(), rdkafka::error::KafkaError> {
@@ -72,7 +75,7 @@ pub async fn run(
         {
             continue;
         }
-        match Ack::decode(payload) {
+        match Ack::decode(payload, &keys) {
             Ok(ack) if ack.agent_id == agent_id && ack.spool_id == spool_id => {
                 if to_writer.send(WriterMsg::Acked(ack.batch_seqs)).is_err() {
                     return Ok(());
@@ -83,11 +86,14 @@ pub async fn run(
                 warn_other_spool(&mut warned, ack.spool_id, spool_id);
             }
             Ok(_) => {}
-            Err(e) => eprintln!(
-                "evd agent: undecodable ack at {}:{}: {e}",
-                msg.partition(),
-                msg.offset()
-            ),
+            Err(e) => {
+                Metrics::add(&metrics.acks_unauthenticated, 1);
+                eprintln!(
+                    "evd agent: ack refused at {}:{} (it frees nothing): {e}",
+                    msg.partition(),
+                    msg.offset()
+                );
+            }
         }
     }
 }

@@ -129,7 +129,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
             max_bytes: config.batch.max_bytes,
             max_age_ms: config.batch.max_age_ms as i64,
         }),
-        keys,
+        keys: keys.clone(),
         zstd_level: config.batch.zstd_level,
         group_commit_delay: Duration::from_millis(config.spool.group_commit_delay_ms),
         clock: clock.clone(),
@@ -153,6 +153,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         SenderSettings {
             agent_id: agent_id.clone(),
             spool_id,
+            keys: keys.clone(),
             producer_config: producer_config(
                 &config.kafka.bootstrap_servers,
                 &config.kafka.producer,
@@ -179,6 +180,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         acks_config,
         config.kafka.acks_topic.clone(),
         Origin::new(agent_id.clone(), spool_id),
+        keys,
         to_writer.clone(),
         metrics.clone(),
     ));

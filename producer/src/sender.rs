@@ -37,6 +37,8 @@ pub struct SenderSettings {
     pub agent_id: String,
     /// The spool's incarnation, carried in every audit record.
     pub spool_id: evd_schemas::SpoolId,
+    /// Signs audit records (`wire::control_tag`).
+    pub keys: evd_schemas::AgentKeyring,
     pub producer_config: ClientConfig,
     pub audit_topic: String,
     pub retransmit_after: Duration,
@@ -309,8 +311,8 @@ impl Sender {
                 event_count: out.event_count,
             }),
         }
-        .encode()
-        .expect("agent ids and type names were checked");
+        .encode(&self.settings.keys)
+        .expect("agent ids and type names were checked, the keyring is this agent's");
         let job = SendJob {
             producer: self.producer.clone(),
             permanent_retry: self.settings.retransmit_after,
@@ -395,8 +397,8 @@ impl Sender {
                 final_before_hour,
             }),
         }
-        .encode()
-        .expect("agent id was checked");
+        .encode(&self.settings.keys)
+        .expect("agent id was checked, the keyring is this agent's");
         let producer = self.current_producer();
         let record = FutureRecord::to(&self.settings.audit_topic)
             .key(self.settings.agent_id.as_bytes())

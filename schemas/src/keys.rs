@@ -5,6 +5,10 @@
 //! An agent is provisioned with its derived keys only, so a compromised host can seal
 //! batches for its own agent id and no other.
 //!
+//! `control_key = HKDF-SHA256(salt = "evd control key v1", ikm = agent_key, info = agent_id)`
+//! authenticates the agent's acks and audit records (`wire::control_tag`); its own label
+//! keeps it distinct from every key that seals batches.
+//!
 //! Keyring files are TOML, format version 1:
 //!
 //! ```toml
@@ -30,6 +34,7 @@ use crate::toml_source::{SourceError, TomlSource};
 
 pub const KEY_LEN: usize = 32;
 const AGENT_KEY_SALT: &[u8] = b"evd agent key v1";
+const CONTROL_KEY_SALT: &[u8] = b"evd control key v1";
 const KEYRING_FORMAT_VERSION: u32 = 1;
 
 /// A 256-bit symmetric key. `Debug` never prints the bytes.
@@ -52,6 +57,15 @@ impl Key {
         Key(out)
     }
 
+    /// Derives the control key (acks, audit records) from this agent key.
+    pub fn derive_control_key(&self, agent_id: &str) -> Key {
+        let hk = Hkdf::<Sha256>::new(Some(CONTROL_KEY_SALT), &self.0);
+        let mut out = [0u8; KEY_LEN];
+        hk.expand(agent_id.as_bytes(), &mut out)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        Key(out)
+    }
+
     fn from_hex(text: &str) -> Option<Key> {
         let raw = hex::decode(text.trim()).ok()?;
         Some(Key(raw.try_into().ok()?))
@@ -61,6 +75,10 @@ impl Key {
 /// Where a reader finds the key to open a batch sealed by `agent_id` under `key_id`.
 pub trait KeySource {
     fn agent_key(&self, key_id: u32, agent_id: &str) -> Option<Key>;
+
+    /// The newest key id this source can derive `agent_id`'s keys under: what a
+    /// writer signs with.
+    fn newest_key_id(&self, agent_id: &str) -> Option<u32>;
 }
 
 /// Master keys by id; held by consumers and the auditor only.
@@ -117,6 +135,10 @@ impl KeySource for MasterKeyring {
     fn agent_key(&self, key_id: u32, agent_id: &str) -> Option<Key> {
         self.keys.get(&key_id).map(|k| k.derive_agent_key(agent_id))
     }
+
+    fn newest_key_id(&self, _agent_id: &str) -> Option<u32> {
+        self.keys.keys().next_back().copied()
+    }
 }
 
 /// One agent's derived keys.
@@ -169,6 +191,12 @@ impl KeySource for AgentKeyring {
             return None;
         }
         self.keys.get(&key_id).cloned()
+    }
+
+    fn newest_key_id(&self, agent_id: &str) -> Option<u32> {
+        (agent_id == self.agent_id)
+            .then(|| self.keys.keys().next_back().copied())
+            .flatten()
     }
 }
 

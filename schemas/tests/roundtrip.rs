@@ -80,9 +80,13 @@ fn audit() -> impl Strategy<Value = AuditRecord> {
         })
 }
 
-/// Version 1 acks and audit records (no spool id) are read as the legacy incarnation.
+fn master() -> MasterKeyring {
+    MasterKeyring::new([(1, Key([3; 32])), (4, Key([5; 32]))])
+}
+
+/// Versions 1 and 2 carried no tag; they are refused, never read.
 #[test]
-fn version_1_control_records_are_read_as_the_legacy_incarnation() {
+fn unauthenticated_control_versions_are_refused() {
     let ack = Ack {
         agent_id: "host-a".into(),
         spool_id: SpoolId(7),
@@ -90,45 +94,86 @@ fn version_1_control_records_are_read_as_the_legacy_incarnation() {
         committed_object: "m".into(),
         batch_seqs: SeqRanges::from_ranges([(1, 3)]),
     };
-    let v2 = ack.encode().unwrap();
-    let mut v1 = v2[..5].to_vec();
-    v1[4] = 1;
-    v1.extend_from_slice(&v2[5..12]); // agent id length + "host-a"
-    v1.extend_from_slice(&v2[20..]); // everything after the spool id
-    let back = Ack::decode(&v1).unwrap();
-    assert_eq!(
-        back,
-        Ack {
-            spool_id: SpoolId::LEGACY,
-            ..ack
-        }
-    );
     let hb = AuditRecord {
         agent_id: "host-a".into(),
         spool_id: SpoolId(7),
         at_ms: 9,
         body: AuditBody::Heartbeat(Heartbeat::default()),
     };
-    let v2 = hb.encode().unwrap();
-    let mut v1 = v2[..6].to_vec();
-    v1[4] = 1;
-    v1.extend_from_slice(&v2[6..13]);
-    v1.extend_from_slice(&v2[21..]);
+    let keys = master();
+    for version in [1u8, 2, 4] {
+        let mut bytes = ack.encode(&keys).unwrap();
+        bytes[4] = version;
+        let err = Ack::decode(&bytes, &keys).unwrap_err().to_string();
+        assert!(err.contains(&format!("version {version}")), "{err}");
+        let mut bytes = hb.encode(&keys).unwrap();
+        bytes[4] = version;
+        let err = AuditRecord::decode(&bytes, &keys).unwrap_err().to_string();
+        assert!(err.contains(&format!("version {version}")), "{err}");
+    }
+}
+
+/// A record verifies under the keys of its own agent only: not under another
+/// agent's keyring, not after any byte changed, not under a stranger's master key.
+#[test]
+fn control_records_verify_only_under_their_agents_keys() {
+    let keys = master();
+    let ack = Ack {
+        agent_id: "host-a".into(),
+        spool_id: SpoolId(7),
+        committed_at_ms: 5,
+        committed_object: "m".into(),
+        batch_seqs: SeqRanges::from_ranges([(1, 1 << 62)]),
+    };
+    let bytes = ack.encode(&keys).unwrap();
+    assert_eq!(Ack::decode(&bytes, &keys).unwrap(), ack);
+    // The agent verifies with its own derived keyring ...
+    let own = keys.derive_agent_keyring("host-a");
+    assert_eq!(Ack::decode(&bytes, &own).unwrap(), ack);
+    // ... and signs audit records the auditor (master) accepts.
+    let hb = AuditRecord {
+        agent_id: "host-a".into(),
+        spool_id: SpoolId(7),
+        at_ms: 9,
+        body: AuditBody::Heartbeat(Heartbeat::default()),
+    };
     assert_eq!(
-        AuditRecord::decode(&v1).unwrap(),
-        AuditRecord {
-            spool_id: SpoolId::LEGACY,
-            ..hb
-        }
+        AuditRecord::decode(&hb.encode(&own).unwrap(), &keys).unwrap(),
+        hb
     );
-    let mut v3 = v2.clone();
-    v3[4] = 3;
-    assert!(
-        AuditRecord::decode(&v3)
+    // Another agent's keyring can neither verify nor sign for host-a.
+    let other = keys.derive_agent_keyring("host-b");
+    assert_eq!(
+        Ack::decode(&bytes, &other).unwrap_err().reason_code(),
+        "unknown_key"
+    );
+    assert!(hb.encode(&other).is_err());
+    // host-b signing a record that claims to be host-a's: its tag does not verify.
+    let mut claimed = AuditRecord {
+        agent_id: "host-b".into(),
+        ..hb.clone()
+    }
+    .encode(&other)
+    .unwrap();
+    claimed[7..13].copy_from_slice(b"host-a");
+    assert_eq!(
+        AuditRecord::decode(&claimed, &keys)
             .unwrap_err()
-            .to_string()
-            .contains("version 3")
+            .reason_code(),
+        "bad_tag"
     );
+    // A stranger's master key, and any flipped byte, fail the tag.
+    let stranger = MasterKeyring::new([(4, Key([9; 32]))]);
+    let forged = ack.encode(&stranger).unwrap();
+    assert_eq!(
+        Ack::decode(&forged, &keys).unwrap_err().reason_code(),
+        "bad_tag"
+    );
+    for at in 0..bytes.len() {
+        let mut edited = bytes.clone();
+        edited[at] ^= 1;
+        assert!(Ack::decode(&edited, &keys).is_err(), "byte {at}");
+    }
 }
 
 /// Hours past 9999 and times outside 1970..=9999 are refused by every decoder, so
@@ -146,10 +191,11 @@ fn out_of_range_hours_and_times_are_refused() {
             event_count: 1,
         }),
     };
-    assert!(AuditRecord::decode(&announce(Hour::MAX.0, 5).encode().unwrap()).is_ok());
+    let keys = master();
+    assert!(AuditRecord::decode(&announce(Hour::MAX.0, 5).encode(&keys).unwrap(), &keys).is_ok());
     for (hour, at_ms) in [(u32::MAX, 5), (Hour::MAX.0 + 1, 5), (1, -1), (1, i64::MAX)] {
-        let bytes = announce(hour, at_ms).encode().unwrap();
-        let err = AuditRecord::decode(&bytes).unwrap_err().to_string();
+        let bytes = announce(hour, at_ms).encode(&keys).unwrap();
+        let err = AuditRecord::decode(&bytes, &keys).unwrap_err().to_string();
         assert!(err.contains("hour") || err.contains("time"), "{err}");
     }
     let heartbeat = AuditRecord {
@@ -159,7 +205,7 @@ fn out_of_range_hours_and_times_are_refused() {
         }),
         ..announce(1, 5)
     };
-    assert!(AuditRecord::decode(&heartbeat.encode().unwrap()).is_err());
+    assert!(AuditRecord::decode(&heartbeat.encode(&keys).unwrap(), &keys).is_err());
     let ack = Ack {
         agent_id: "host-a".into(),
         spool_id: SpoolId(7),
@@ -167,7 +213,7 @@ fn out_of_range_hours_and_times_are_refused() {
         committed_object: "m".into(),
         batch_seqs: SeqRanges::from_ranges([(1, 3)]),
     };
-    assert!(Ack::decode(&ack.encode().unwrap()).is_err());
+    assert!(Ack::decode(&ack.encode(&keys).unwrap(), &keys).is_err());
 
     let master = MasterKeyring::new([(1, Key([3; 32]))]);
     let keys = master.derive_agent_keyring("host-a");
@@ -192,12 +238,14 @@ fn out_of_range_hours_and_times_are_refused() {
 proptest! {
     #[test]
     fn acks_round_trip(a in ack()) {
-        prop_assert_eq!(Ack::decode(&a.encode().unwrap()).unwrap(), a);
+        let keys = master();
+        prop_assert_eq!(Ack::decode(&a.encode(&keys).unwrap(), &keys).unwrap(), a);
     }
 
     #[test]
     fn audit_records_round_trip(a in audit()) {
-        prop_assert_eq!(AuditRecord::decode(&a.encode().unwrap()).unwrap(), a);
+        let keys = master();
+        prop_assert_eq!(AuditRecord::decode(&a.encode(&keys).unwrap(), &keys).unwrap(), a);
     }
 
     #[test]
@@ -238,14 +286,15 @@ proptest! {
     /// Truncations and byte edits of valid messages never panic a decoder.
     #[test]
     fn decoders_survive_mutations(a in ack(), r in audit(), cut in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
-        for bytes in [a.encode().unwrap(), r.encode().unwrap()] {
+        let keys = master();
+        for bytes in [a.encode(&keys).unwrap(), r.encode(&keys).unwrap()] {
             let truncated = &bytes[..cut.index(bytes.len())];
-            let _ = Ack::decode(truncated);
-            let _ = AuditRecord::decode(truncated);
+            let _ = Ack::decode(truncated, &keys);
+            let _ = AuditRecord::decode(truncated, &keys);
             let mut edited = bytes.clone();
             edited[at.index(bytes.len())] = byte;
-            let _ = Ack::decode(&edited);
-            let _ = AuditRecord::decode(&edited);
+            let _ = Ack::decode(&edited, &keys);
+            let _ = AuditRecord::decode(&edited, &keys);
             let _ = batch::peek_header(&edited);
         }
     }

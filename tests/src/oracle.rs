@@ -207,7 +207,7 @@ impl TestReader {
                     committed_object: "test-reader".into(),
                     batch_seqs: SeqRanges::from_ranges([(meta.batch_seq, meta.batch_seq)]),
                 }
-                .encode()
+                .encode(&self.keys)
                 .expect("ack encodes");
                 let record = BaseRecord::to(&self.acks_topic)
                     .key(meta.agent_id.as_bytes())

@@ -85,7 +85,7 @@ async fn every_acked_event_from_8_clients_reaches_kafka_and_the_spool_drains() {
     let mut announced = std::collections::BTreeMap::new();
     let mut heartbeats = 0;
     for bytes in &audit {
-        let record = AuditRecord::decode(bytes).unwrap();
+        let record = AuditRecord::decode(bytes, &test_master_keyring()).unwrap();
         assert_eq!(record.agent_id, "host-a");
         match record.body {
             AuditBody::Announcement(a) => {

@@ -39,9 +39,14 @@ fn start_ops(dir: &Path, bootstrap: &str, out: &Path, clock_file: &Path) -> EvdP
     let listen = format!("127.0.0.1:{}", tests::free_port());
     let config = dir.join("ops.toml");
     std::fs::write(
+        dir.join("master.toml"),
+        tests::agent_proc::test_master_keyring().to_toml(),
+    )
+    .unwrap();
+    std::fs::write(
         &config,
         format!(
-            "auditor_id = \"ops-test\"\nregistry_dir = \"{}\"\noutput_url = \"file://{}\"\nlisten = \"{listen}\"\n\
+            "auditor_id = \"ops-test\"\nregistry_dir = \"{}\"\nkeyring_path = \"master.toml\"\noutput_url = \"file://{}\"\nlisten = \"{listen}\"\n\
              scan_interval_ms = 300\nlate_after_ms = 1000\ndeadline_high_ms = 10000\n\
              deadline_normal_ms = 10000\ndeadline_low_ms = 10000\n[kafka]\nbootstrap_servers = \"{bootstrap}\"\n",
             example_registry_dir().display(),

@@ -1,16 +1,18 @@
-//! End-to-end acks (`EVDA` v2, v1 still read): a consumer tells an agent which of its
+//! End-to-end acks (`EVDA` v3, authenticated): a consumer tells an agent which of its
 //! batches are durably committed. Layout: `docs/wire-format.md` §2.
 
 use super::codec::{self, Reader};
-use super::{check_range_count, put_ranges, read_ranges};
+use super::{check_range_count, control_tag, put_ranges, read_ranges};
 use crate::error::Result;
+use crate::keys::KeySource;
 use crate::origin::SpoolId;
 use crate::ranges::SeqRanges;
 
 pub const MAGIC: &[u8; 4] = b"EVDA";
-/// The version this build writes; v1 (no spool id, the legacy incarnation) is read too.
-pub const VERSION: u8 = 2;
-const READS: &[u8] = &[1, 2];
+/// The version this build writes and the only one it reads: versions 1 and 2 carried
+/// no tag, and accepting them would let anyone free an agent's spool.
+pub const VERSION: u8 = 3;
+const READS: &[u8] = &[VERSION];
 pub const MAX_OBJECT_LEN: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +28,8 @@ pub struct Ack {
 }
 
 impl Ack {
-    pub fn encode(&self) -> Result<Vec<u8>> {
+    /// Encodes and signs with `agent_id`'s control key under the newest key `keys` hold.
+    pub fn encode(&self, keys: &dyn KeySource) -> Result<Vec<u8>> {
         codec::check_short_name("agent_id", &self.agent_id)?;
         check_range_count(&self.batch_seqs, 1)?;
         if self.committed_object.len() > MAX_OBJECT_LEN {
@@ -48,17 +51,19 @@ impl Ack {
         out.extend_from_slice(&(self.committed_object.len() as u16).to_le_bytes());
         out.extend_from_slice(self.committed_object.as_bytes());
         put_ranges(&mut out, &self.batch_seqs);
+        control_tag::sign(&mut out, keys, &self.agent_id)?;
         Ok(out)
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Ack> {
-        let mut r = Reader::new(bytes);
-        let version = codec::expect_header(&mut r, MAGIC, READS)?;
+    /// Decodes an ack whose tag verifies under `keys`; nothing of a forged ack is
+    /// returned.
+    pub fn decode(bytes: &[u8], keys: &dyn KeySource) -> Result<Ack> {
+        codec::expect_header(&mut Reader::new(bytes), MAGIC, READS)?;
+        let (body, trailer) = control_tag::split(bytes)?;
+        let mut r = Reader::new(body);
+        codec::expect_header(&mut r, MAGIC, READS)?;
         let agent_id = r.short_name("agent_id")?.to_string();
-        let spool_id = match version {
-            1 => SpoolId::LEGACY,
-            _ => SpoolId(r.u64("spool_id")?),
-        };
+        let spool_id = SpoolId(r.u64("spool_id")?);
         let committed_at_ms = r.unix_ms("committed_at_ms")?;
         let object_len = r.u16("object_len")? as usize;
         if object_len > MAX_OBJECT_LEN {
@@ -72,6 +77,7 @@ impl Ack {
         let committed_object = r.str(object_len, "committed_object")?.to_string();
         let batch_seqs = read_ranges(&mut r, 1)?;
         r.finish()?;
+        control_tag::verify(body, trailer, keys, &agent_id)?;
         Ok(Ack {
             agent_id,
             spool_id,

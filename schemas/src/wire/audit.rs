@@ -1,15 +1,18 @@
-//! Audit records (`EVDU` v2, v1 still read): agent heartbeats and batch announcements.
+//! Audit records (`EVDU` v3, authenticated): agent heartbeats and batch announcements.
 //! Layout and semantics: `docs/wire-format.md` §3.
 
 use super::codec::{self, Reader};
+use super::control_tag;
 use crate::error::Result;
 use crate::hour::Hour;
+use crate::keys::KeySource;
 use crate::origin::{Origin, SpoolId};
 
 pub const MAGIC: &[u8; 4] = b"EVDU";
-/// The version this build writes; v1 (no spool id, the legacy incarnation) is read too.
-pub const VERSION: u8 = 2;
-const READS: &[u8] = &[1, 2];
+/// The version this build writes and the only one it reads: versions 1 and 2 carried
+/// no tag, and a forged announcement could hide a loss.
+pub const VERSION: u8 = 3;
+const READS: &[u8] = &[VERSION];
 const KIND_HEARTBEAT: u8 = 1;
 const KIND_ANNOUNCEMENT: u8 = 2;
 
@@ -55,7 +58,8 @@ impl AuditRecord {
         Origin::new(self.agent_id.clone(), self.spool_id)
     }
 
-    pub fn encode(&self) -> Result<Vec<u8>> {
+    /// Encodes and signs with `agent_id`'s control key under the newest key `keys` hold.
+    pub fn encode(&self, keys: &dyn KeySource) -> Result<Vec<u8>> {
         codec::check_short_name("agent_id", &self.agent_id)?;
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(MAGIC);
@@ -84,18 +88,20 @@ impl AuditRecord {
                 out.extend_from_slice(&a.event_count.to_le_bytes());
             }
         }
+        control_tag::sign(&mut out, keys, &self.agent_id)?;
         Ok(out)
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<AuditRecord> {
-        let mut r = Reader::new(bytes);
-        let version = codec::expect_header(&mut r, MAGIC, READS)?;
+    /// Decodes a record whose tag verifies under `keys`; nothing of a forged record is
+    /// returned.
+    pub fn decode(bytes: &[u8], keys: &dyn KeySource) -> Result<AuditRecord> {
+        codec::expect_header(&mut Reader::new(bytes), MAGIC, READS)?;
+        let (signed, trailer) = control_tag::split(bytes)?;
+        let mut r = Reader::new(signed);
+        codec::expect_header(&mut r, MAGIC, READS)?;
         let kind = r.u8("kind")?;
         let agent_id = r.short_name("agent_id")?.to_string();
-        let spool_id = match version {
-            1 => SpoolId::LEGACY,
-            _ => SpoolId(r.u64("spool_id")?),
-        };
+        let spool_id = SpoolId(r.u64("spool_id")?);
         let at_ms = r.unix_ms("at_ms")?;
         let body = match kind {
             KIND_HEARTBEAT => AuditBody::Heartbeat(Heartbeat {
@@ -119,6 +125,7 @@ impl AuditRecord {
             }
         };
         r.finish()?;
+        control_tag::verify(signed, trailer, keys, &agent_id)?;
         Ok(AuditRecord {
             agent_id,
             spool_id,

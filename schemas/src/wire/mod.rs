@@ -7,6 +7,7 @@ pub mod ack;
 pub mod audit;
 pub mod batch;
 pub(crate) mod codec;
+pub mod control_tag;
 pub mod record;
 
 use crate::error::{Error, Reason};
