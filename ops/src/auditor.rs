@@ -6,7 +6,7 @@
 //! else. Each data file is read once (files are immutable), manifests likewise.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,11 +22,13 @@ use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset};
 
-use crate::audit::{AuditState, CellState, ClosePolicy, ClosedMarker, FileScan, MarkerFile};
+use crate::audit::{
+    AuditState, CatchUp, CellState, ClosePolicy, ClosedMarker, FileScan, MarkerFile,
+};
 use crate::config::OpsConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,9 @@ pub struct Shared {
     pub audit_unauthenticated: AtomicU64,
     pub scan_errors: AtomicU64,
     pub lock_recoveries: AtomicU64,
+    /// The audit-topic reader has read everything that was on the topic when it
+    /// started (`audit::CatchUp`); nothing closes before.
+    pub audit_caught_up: AtomicBool,
 }
 
 impl Shared {
@@ -90,7 +95,13 @@ impl Shared {
             audit_unauthenticated: AtomicU64::new(0),
             scan_errors: AtomicU64::new(0),
             lock_recoveries: AtomicU64::new(0),
+            audit_caught_up: AtomicBool::new(false),
         })
+    }
+
+    /// Lets hours close: the audit topic has been read up to where it stood at start.
+    pub fn mark_audit_caught_up(&self) {
+        self.audit_caught_up.store(true, Ordering::Relaxed);
     }
 
     /// The state, locked. A task that panicked while holding the lock (a bug) does not
@@ -123,16 +134,34 @@ pub async fn read_audit_topic(
     let consumer: StreamConsumer = cfg
         .create()
         .map_err(|e| OpsError::Config(format!("kafka consumer: {e}")))?;
-    evd_producer::acks::assign_all_partitions(
-        &consumer,
-        &config.kafka.audit_topic,
-        Offset::Beginning,
-    )
-    .await;
+    let topic = config.kafka.audit_topic.as_str();
+    evd_producer::acks::assign_all_partitions(&consumer, topic, Offset::Beginning).await;
+    let mut assigned = assigned_partitions(&consumer);
+    let mut catch_up = CatchUp::new(watermarks(&consumer, topic, assigned));
+    if catch_up.caught_up() {
+        shared.mark_audit_caught_up();
+    }
+    let mut refresh_at = tokio::time::Instant::now() + PARTITION_REFRESH;
     loop {
-        let msg = match consumer.recv().await {
-            Ok(m) => m,
-            Err(e) => {
+        if tokio::time::Instant::now() >= refresh_at {
+            refresh_at += PARTITION_REFRESH;
+            assigned = assign_new_partitions(&consumer, topic, assigned);
+        }
+        let msg = match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
+            // Idle: the consumer's positions can pass offsets no message carries
+            // (transaction markers, compacted records).
+            Err(_) => {
+                if !catch_up.caught_up() {
+                    for (partition, next) in positions(&consumer) {
+                        if catch_up.on_position(partition, next) {
+                            log_caught_up(&shared);
+                        }
+                    }
+                }
+                continue;
+            }
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
                 eprintln!("evd ops: audit topic: {e} (retrying)");
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
@@ -144,6 +173,81 @@ pub async fn read_audit_topic(
                 msg.partition(),
                 msg.offset()
             );
+        }
+        if catch_up.on_position(msg.partition(), msg.offset() + 1) {
+            log_caught_up(&shared);
+        }
+    }
+}
+
+/// How often the audit topic's partition count is looked up again: partitions added
+/// later are read from their beginning.
+const PARTITION_REFRESH: Duration = Duration::from_secs(30);
+
+fn log_caught_up(shared: &Shared) {
+    shared.mark_audit_caught_up();
+    eprintln!("evd ops: audit topic read up to where it stood at start; hours may close");
+}
+
+fn assigned_partitions(consumer: &StreamConsumer) -> i32 {
+    consumer.assignment().map_or(0, |a| a.count() as i32)
+}
+
+/// `(partition, low, high)` for partitions `0..count`, retried until the broker answers.
+fn watermarks(consumer: &StreamConsumer, topic: &str, count: i32) -> Vec<(i32, i64, i64)> {
+    (0..count)
+        .map(|p| {
+            loop {
+                match consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) {
+                    Ok((low, high)) => break (p, low, high),
+                    Err(e) => {
+                        eprintln!("evd ops: watermarks of {topic}/{p}: {e} (retrying)");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
+            }
+        })
+        .collect()
+}
+
+fn positions(consumer: &StreamConsumer) -> Vec<(i32, i64)> {
+    let Ok(list) = consumer.position() else {
+        return Vec::new();
+    };
+    list.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(n) => Some((e.partition(), n)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Adds partitions created since the last look, from their beginning; returns the
+/// partition count now assigned.
+fn assign_new_partitions(consumer: &StreamConsumer, topic: &str, assigned: i32) -> i32 {
+    let now = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .ok()
+        .and_then(|md| md.topics().first().map(|t| t.partitions().len() as i32))
+        .unwrap_or(assigned);
+    if now <= assigned {
+        return assigned;
+    }
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in assigned..now {
+        let _ = list.add_partition_offset(topic, p, Offset::Beginning);
+    }
+    match consumer.incremental_assign(&list) {
+        Ok(()) => {
+            eprintln!(
+                "evd ops: {topic} grew from {assigned} to {now} partitions; reading the new ones"
+            );
+            now
+        }
+        Err(e) => {
+            eprintln!("evd ops: assigning new partitions of {topic}: {e} (retrying)");
+            assigned
         }
     }
 }
@@ -390,6 +494,9 @@ pub async fn close_due(
     shared: &Shared,
     seen: &mut Seen,
 ) -> Result<(), OpsError> {
+    if !shared.audit_caught_up.load(Ordering::Relaxed) {
+        return Ok(()); // the state may lack records already written: close nothing
+    }
     let now = shared.clock.now_ms();
     let due = shared.state().due(now, &shared.policy, shared.window_hours);
     for (ty, hour, _) in due {
@@ -474,5 +581,13 @@ fn log_close(m: &ClosedMarker, tier: &str) {
             "evd ops:   DATA LOSS {} {}: host {} (spool {}) missing {} events in batch seqs {:?}",
             m.event_type, m.hour, a.agent_id, a.spool_id, a.missing, a.missing_batch_seqs
         );
+    }
+    if m.state == CellState::Unverified {
+        for a in m.agents.iter().filter(|a| !a.reported) {
+            eprintln!(
+                "evd ops:   UNVERIFIED {} {}: host {} (spool {}) was alive in the hour and never reported it",
+                m.event_type, m.hour, a.agent_id, a.spool_id
+            );
+        }
     }
 }

@@ -139,12 +139,15 @@ fn status(url: &str) -> Result<ExitCode> {
         "{:<24} {:<14} {:<11} {:>10} {:>10} {:>8} {:>8} {:>8}",
         "event type", "hour", "state", "published", "delivered", "missing", "quarant", "skew"
     );
-    let mut loss = 0;
+    let (mut loss, mut unverified) = (0, 0);
     for r in &reports {
         let n = |k: &str| r[k].as_u64().unwrap_or(0);
         let state = r["state"].as_str().unwrap_or("?");
         if state == "incomplete" && n("missing") > 0 {
             loss += 1;
+        }
+        if state == "unverified" {
+            unverified += 1;
         }
         println!(
             "{:<24} {:<14} {:<11} {:>10} {:>10} {:>8} {:>8} {:>8}",
@@ -158,11 +161,20 @@ fn status(url: &str) -> Result<ExitCode> {
             n("skew")
         );
     }
+    if unverified > 0 {
+        println!(
+            "UNVERIFIED: {unverified} hour(s) closed while hosts alive in them never reported \
+             (evd ops hour TYPE HOUR names them)"
+        );
+    }
     if loss > 0 {
         println!("DATA LOSS: {loss} hour(s) closed incomplete (evd ops hour TYPE HOUR for detail)");
-        return Ok(ExitCode::FAILURE);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if loss + unverified > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn hour_detail(url: &str, event_type: &str, hour: &str) -> Result<ExitCode> {
@@ -196,7 +208,7 @@ fn hour_detail(url: &str, event_type: &str, hour: &str) -> Result<ExitCode> {
         println!("  closed with {} files", files.len());
     }
     let loss = r["state"] == "incomplete" && n("missing") > 0;
-    Ok(if loss {
+    Ok(if loss || r["state"] == "unverified" {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -81,7 +81,7 @@ table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 6px;text-
 th{background:#f4f4f4}td.name{text-align:left;font-weight:600}
 td.cell{min-width:3.5em;text-align:center;cursor:pointer}td.cell a{color:inherit;text-decoration:none;display:block}
 .st-complete{background:#4caf50;color:#fff}.st-open{background:#cfe8fc}.st-late{background:#ffb74d}
-.st-incomplete{background:#e53935;color:#fff}.st-quarantine{background:#9575cd;color:#fff}
+.st-incomplete{background:#e53935;color:#fff}.st-unverified{background:#fb8c00;color:#fff}.st-quarantine{background:#9575cd;color:#fff}
 .legend span{display:inline-block;padding:2px 8px;margin-right:6px}nav a{margin-right:1em}
 .bar{background:#64b5f6;height:12px;display:inline-block}
 </style>";
@@ -105,7 +105,7 @@ fn grid_page(shared: &Shared) -> String {
     let _ = write!(
         body,
         "<p class=legend><span class=st-complete>closed complete</span><span class=st-open>open, on time</span>\
-         <span class=st-late>late</span><span class=st-incomplete>incomplete: data loss</span>\
+         <span class=st-late>late</span><span class=st-incomplete>incomplete: data loss</span><span class=st-unverified>unverified: hosts never reported</span>\
          <span class=st-quarantine>quarantine</span> Cells show delivered / published events.</p>"
     );
     if hours.is_empty() {
@@ -293,6 +293,11 @@ pub fn metrics(shared: &Shared) -> String {
         "# TYPE evd_ops_quarantined_batches gauge\nevd_ops_quarantined_batches {}",
         shared.quarantined_batches.load(Ordering::Relaxed)
     );
+    let _ = writeln!(
+        out,
+        "# TYPE evd_ops_audit_caught_up gauge\nevd_ops_audit_caught_up {}",
+        u8::from(shared.audit_caught_up.load(Ordering::Relaxed))
+    );
     for (ty, tier) in state.types() {
         let labels = format!("event_type=\"{ty}\",tier=\"{}\"", tier.as_str());
         let mine: Vec<&HourReport> = reports.iter().filter(|r| r.event_type == ty).collect();
@@ -302,6 +307,7 @@ pub fn metrics(shared: &Shared) -> String {
             CellState::Complete,
             CellState::Quarantine,
             CellState::Incomplete,
+            CellState::Unverified,
         ] {
             let n = mine.iter().filter(|r| r.state == st).count();
             let _ = writeln!(
@@ -312,6 +318,18 @@ pub fn metrics(shared: &Shared) -> String {
         }
         let loss = mine.iter().filter(|r| r.open_loss()).count();
         let _ = writeln!(out, "evd_ops_open_loss_hours{{{labels}}} {loss}");
+        let unverified = mine.iter().filter(|r| r.unverified()).count();
+        let _ = writeln!(out, "evd_ops_unverified_hours{{{labels}}} {unverified}");
+        for r in mine.iter().filter(|r| r.unverified()) {
+            for agent in r.unreported_agents() {
+                let _ = writeln!(
+                    out,
+                    "evd_ops_unreported_host_hours{{{labels},hour=\"{}\",agent_id=\"{}\"}} 1",
+                    r.hour,
+                    evd_schemas::metrics_text::label_value(&agent),
+                );
+            }
+        }
         for r in mine.iter().filter(|r| r.open_loss()) {
             for a in r.agents.iter().filter(|a| a.missing > 0) {
                 let _ = writeln!(

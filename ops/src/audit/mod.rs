@@ -2,11 +2,13 @@
 //! in the Parquet files, which hours are due to close and how. The shell that feeds it
 //! (Kafka audit topic, object-store scans) is `crate::auditor`.
 
+pub mod catch_up;
 pub mod histogram;
 pub mod state;
 #[cfg(test)]
 mod tests;
 
+pub use catch_up::CatchUp;
 pub use histogram::Histogram;
 pub use state::{
     AgentHour, AuditState, CellState, ClosePolicy, ClosedMarker, FileScan, HostReport, HourReport,

@@ -49,6 +49,10 @@ pub enum CellState {
     Quarantine,
     /// Closed at its deadline with events missing: data loss.
     Incomplete,
+    /// Closed at its deadline with nothing announced missing, but a host alive in the
+    /// hour never reported it (no heartbeat with `final_before_hour` past it): what it
+    /// may have sealed is unknown. Alerts like a loss until someone looks.
+    Unverified,
 }
 
 impl CellState {
@@ -59,13 +63,17 @@ impl CellState {
             CellState::Complete => "complete",
             CellState::Quarantine => "quarantine",
             CellState::Incomplete => "incomplete",
+            CellState::Unverified => "unverified",
         }
     }
 
     pub fn is_closed(self) -> bool {
         matches!(
             self,
-            CellState::Complete | CellState::Quarantine | CellState::Incomplete
+            CellState::Complete
+                | CellState::Quarantine
+                | CellState::Incomplete
+                | CellState::Unverified
         )
     }
 }
@@ -114,6 +122,20 @@ impl HourReport {
     /// Events lost for good: missing in an hour closed incomplete.
     pub fn open_loss(&self) -> bool {
         self.state == CellState::Incomplete && self.missing > 0
+    }
+
+    /// Closed without proof of completeness: hosts alive in it never reported it.
+    pub fn unverified(&self) -> bool {
+        self.state == CellState::Unverified
+    }
+
+    /// Agent ids alive in the hour that have not reported it (yet).
+    pub fn unreported_agents(&self) -> Vec<String> {
+        self.agents
+            .iter()
+            .filter(|a| !a.reported)
+            .map(|a| a.agent_id.clone())
+            .collect()
     }
 }
 
@@ -423,6 +445,8 @@ impl AuditState {
         }
         Some(if report.missing > 0 {
             CellState::Incomplete
+        } else if !settled {
+            CellState::Unverified
         } else if report.quarantined > 0 {
             CellState::Quarantine
         } else {

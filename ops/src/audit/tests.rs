@@ -181,8 +181,54 @@ fn an_agent_that_has_not_reported_holds_the_hour_open_until_the_deadline() {
     let r = state.report("A", H, H.end_ms() + 200_000, &POLICY);
     assert_eq!(r.state, CellState::Late);
     let due = state.due(H.end_ms() + POLICY.deadline_normal_ms, &POLICY, 48);
-    // Nothing is missing, so it closes complete even though h2 never reported.
-    assert_eq!(due, vec![("A".to_string(), H, CellState::Complete)]);
+    // Nothing announced is missing, but h2 was alive in H and never said it had
+    // announced everything: what it may have sealed is unknown, so the hour closes
+    // unverified, not complete.
+    assert_eq!(due, vec![("A".to_string(), H, CellState::Unverified)]);
+    let r = state.report("A", H, H.end_ms() + POLICY.deadline_normal_ms, &POLICY);
+    assert_eq!(r.unreported_agents(), vec!["h2".to_string()]);
+}
+
+/// The unverified state's false-alarm test: hosts that reported every hour they were
+/// alive in never make an hour unverified, in seeded runs with hosts alive in other
+/// hours only, late heartbeats, and quarantines.
+#[test]
+fn hours_every_live_host_reported_never_close_unverified() {
+    for seed in 0..200 {
+        let mut rng = Rng(seed);
+        let mut state = AuditState::new([("A".to_string(), Tier::Normal)]);
+        let late = Hour(H.0 + 1).end_ms() + POLICY.deadline_normal_ms;
+        let hosts = 1 + rng.below(6);
+        for h in 0..hosts {
+            let agent = format!("h{h}");
+            // Hosts start in the hour before H, in H, or after it.
+            let offset = rng.below(3) as u32;
+            let hour = Hour(H.0 - 1 + offset);
+            state.on_audit(&heartbeat(&agent, hour.start_ms() + 5, hour));
+            for seq in 1..=rng.below(4) {
+                state.on_audit(&announce(&agent, "A", hour, seq, 3));
+                let mut f = FileScan {
+                    event_type: "A".into(),
+                    folder_hour: hour,
+                    ..FileScan::default()
+                };
+                f.rows.insert((origin(&agent), seq), 3);
+                state.on_file(&f);
+            }
+            // A live agent heartbeats every 10 minutes (with jitter) until after the
+            // check, each beat reporting every hour before its own.
+            let mut at = hour.start_ms() + 5 + rng.below(600_000) as i64;
+            while at < late + 600_000 {
+                state.on_audit(&heartbeat(&agent, at, Hour::from_unix_ms(at)));
+                at += 600_000 + rng.below(60_000) as i64;
+            }
+        }
+        let due = state.due(late, &POLICY, 48);
+        assert!(!due.is_empty(), "seed {seed}");
+        for (_, hour, closing) in due {
+            assert_eq!(closing, CellState::Complete, "seed {seed}, hour {hour}");
+        }
+    }
 }
 
 #[test]
