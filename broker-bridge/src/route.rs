@@ -218,9 +218,12 @@ impl Route {
         for (k, v) in &spec.destination.producer {
             pcfg.set(k, v);
         }
+        // Records keep their key; with the acks' partitioner an agent finds its acks
+        // on the edge in the one partition it reads (`wire::ack_partition`).
         pcfg.set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", "none");
+            .set("compression.type", "none")
+            .set("partitioner", evd_schemas::wire::ack_partition::PARTITIONER);
         let producer: Dest = pcfg
             .create_with_context(ProducerCtx {
                 route: spec.name,

@@ -142,7 +142,10 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
     for (k, v) in &config.kafka.producer {
         pcfg.set(k, v);
     }
-    pcfg.set("enable.idempotence", "true").set("acks", "all");
+    // Each agent reads only the partition its id maps to (`wire::ack_partition`).
+    pcfg.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", evd_schemas::wire::ack_partition::PARTITIONER);
     let acks_producer: FutureProducer = pcfg
         .create()
         .map_err(|e| ConsumerError::Config(format!("acks producer: {e}")))?;

@@ -1,9 +1,13 @@
 //! Consumes the acks topic and hands this agent's end-to-end acks to the writer.
 //!
 //! Acks are idempotent and a missed one only delays freeing (the batch is retransmitted,
-//! the consumer dedups it and acks again), so offsets are auto-committed. Partitions
-//! are assigned directly rather than through a group rebalance, so a restarted agent
-//! reads acks at once instead of waiting out its dead predecessor's session.
+//! the consumer dedups it and acks again), so offsets are auto-committed. The agent
+//! reads only the partition its id maps to (`wire::ack_partition`, the partitioner
+//! every acks producer is fixed to), so what it reads grows with the agents sharing
+//! that partition, not with every agent. The partition is assigned directly rather
+//! than through a group rebalance, so a restarted agent reads acks at once instead of
+//! waiting out its dead predecessor's session. The partition count is looked up again
+//! every 30 s: after the topic grew, the new home partition is read as well.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,19 +54,29 @@ pub async fn run(
 ) -> Result<(), rdkafka::error::KafkaError> {
     let Origin { agent_id, spool_id } = origin;
     let consumer: StreamConsumer = config.create()?;
-    assign_all_partitions(&consumer, &topic, Offset::Stored).await;
+    let mut home = HomePartitions::default();
+    while !home.refresh(&consumer, &topic, &agent_id) {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let mut refresh_at = tokio::time::Instant::now() + HOME_REFRESH;
     let drop_percent = test_drop_acks_percent();
     let mut seen = 0u64;
     let mut warned = std::collections::BTreeSet::new();
     loop {
-        let msg = match consumer.recv().await {
-            Ok(m) => m,
-            Err(e) => {
+        let msg = match tokio::time::timeout_at(refresh_at, consumer.recv()).await {
+            Err(_) => {
+                home.refresh(&consumer, &topic, &agent_id);
+                refresh_at += HOME_REFRESH;
+                continue;
+            }
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
                 eprintln!("evd agent: acks consumer: {e} (retrying)");
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 continue;
             }
         };
+        Metrics::add(&metrics.acks_records_read, 1);
         if msg.key() != Some(agent_id.as_bytes()) {
             continue;
         }
@@ -98,16 +112,63 @@ pub async fn run(
     }
 }
 
+const HOME_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The partitions of the acks topic this agent reads: where its id maps to under the
+/// current partition count, plus where it mapped before the topic grew (acks sent
+/// just before the change are still there).
+#[derive(Default)]
+struct HomePartitions {
+    count: i32,
+    assigned: std::collections::BTreeSet<i32>,
+}
+
+impl HomePartitions {
+    /// Looks up the partition count and adds the home partition if it is new; false
+    /// when the topic's metadata is not available yet.
+    fn refresh(&mut self, consumer: &StreamConsumer, topic: &str, agent_id: &str) -> bool {
+        let Some(count) = partition_count(consumer, topic) else {
+            return false;
+        };
+        let home = evd_schemas::wire::ack_partition::partition_for(agent_id, count);
+        if count == self.count || self.assigned.contains(&home) {
+            self.count = count;
+            return true;
+        }
+        let mut list = TopicPartitionList::new();
+        let _ = list.add_partition_offset(topic, home, Offset::Stored);
+        let result = if self.assigned.is_empty() {
+            consumer.assign(&list)
+        } else {
+            consumer.incremental_assign(&list)
+        };
+        match result {
+            Ok(()) => {
+                self.count = count;
+                self.assigned.insert(home);
+                true
+            }
+            Err(e) => {
+                eprintln!("evd agent: assigning {topic}/{home}: {e} (retrying)");
+                false
+            }
+        }
+    }
+}
+
+fn partition_count(consumer: &StreamConsumer, topic: &str) -> Option<i32> {
+    consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
+        .ok()
+        .and_then(|md| md.topics().first().map(|t| t.partitions().len() as i32))
+        .filter(|&n| n > 0)
+}
+
 /// Assigns every partition of `topic` at `start`, retrying until the topic's metadata
-/// is available. (The auditor reads the audit topic the same way.)
+/// is available. (The auditor reads the audit topic this way.)
 pub async fn assign_all_partitions(consumer: &StreamConsumer, topic: &str, start: Offset) {
     loop {
-        let partitions = consumer
-            .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
-            .ok()
-            .and_then(|md| md.topics().first().map(|t| t.partitions().len() as i32))
-            .filter(|&n| n > 0);
-        if let Some(n) = partitions {
+        if let Some(n) = partition_count(consumer, topic) {
             let mut list = TopicPartitionList::new();
             for p in 0..n {
                 let _ = list.add_partition_offset(topic, p, start);

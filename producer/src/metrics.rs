@@ -39,6 +39,7 @@ counters! {
     batches_retransmitted: "Batches sent again after the ack timeout or a restart.",
     batches_acked: "Batches acked end to end and freed.",
     acks_other_spool: "Acks for this agent id but another spool incarnation; they free nothing (a second host with this id, or acks for a wiped spool).",
+    acks_records_read: "Records read from this agent's partition of the acks topic (its own acks and those of agents sharing the partition).",
     acks_unauthenticated: "Acks keyed to this agent refused: undecodable, or their tag does not verify under this agent's key (forged, another agent's, an unauthenticated old version); they free nothing.",
     kafka_errors: "Kafka produce errors (retried).",
     sends_waiting: "Batches waiting for a send slot (gauge).",

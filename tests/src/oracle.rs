@@ -153,6 +153,7 @@ impl TestReader {
             Some(
                 crate::kafka::client_config(bootstrap)
                     .set("linger.ms", "5")
+                    .set("partitioner", evd_schemas::wire::ack_partition::PARTITIONER)
                     .create()?,
             )
         } else {

@@ -4,6 +4,7 @@
 //! any input (fuzzed) and refuse unknown versions.
 
 pub mod ack;
+pub mod ack_partition;
 pub mod audit;
 pub mod batch;
 pub(crate) mod codec;
