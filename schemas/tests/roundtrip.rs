@@ -8,7 +8,7 @@ use evd_schemas::{Hour, Key, MasterKeyring, SeqRanges, SpoolId};
 use proptest::prelude::*;
 
 fn name() -> impl Strategy<Value = String> {
-    "[a-zA-Z0-9_.-]{1,40}"
+    "[a-zA-Z0-9_-][a-zA-Z0-9_.-]{0,39}"
 }
 
 fn ranges(min: usize) -> impl Strategy<Value = SeqRanges> {
@@ -214,6 +214,19 @@ fn out_of_range_hours_and_times_are_refused() {
         batch_seqs: SeqRanges::from_ranges([(1, 3)]),
     };
     assert!(Ack::decode(&ack.encode(&keys).unwrap(), &keys).is_err());
+
+    // Agent ids outside the documented charset (they become label values and object
+    // names) are refused even when signed.
+    for bad in ["a\"b", "a\nb", ".hidden", "a/b"] {
+        let bytes = AuditRecord {
+            agent_id: bad.into(),
+            ..announce(1, 5)
+        }
+        .encode(&keys)
+        .unwrap();
+        let err = AuditRecord::decode(&bytes, &keys).unwrap_err().to_string();
+        assert!(err.contains("agent_id"), "{err}");
+    }
 
     let master = MasterKeyring::new([(1, Key([3; 32]))]);
     let keys = master.derive_agent_keyring("host-a");

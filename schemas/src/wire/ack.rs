@@ -63,6 +63,7 @@ impl Ack {
         let mut r = Reader::new(body);
         codec::expect_header(&mut r, MAGIC, READS)?;
         let agent_id = r.short_name("agent_id")?.to_string();
+        crate::origin::check_id(&agent_id).map_err(|why| r.invalid("agent_id", why))?;
         let spool_id = SpoolId(r.u64("spool_id")?);
         let committed_at_ms = r.unix_ms("committed_at_ms")?;
         let object_len = r.u16("object_len")? as usize;

@@ -101,6 +101,7 @@ impl AuditRecord {
         codec::expect_header(&mut r, MAGIC, READS)?;
         let kind = r.u8("kind")?;
         let agent_id = r.short_name("agent_id")?.to_string();
+        crate::origin::check_id(&agent_id).map_err(|why| r.invalid("agent_id", why))?;
         let spool_id = SpoolId(r.u64("spool_id")?);
         let at_ms = r.unix_ms("at_ms")?;
         let body = match kind {

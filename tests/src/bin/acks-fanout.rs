@@ -32,10 +32,7 @@ fn main() {
         }
         let before = produced * agents as u64;
         // Each agent reads every ack record of its home partition.
-        let after: u64 = per_partition
-            .iter()
-            .map(|n| n * n * ACKS_PER_AGENT)
-            .sum();
+        let after: u64 = per_partition.iter().map(|n| n * n * ACKS_PER_AGENT).sum();
         let max = per_partition.iter().max().copied().unwrap_or(0) * ACKS_PER_AGENT;
         println!(
             "| {partitions} | {before} | {after} | {max} | {:.1}x |",
