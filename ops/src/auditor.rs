@@ -1,5 +1,5 @@
-//! The auditor's shell: feeds `audit::AuditState` from the audit topic and from scans
-//! of the output, and closes due hours with the `closing` protocol.
+//! The auditor's shell: feeds `audit::AuditState` from scans of the output (the audit
+//! topic's reader is `audit_topic`), and closes due hours with the `closing` protocol.
 //!
 //! State is rebuilt at every start from the audit topic (read from the beginning) and
 //! the output (data files, manifests, closed markers); the auditor persists nothing
@@ -16,19 +16,13 @@ use evd_consumer::closing::{CLOSED_MARKER, HourFile};
 use evd_consumer::commit::{CommitError, Output};
 use evd_consumer::ledger::Manifest;
 use evd_producer::clock::{Clock, SystemClock};
-use evd_schemas::wire::audit::AuditRecord;
-use evd_schemas::{Hour, MasterKeyring, Origin, Registry, SpoolId};
+use evd_schemas::{Hour, Origin, Registry, SpoolId};
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset};
 
-use crate::audit::{
-    AuditState, CatchUp, CellState, ClosePolicy, ClosedMarker, FileScan, MarkerFile,
-};
+use crate::audit::{AuditState, CellState, ClosePolicy, ClosedMarker, FileScan, MarkerFile};
 use crate::config::OpsConfig;
 
 #[derive(Debug, thiserror::Error)]
@@ -114,172 +108,6 @@ impl Shared {
             self.state.clear_poison();
             poisoned.into_inner()
         })
-    }
-}
-
-/// Reads the audit topic from the beginning into the state, forever.
-pub async fn read_audit_topic(
-    config: &OpsConfig,
-    shared: Arc<Shared>,
-    keys: MasterKeyring,
-) -> Result<(), OpsError> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        .set("group.id", format!("evd-ops-{}", config.auditor_id))
-        .set("enable.auto.commit", "false")
-        .set("log_level", "4");
-    for (k, v) in &config.kafka.consumer {
-        cfg.set(k, v);
-    }
-    let consumer: StreamConsumer = cfg
-        .create()
-        .map_err(|e| OpsError::Config(format!("kafka consumer: {e}")))?;
-    let topic = config.kafka.audit_topic.as_str();
-    evd_producer::acks::assign_all_partitions(&consumer, topic, Offset::Beginning).await;
-    let mut assigned = assigned_partitions(&consumer);
-    let mut catch_up = CatchUp::new(watermarks(&consumer, topic, assigned));
-    if catch_up.caught_up() {
-        shared.mark_audit_caught_up();
-    }
-    let mut refresh_at = tokio::time::Instant::now() + PARTITION_REFRESH;
-    loop {
-        if tokio::time::Instant::now() >= refresh_at {
-            refresh_at += PARTITION_REFRESH;
-            assigned = assign_new_partitions(&consumer, topic, assigned);
-        }
-        let msg = match tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await {
-            // Idle: the consumer's positions can pass offsets no message carries
-            // (transaction markers, compacted records).
-            Err(_) => {
-                if !catch_up.caught_up() {
-                    for (partition, next) in positions(&consumer) {
-                        if catch_up.on_position(partition, next) {
-                            log_caught_up(&shared);
-                        }
-                    }
-                }
-                continue;
-            }
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => {
-                eprintln!("evd ops: audit topic: {e} (retrying)");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        if let Err(e) = take_audit_record(&shared, &keys, msg.payload().unwrap_or_default()) {
-            eprintln!(
-                "evd ops: audit record refused at {}:{} (it changes nothing): {e}",
-                msg.partition(),
-                msg.offset()
-            );
-        }
-        if catch_up.on_position(msg.partition(), msg.offset() + 1) {
-            log_caught_up(&shared);
-        }
-    }
-}
-
-/// How often the audit topic's partition count is looked up again: partitions added
-/// later are read from their beginning.
-const PARTITION_REFRESH: Duration = Duration::from_secs(30);
-
-fn log_caught_up(shared: &Shared) {
-    shared.mark_audit_caught_up();
-    eprintln!("evd ops: audit topic read up to where it stood at start; hours may close");
-}
-
-fn assigned_partitions(consumer: &StreamConsumer) -> i32 {
-    consumer.assignment().map_or(0, |a| a.count() as i32)
-}
-
-/// `(partition, low, high)` for partitions `0..count`, retried until the broker answers.
-fn watermarks(consumer: &StreamConsumer, topic: &str, count: i32) -> Vec<(i32, i64, i64)> {
-    (0..count)
-        .map(|p| {
-            loop {
-                match consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) {
-                    Ok((low, high)) => break (p, low, high),
-                    Err(e) => {
-                        eprintln!("evd ops: watermarks of {topic}/{p}: {e} (retrying)");
-                        std::thread::sleep(Duration::from_millis(500));
-                    }
-                }
-            }
-        })
-        .collect()
-}
-
-fn positions(consumer: &StreamConsumer) -> Vec<(i32, i64)> {
-    let Ok(list) = consumer.position() else {
-        return Vec::new();
-    };
-    list.elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(n) => Some((e.partition(), n)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Adds partitions created since the last look, from their beginning; returns the
-/// partition count now assigned.
-fn assign_new_partitions(consumer: &StreamConsumer, topic: &str, assigned: i32) -> i32 {
-    let now = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .ok()
-        .and_then(|md| md.topics().first().map(|t| t.partitions().len() as i32))
-        .unwrap_or(assigned);
-    if now <= assigned {
-        return assigned;
-    }
-    let mut list = rdkafka::TopicPartitionList::new();
-    for p in assigned..now {
-        let _ = list.add_partition_offset(topic, p, Offset::Beginning);
-    }
-    match consumer.incremental_assign(&list) {
-        Ok(()) => {
-            eprintln!(
-                "evd ops: {topic} grew from {assigned} to {now} partitions; reading the new ones"
-            );
-            now
-        }
-        Err(e) => {
-            eprintln!("evd ops: assigning new partitions of {topic}: {e} (retrying)");
-            assigned
-        }
-    }
-}
-
-/// Applies one audit-topic payload to the state if it decodes and its tag verifies
-/// under `keys`. A refused record changes nothing and is counted: as
-/// `audit_unauthenticated` when its tag or key id does not verify (forged, or signed
-/// by another agent), as `audit_undecodable` otherwise (malformed, unauthenticated
-/// old version).
-pub fn take_audit_record(
-    shared: &Shared,
-    keys: &MasterKeyring,
-    payload: &[u8],
-) -> Result<(), evd_schemas::Error> {
-    match AuditRecord::decode(payload, keys) {
-        Ok(record) => {
-            shared.audit_records.fetch_add(1, Ordering::Relaxed);
-            shared.state().on_audit(&record);
-            Ok(())
-        }
-        Err(e) => {
-            let counter = match &e {
-                evd_schemas::Error::UnknownKey { .. } => &shared.audit_unauthenticated,
-                evd_schemas::Error::Rejected {
-                    reason: evd_schemas::Reason::BadTag,
-                    ..
-                } => &shared.audit_unauthenticated,
-                _ => &shared.audit_undecodable,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            Err(e)
-        }
     }
 }
 

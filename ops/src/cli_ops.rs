@@ -102,7 +102,7 @@ pub fn spawn_auditor(
     let (c1, c2) = (config.clone(), config.clone());
     let (s1, s2, s3) = (shared.clone(), shared.clone(), shared);
     tokio::spawn(async move {
-        if let Err(e) = auditor::read_audit_topic(&c1, s1, keys).await {
+        if let Err(e) = evd_ops::audit_topic::read_audit_topic(&c1, s1, keys).await {
             eprintln!("evd ops: {e}");
         }
     });

@@ -43,6 +43,12 @@ pub struct OpsConfig {
     /// The same for `low` tier types.
     #[serde(default = "defaults::deadline_low_ms")]
     pub deadline_low_ms: u64,
+    /// A host (agent id) silent this long is taken as decommissioned: its per-host
+    /// metrics (`evd_ops_host_*{agent_id}`) stop, so `EvdAgentSilent` and
+    /// `EvdSpoolGrowing` resolve, and it is counted in `evd_ops_hosts_retired`. Hours
+    /// it was alive in still close unverified if it never reported them.
+    #[serde(default = "defaults::host_retire_after_ms")]
+    pub host_retire_after_ms: u64,
     /// Hours shown on the dashboard and considered for closing.
     #[serde(default = "defaults::window_hours")]
     pub window_hours: usize,
@@ -62,6 +68,9 @@ pub struct OpsKafka {
 }
 
 mod defaults {
+    pub fn host_retire_after_ms() -> u64 {
+        24 * 3_600_000
+    }
     pub fn auditor_id() -> String {
         "evd-ops".into()
     }
@@ -129,6 +138,7 @@ impl OpsConfig {
             deadline_high_ms: self.deadline_high_ms as i64,
             deadline_normal_ms: self.deadline_normal_ms as i64,
             deadline_low_ms: self.deadline_low_ms as i64,
+            host_retire_after_ms: self.host_retire_after_ms as i64,
         }
     }
 }

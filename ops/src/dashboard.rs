@@ -401,27 +401,57 @@ pub fn metrics(shared: &Shared) -> String {
         );
     }
     let hosts = state.hosts();
-    let max = |f: &dyn Fn(&crate::audit::HostReport) -> i64| hosts.iter().map(f).max().unwrap_or(0);
     let _ = writeln!(out, "evd_ops_hosts {}", hosts.len());
+    // Per agent id, its newest incarnation (a re-created spool replaces the old one);
+    // hosts silent past `host_retire_after_ms` are decommissioned and left out.
+    let mut newest: std::collections::BTreeMap<&str, &crate::audit::HostReport> =
+        std::collections::BTreeMap::new();
+    for h in &hosts {
+        let e = newest.entry(h.agent_id.as_str()).or_insert(h);
+        if h.last_heartbeat_ms > e.last_heartbeat_ms {
+            *e = h;
+        }
+    }
+    let retire_before = now - shared.policy.host_retire_after_ms;
+    let (live, retired): (Vec<&crate::audit::HostReport>, Vec<_>) = newest
+        .values()
+        .copied()
+        .partition(|h| h.last_heartbeat_ms >= retire_before);
     let _ = writeln!(
         out,
-        "evd_ops_host_spool_bytes_max {}",
-        max(&|h| h.spool_bytes as i64)
+        "# HELP evd_ops_hosts_retired Agent ids silent longer than host_retire_after_ms.\n\
+         # TYPE evd_ops_hosts_retired gauge\nevd_ops_hosts_retired {}",
+        retired.len()
     );
-    let _ = writeln!(
-        out,
-        "evd_ops_host_heartbeat_age_seconds_max {}",
-        max(&|h| (now - h.last_heartbeat_ms) / 1000)
-    );
-    let _ = writeln!(
-        out,
-        "evd_ops_oldest_unacked_age_seconds_max {}",
-        max(&|h| if h.oldest_unacked_ms > 0 {
-            (now - h.oldest_unacked_ms) / 1000
-        } else {
-            0
-        })
-    );
+    for (name, help) in [
+        (
+            "evd_ops_host_heartbeat_age_seconds",
+            "Seconds since the host's last heartbeat.",
+        ),
+        (
+            "evd_ops_host_spool_bytes",
+            "Bytes in the host's spool at its last heartbeat.",
+        ),
+        (
+            "evd_ops_host_oldest_unacked_age_seconds",
+            "Age of the host's oldest unacked batch (0 = none).",
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for h in &live {
+            let value = match name {
+                "evd_ops_host_heartbeat_age_seconds" => (now - h.last_heartbeat_ms) / 1000,
+                "evd_ops_host_spool_bytes" => h.spool_bytes as i64,
+                _ if h.oldest_unacked_ms > 0 => (now - h.oldest_unacked_ms) / 1000,
+                _ => 0,
+            };
+            let _ = writeln!(
+                out,
+                "{name}{{agent_id=\"{}\"}} {value}",
+                evd_schemas::metrics_text::label_value(&h.agent_id)
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "evd_ops_unacked_batches {}",

@@ -3,6 +3,7 @@
 //! (src/main.rs) is a thin shell over this library.
 
 pub mod audit;
+pub mod audit_topic;
 pub mod auditor;
 pub mod config;
 pub mod dashboard;

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use evd_ops::auditor::{Shared, take_audit_record};
+use evd_ops::audit_topic::take_audit_record;
+use evd_ops::auditor::Shared;
 use evd_ops::config::OpsConfig;
 use evd_producer::clock::Clock;
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord};

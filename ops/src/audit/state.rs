@@ -22,6 +22,8 @@ pub struct ClosePolicy {
     pub deadline_high_ms: i64,
     pub deadline_normal_ms: i64,
     pub deadline_low_ms: i64,
+    /// A host silent this long is decommissioned: no per-host metrics, no alerts.
+    pub host_retire_after_ms: i64,
 }
 
 impl ClosePolicy {

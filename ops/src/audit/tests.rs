@@ -11,6 +11,7 @@ const POLICY: ClosePolicy = ClosePolicy {
     deadline_high_ms: 600_000,
     deadline_normal_ms: 600_000,
     deadline_low_ms: 600_000,
+    host_retire_after_ms: 86_400_000,
 };
 
 const SPOOL: SpoolId = SpoolId(0x5eed);
