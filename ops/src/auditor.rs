@@ -33,6 +33,10 @@ pub enum OpsError {
     /// The output could not be read or written; the loop retries on its next scan.
     #[error("output: {0}")]
     Output(String),
+    /// One object is unreadable (not Parquet, a column missing, bad JSON): it is set
+    /// aside and counted; everything else goes on.
+    #[error("unreadable object: {0}")]
+    Unreadable(String),
 }
 
 impl From<CommitError> for OpsError {
@@ -62,6 +66,7 @@ pub struct Shared {
     pub audit_unauthenticated: AtomicU64,
     pub scan_errors: AtomicU64,
     pub lock_recoveries: AtomicU64,
+    pub bad_objects: AtomicU64,
     /// The audit-topic reader has read everything that was on the topic when it
     /// started (`audit::CatchUp`); nothing closes before.
     pub audit_caught_up: AtomicBool,
@@ -89,6 +94,7 @@ impl Shared {
             audit_unauthenticated: AtomicU64::new(0),
             scan_errors: AtomicU64::new(0),
             lock_recoveries: AtomicU64::new(0),
+            bad_objects: AtomicU64::new(0),
             audit_caught_up: AtomicBool::new(false),
         })
     }
@@ -139,12 +145,31 @@ pub async fn scan_and_close(
     }
 }
 
-/// Objects already taken into the state.
+/// Objects already taken into the state, and those that could not be read.
 #[derive(Default)]
 pub struct Seen {
     files: HashSet<String>,
     manifests: HashSet<String>,
     markers: HashSet<String>,
+    /// Objects that could not be read or parsed: skipped from then on (until a
+    /// restart), counted and logged once. Their rows count as missing.
+    bad: HashSet<String>,
+}
+
+impl Seen {
+    /// Records an unreadable object once: counted in `evd_ops_bad_objects_total` and
+    /// logged; later scans skip it.
+    fn set_aside(&mut self, shared: &Shared, rel: &str, e: &OpsError) {
+        if self.bad.insert(rel.to_string()) {
+            shared.bad_objects.fetch_add(1, Ordering::Relaxed);
+            eprintln!("evd ops: BAD OBJECT {rel} skipped (its rows count as missing): {e}");
+        }
+    }
+
+    /// Whether `rel` was taken in already or set aside.
+    fn known(&self, rel: &str) -> bool {
+        self.files.contains(rel) || self.markers.contains(rel) || self.bad.contains(rel)
+    }
 }
 
 /// Takes every new data file, manifest and closed marker into the state.
@@ -158,10 +183,19 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
             .await?;
         for meta in metas {
             let rel = output.relative(&meta.location);
-            if rel.ends_with(".parquet") && !seen.files.contains(&rel) {
-                take_file(output, shared, seen, &ty, &meta).await?;
-            } else if rel.ends_with(CLOSED_MARKER) && !seen.markers.contains(&rel) {
-                take_marker(output, shared, seen, &rel).await?;
+            if seen.known(&rel) {
+                continue;
+            }
+            let taken = if rel.ends_with(".parquet") {
+                take_file(output, shared, seen, &ty, &meta).await
+            } else if rel.ends_with(CLOSED_MARKER) {
+                take_marker(output, shared, seen, &rel).await
+            } else {
+                Ok(())
+            };
+            match taken {
+                Err(e @ OpsError::Unreadable(_)) => seen.set_aside(shared, &rel, &e),
+                other => other?,
             }
         }
     }
@@ -179,7 +213,7 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
     for meta in manifests {
         let rel = output.relative(&meta.location);
         let name = meta.location.filename().unwrap_or_default().to_string();
-        if seen.manifests.contains(&name) {
+        if seen.manifests.contains(&name) || seen.bad.contains(&rel) {
             continue;
         }
         let bytes = match output.store.get(&meta.location).await {
@@ -188,8 +222,13 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
             Err(object_store::Error::NotFound { .. }) => continue,
             Err(e) => return Err(e.into()),
         };
-        let manifest =
-            Manifest::from_json(&bytes).map_err(|e| OpsError::Output(format!("{rel}: {e}")))?;
+        let manifest = match Manifest::from_json(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                seen.set_aside(shared, &rel, &OpsError::Unreadable(format!("{rel}: {e}")));
+                continue;
+            }
+        };
         let mut state = shared.state();
         for d in manifest.delivered.iter().filter(|d| d.quarantined > 0) {
             let origin = Origin::new(d.agent_id.clone(), d.spool_id);
@@ -241,7 +280,13 @@ async fn take_marker(
 ) -> Result<(), OpsError> {
     let bytes = output.store.get(&output.path(rel)).await?.bytes().await?;
     let marker: ClosedMarker =
-        serde_json::from_slice(&bytes).map_err(|e| OpsError::Output(format!("{rel}: {e}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| OpsError::Unreadable(format!("{rel}: {e}")))?;
+    if Hour::checked(marker.hour_number).is_none() {
+        return Err(OpsError::Unreadable(format!(
+            "{rel}: hour {} out of range",
+            marker.hour_number
+        )));
+    }
     shared.state().on_closed(marker);
     seen.markers.insert(rel.to_string());
     Ok(())
@@ -258,9 +303,9 @@ async fn scan_file(
 ) -> Result<FileScan, OpsError> {
     let rel = output.relative(&meta.location);
     let folder_hour = folder_hour(&rel)
-        .ok_or_else(|| OpsError::Output(format!("{rel}: not in an hour folder")))?;
+        .ok_or_else(|| OpsError::Unreadable(format!("{rel}: not in an hour folder")))?;
     let bytes = output.store.get(&meta.location).await?.bytes().await?;
-    let bad = |e: parquet::errors::ParquetError| OpsError::Output(format!("{rel}: {e}"));
+    let bad = |e: parquet::errors::ParquetError| OpsError::Unreadable(format!("{rel}: {e}"));
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
     let mask = ProjectionMask::columns(
         builder.parquet_schema(),
@@ -274,11 +319,11 @@ async fn scan_file(
         ..FileScan::default()
     };
     for batch in reader {
-        let batch = batch.map_err(|e| OpsError::Output(format!("{rel}: {e}")))?;
+        let batch = batch.map_err(|e| OpsError::Unreadable(format!("{rel}: {e}")))?;
         let column = |name: &str| {
             batch
                 .column_by_name(name)
-                .ok_or_else(|| OpsError::Output(format!("{rel}: no column {name}")))
+                .ok_or_else(|| OpsError::Unreadable(format!("{rel}: no column {name}")))
         };
         let received = column("received_at")?.as_primitive::<TimestampMicrosecondType>();
         let ts = column("ts")?.as_primitive::<TimestampMicrosecondType>();
@@ -293,7 +338,7 @@ async fn scan_file(
                 Some(s) => s
                     .value(i)
                     .parse()
-                    .map_err(|e| OpsError::Output(format!("{rel}: row {i}: {e}")))?,
+                    .map_err(|e| OpsError::Unreadable(format!("{rel}: row {i}: {e}")))?,
             };
             *scan
                 .rows
@@ -331,9 +376,12 @@ pub async fn close_due(
         let files = output.seal_hour(&ty, hour, &config.auditor_id, now).await?;
         // The seal may have finished flushes: take in this hour's new files only.
         for file in &files {
-            if !seen.files.contains(&file.path) {
+            if !seen.known(&file.path) {
                 let meta = output.store.head(&output.path(&file.path)).await?;
-                take_file(output, shared, seen, &ty, &meta).await?;
+                match take_file(output, shared, seen, &ty, &meta).await {
+                    Err(e @ OpsError::Unreadable(_)) => seen.set_aside(shared, &file.path, &e),
+                    other => other?,
+                }
             }
         }
         let (marker, tier) = {

@@ -280,6 +280,7 @@ pub fn metrics(shared: &Shared) -> String {
         ),
         ("evd_ops_scan_errors_total", &shared.scan_errors),
         ("evd_ops_lock_recoveries_total", &shared.lock_recoveries),
+        ("evd_ops_bad_objects_total", &shared.bad_objects),
     ];
     for (name, c) in counters {
         let _ = writeln!(

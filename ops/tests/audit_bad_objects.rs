@@ -1,0 +1,104 @@
+//! One unreadable object in the output (a truncated `.parquet`, a broken manifest or
+//! closed marker) must not stop the auditor: it is set aside, counted and logged once,
+//! and every other hour still closes.
+
+use std::sync::Arc;
+
+use evd_consumer::commit::{Output, hour_dir};
+use evd_ops::auditor::{Seen, Shared, close_due, scan};
+use evd_ops::config::OpsConfig;
+use evd_producer::clock::Clock;
+use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
+use evd_schemas::{Hour, SpoolId};
+
+const H: Hour = Hour(493_127);
+
+struct Fixed(i64);
+impl Clock for Fixed {
+    fn now_us(&self) -> i64 {
+        self.0 * 1000
+    }
+}
+
+#[tokio::test]
+async fn unreadable_objects_are_set_aside_and_counted_and_hours_still_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |rel: String, bytes: &[u8]| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    };
+    put(
+        format!(
+            "{}/c-1-000001-0.parquet",
+            hour_dir("PageView", Hour(H.0 - 1))
+        ),
+        b"PAR1 truncated",
+    );
+    put(
+        format!("{}/_CLOSED.json", hour_dir("EndSong", Hour(H.0 - 2))),
+        b"{\"version\": 2, \"event_ty",
+    );
+    put("_evd/manifests/f-1.json".into(), b"not json");
+    let output = Output {
+        store: Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
+        prefix: object_store::path::Path::default(),
+    };
+    let registry = evd_ops::load::registry_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry"),
+    )
+    .unwrap();
+    let config = OpsConfig::from_toml(
+        "ops.toml",
+        "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///unused\"\nlate_after_ms = 1000\n\
+         deadline_high_ms = 60000\ndeadline_normal_ms = 60000\ndeadline_low_ms = 60000\n\
+         [kafka]\nbootstrap_servers = \"unused\"\n",
+    )
+    .unwrap();
+    let now = H.end_ms() + 120_000;
+    let shared = Shared::new(&registry, config.policy(), Arc::new(Fixed(now)), 48);
+    shared.mark_audit_caught_up();
+    let record = |at_ms, body| AuditRecord {
+        agent_id: "host-1".into(),
+        spool_id: SpoolId(7),
+        at_ms,
+        body,
+    };
+    shared.state().on_audit(&record(
+        H.start_ms() + 1_000,
+        AuditBody::Announcement(Announcement {
+            event_type: "PageView".into(),
+            bucket_hour: H,
+            batch_seq: 1,
+            event_count: 10,
+        }),
+    ));
+    shared.state().on_audit(&record(
+        H.end_ms() + 1_000,
+        AuditBody::Heartbeat(Heartbeat {
+            final_before_hour: H.next(),
+            ..Heartbeat::default()
+        }),
+    ));
+    let mut seen = Seen::default();
+    for _ in 0..3 {
+        scan(&output, &shared, &mut seen)
+            .await
+            .expect("a scan survives unreadable objects");
+    }
+    close_due(&config, &output, &shared, &mut seen)
+        .await
+        .unwrap();
+    let marker = dir
+        .path()
+        .join(hour_dir("PageView", H))
+        .join("_CLOSED.json");
+    let closed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&marker).expect("H closed")).unwrap();
+    assert_eq!(closed["state"], "incomplete", "{closed:#}");
+    let metrics = evd_ops::dashboard::metrics(&shared);
+    assert!(
+        metrics.contains("evd_ops_bad_objects_total 3"),
+        "each bad object counted once over three scans:\n{metrics}"
+    );
+}
