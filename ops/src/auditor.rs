@@ -99,6 +99,16 @@ impl Shared {
         })
     }
 
+    /// The oldest hour of the window (`window_hours` back from now): older hours are
+    /// pruned once closed, and their folders no longer listed.
+    pub fn window_floor(&self) -> Hour {
+        let now = Hour::from_unix_ms(self.clock.now_ms());
+        Hour(
+            now.0
+                .saturating_sub(self.window_hours.min(u32::MAX as usize) as u32),
+        )
+    }
+
     /// Lets hours close: the audit topic has been read up to where it stood at start.
     pub fn mark_audit_caught_up(&self) {
         self.audit_caught_up.store(true, Ordering::Relaxed);
@@ -133,6 +143,9 @@ pub async fn scan_and_close(
             _ = shutdown.changed() => return,
         }
         log_identity_alarms(&shared, &mut alarms_logged);
+        let floor = shared.window_floor();
+        shared.state().prune(floor);
+        seen.prune(floor);
         if let Err(e) = scan(output, &shared, &mut seen).await {
             shared.scan_errors.fetch_add(1, Ordering::Relaxed);
             eprintln!("evd ops: scan: {e} (retrying)");
@@ -166,6 +179,14 @@ impl Seen {
         }
     }
 
+    /// Forgets objects in hour folders before `floor` (never listed again).
+    fn prune(&mut self, floor: Hour) {
+        let keep = |rel: &String| folder_hour(rel).is_none_or(|h| h >= floor);
+        self.files.retain(keep);
+        self.markers.retain(keep);
+        self.bad.retain(keep);
+    }
+
     /// Whether `rel` was taken in already or set aside.
     fn known(&self, rel: &str) -> bool {
         self.files.contains(rel) || self.markers.contains(rel) || self.bad.contains(rel)
@@ -175,12 +196,23 @@ impl Seen {
 /// Takes every new data file, manifest and closed marker into the state.
 pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(), OpsError> {
     let types: Vec<String> = shared.state().types().map(|(t, _)| t.to_string()).collect();
+    // Only the window's dates can still change: older folders are closed and pruned.
+    let floor = shared.window_floor();
+    let last = Hour::from_unix_ms(shared.clock.now_ms()).next();
+    let mut dates: Vec<String> = (floor.0..=last.0.max(floor.0))
+        .map(|h| Hour(h).date())
+        .collect();
+    dates.dedup();
     for ty in types {
-        let metas: Vec<ObjectMeta> = output
-            .store
-            .list(Some(&output.path(&ty)))
-            .try_collect()
-            .await?;
+        let mut metas: Vec<ObjectMeta> = Vec::new();
+        for date in &dates {
+            let listed: Vec<ObjectMeta> = output
+                .store
+                .list(Some(&output.path(&format!("{ty}/date={date}"))))
+                .try_collect()
+                .await?;
+            metas.extend(listed);
+        }
         for meta in metas {
             let rel = output.relative(&meta.location);
             if seen.known(&rel) {

@@ -4,6 +4,8 @@
 
 pub mod catch_up;
 pub mod histogram;
+#[cfg(test)]
+mod prune_tests;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -12,5 +14,5 @@ pub use catch_up::CatchUp;
 pub use histogram::Histogram;
 pub use state::{
     AgentHour, AuditState, CellState, ClosePolicy, ClosedMarker, FileScan, HostReport, HourReport,
-    IdentityAlarm, MarkerFile,
+    IdentityAlarm, MarkerFile, StateSize,
 };

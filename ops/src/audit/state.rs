@@ -9,10 +9,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use evd_schemas::wire::audit::{AuditBody, AuditRecord, Heartbeat};
-use evd_schemas::{Hour, Origin, SeqRanges, SpoolId, Tier};
+use evd_schemas::{Hour, Origin, SeqRanges, Tier};
 use serde::{Deserialize, Serialize};
 
 use super::histogram::Histogram;
+
+mod hosts;
+mod prune;
+mod reports;
+
+pub use reports::{
+    AgentHour, ClosedMarker, FileScan, HostReport, HourReport, IdentityAlarm, MARKER_VERSION,
+    MarkerFile,
+};
 
 /// When hours turn late and when they close at the latest, per tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,139 +89,6 @@ impl CellState {
     }
 }
 
-/// One agent incarnation's share of one (type, hour).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentHour {
-    pub agent_id: String,
-    /// The spool incarnation (absent in version 1 markers: the legacy one).
-    #[serde(default)]
-    pub spool_id: SpoolId,
-    pub published: u64,
-    pub delivered: u64,
-    pub quarantined: u64,
-    pub missing: u64,
-    /// Batches with rows missing (inclusive ranges); empty when nothing is missing.
-    pub missing_batch_seqs: Vec<(u64, u64)>,
-    /// The agent has announced every batch of this hour (its heartbeat says so).
-    pub reported: bool,
-}
-
-/// Everything known about one (type, hour).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HourReport {
-    pub event_type: String,
-    pub tier: &'static str,
-    pub hour: String,
-    pub hour_number: u32,
-    pub state: CellState,
-    pub published: u64,
-    pub delivered: u64,
-    pub quarantined: u64,
-    pub missing: u64,
-    /// Rows beyond what was published (a consumer bug if ever > 0).
-    pub duplicates: u64,
-    /// Rows of this hour's batches that landed in a later hour's folder.
-    pub skew: u64,
-    pub agents: Vec<AgentHour>,
-    /// Set once closed: the marker as written.
-    pub closed: Option<ClosedMarker>,
-    pub lateness: Histogram,
-    pub delivery_latency: Histogram,
-}
-
-impl HourReport {
-    /// Events lost for good: missing in an hour closed incomplete.
-    pub fn open_loss(&self) -> bool {
-        self.state == CellState::Incomplete && self.missing > 0
-    }
-
-    /// Closed without proof of completeness: hosts alive in it never reported it.
-    pub fn unverified(&self) -> bool {
-        self.state == CellState::Unverified
-    }
-
-    /// Agent ids alive in the hour that have not reported it (yet).
-    pub fn unreported_agents(&self) -> Vec<String> {
-        self.agents
-            .iter()
-            .filter(|a| !a.reported)
-            .map(|a| a.agent_id.clone())
-            .collect()
-    }
-}
-
-/// `_CLOSED.json` in an hour folder (version 2; version 1 had no spool ids).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClosedMarker {
-    pub version: u32,
-    pub event_type: String,
-    pub hour: String,
-    pub hour_number: u32,
-    pub closed_at_ms: i64,
-    pub closed_by: String,
-    pub state: CellState,
-    pub published: u64,
-    pub delivered: u64,
-    pub quarantined: u64,
-    pub missing: u64,
-    pub duplicates: u64,
-    /// The hour's data files, relative to the output prefix: the hour, for good.
-    pub files: Vec<MarkerFile>,
-    pub agents: Vec<AgentHour>,
-}
-
-pub const MARKER_VERSION: u32 = 2;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MarkerFile {
-    pub path: String,
-    pub bytes: u64,
-}
-
-/// What one scan of one data file found.
-#[derive(Debug, Clone, Default)]
-pub struct FileScan {
-    pub event_type: String,
-    /// The hour folder the file is in.
-    pub folder_hour: Hour,
-    /// Rows per (agent incarnation, batch seq).
-    pub rows: BTreeMap<(Origin, u64), u64>,
-    /// Receive time − service `ts`.
-    pub lateness: Histogram,
-    /// Commit time (the file's last-modified) − receive time.
-    pub delivery_latency: Histogram,
-}
-
-/// A host (one incarnation of an agent id) as its heartbeats describe it.
-#[derive(Debug, Clone, Serialize)]
-pub struct HostReport {
-    pub agent_id: String,
-    pub spool_id: SpoolId,
-    pub first_heartbeat_ms: i64,
-    pub last_heartbeat_ms: i64,
-    pub spool_bytes: u64,
-    pub unacked_batches: u64,
-    pub oldest_unacked_ms: i64,
-    pub next_batch_seq: u64,
-    pub reported_before: String,
-    pub batches_announced: u64,
-    /// Heartbeats whose `next_batch_seq` was below an earlier one's: the spool went
-    /// back in time (restored from an old copy), so seqs may be reused.
-    pub seq_regressions: u64,
-}
-
-/// An agent id whose identity is in doubt (`docs/wire-format.md` §3, identity alarms).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IdentityAlarm {
-    pub agent_id: String,
-    /// Incarnations whose heartbeat periods overlap another's: live at once.
-    pub concurrent_spools: Vec<SpoolId>,
-    /// Heartbeats, over all incarnations, whose batch seq went backwards.
-    pub seq_regressions: u64,
-}
-
 #[derive(Debug, Clone, Default)]
 struct Host {
     heartbeat: Option<(i64, Heartbeat)>,
@@ -235,6 +111,18 @@ pub struct AuditState {
     closed: BTreeMap<(String, Hour), ClosedMarker>,
     lateness: BTreeMap<(String, Hour), Histogram>,
     latency: BTreeMap<(String, Hour), Histogram>,
+    /// Inputs about hours before this are ignored (`prune`).
+    floor: Hour,
+}
+
+/// How much the state holds (for the benchmark and `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StateSize {
+    pub batches: usize,
+    pub landed: usize,
+    pub cells: usize,
+    pub hosts: usize,
+    pub closed: usize,
 }
 
 impl AuditState {
@@ -247,6 +135,11 @@ impl AuditState {
     }
 
     pub fn on_audit(&mut self, record: &AuditRecord) {
+        if let AuditBody::Announcement(a) = &record.body
+            && a.bucket_hour < self.floor
+        {
+            return;
+        }
         let origin = record.origin();
         let host = self.hosts.entry(origin.clone()).or_default();
         match &record.body {
@@ -282,6 +175,9 @@ impl AuditState {
 
     /// A data file seen for the first time (the caller scans each file once).
     pub fn on_file(&mut self, scan: &FileScan) {
+        if scan.folder_hour < self.floor {
+            return;
+        }
         for ((origin, seq), rows) in &scan.rows {
             *self
                 .landed
@@ -303,6 +199,9 @@ impl AuditState {
 
     /// Events a consumer quarantined (from a manifest seen for the first time).
     pub fn on_quarantined(&mut self, origin: &Origin, event_type: &str, hour: Hour, events: u64) {
+        if hour < self.floor {
+            return;
+        }
         *self
             .quarantined
             .entry((origin.clone(), event_type.to_string(), hour))
@@ -310,6 +209,9 @@ impl AuditState {
     }
 
     pub fn on_closed(&mut self, marker: ClosedMarker) {
+        if Hour(marker.hour_number) < self.floor {
+            return;
+        }
         self.closed.insert(
             (marker.event_type.clone(), Hour(marker.hour_number)),
             marker,
@@ -501,66 +403,6 @@ impl AuditState {
             files,
             agents: report.agents.clone(),
         }
-    }
-
-    pub fn hosts(&self) -> Vec<HostReport> {
-        self.hosts
-            .iter()
-            .map(|(origin, h)| {
-                let hb = h.heartbeat.unwrap_or_default();
-                HostReport {
-                    agent_id: origin.agent_id.clone(),
-                    spool_id: origin.spool_id,
-                    first_heartbeat_ms: h.first_heartbeat_ms.unwrap_or_default(),
-                    last_heartbeat_ms: hb.0,
-                    spool_bytes: hb.1.spool_bytes,
-                    unacked_batches: hb.1.unacked_batches,
-                    oldest_unacked_ms: hb.1.oldest_unacked_ms,
-                    next_batch_seq: hb.1.next_batch_seq,
-                    reported_before: hb.1.final_before_hour.to_string(),
-                    batches_announced: h.batches,
-                    seq_regressions: h.seq_regressions,
-                }
-            })
-            .collect()
-    }
-
-    /// Agent ids with two incarnations live at once (their first-to-last heartbeat
-    /// periods overlap) or an incarnation whose batch seq went backwards. A spool
-    /// re-created after a wipe starts after its predecessor's last heartbeat: no alarm.
-    pub fn identity_alarms(&self) -> Vec<IdentityAlarm> {
-        let mut by_agent: BTreeMap<&str, Vec<(SpoolId, &Host)>> = BTreeMap::new();
-        for (origin, host) in &self.hosts {
-            by_agent
-                .entry(origin.agent_id.as_str())
-                .or_default()
-                .push((origin.spool_id, host));
-        }
-        let period = |h: &Host| Some((h.first_heartbeat_ms?, h.heartbeat.as_ref()?.0));
-        let mut alarms = Vec::new();
-        for (agent_id, spools) in by_agent {
-            let mut concurrent = BTreeSet::new();
-            for (i, (a, ha)) in spools.iter().enumerate() {
-                for (b, hb) in &spools[i + 1..] {
-                    if let (Some((a0, a1)), Some((b0, b1))) = (period(ha), period(hb))
-                        && a0 <= b1
-                        && b0 <= a1
-                    {
-                        concurrent.insert(*a);
-                        concurrent.insert(*b);
-                    }
-                }
-            }
-            let seq_regressions = spools.iter().map(|(_, h)| h.seq_regressions).sum();
-            if !concurrent.is_empty() || seq_regressions > 0 {
-                alarms.push(IdentityAlarm {
-                    agent_id: agent_id.to_string(),
-                    concurrent_spools: concurrent.into_iter().collect(),
-                    seq_regressions,
-                });
-            }
-        }
-        alarms
     }
 
     /// Latency and lateness over all hours of a type (for Prometheus).

@@ -1,0 +1,75 @@
+//! Keeping the auditor's state bounded: hours before the window that every type has
+//! closed are forgotten, and inputs about them ignored from then on.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use evd_schemas::{Hour, Tier};
+
+use super::{AuditState, ClosedMarker, StateSize};
+
+impl AuditState {
+    /// Forgets every hour before `floor` that every type has closed, and ignores
+    /// later inputs about hours before `floor` (an agent's retransmitted announcement,
+    /// a late file of a pruned hour). Hours before `floor` not yet closed stay until
+    /// they close. Hosts with no hour left and no heartbeat since `floor` go too.
+    pub fn prune(&mut self, floor: Hour) {
+        self.floor = self.floor.max(floor);
+        let floor = self.floor;
+        let closed_everywhere = |h: Hour,
+                                 closed: &BTreeMap<(String, Hour), ClosedMarker>,
+                                 tiers: &BTreeMap<String, Tier>| {
+            tiers.keys().all(|t| closed.contains_key(&(t.clone(), h)))
+        };
+        let old: BTreeSet<Hour> = self
+            .by_hour
+            .keys()
+            .map(|(_, h)| *h)
+            .chain(self.closed.keys().map(|(_, h)| *h))
+            .chain(self.hosts.values().flat_map(|h| h.alive.iter().copied()))
+            .filter(|h| *h < floor && closed_everywhere(*h, &self.closed, &self.tiers))
+            .collect();
+        if old.is_empty() {
+            return;
+        }
+        let mut gone = Vec::new();
+        self.by_hour.retain(|(_, hour), per_origin| {
+            let keep = !old.contains(hour);
+            if !keep {
+                for (origin, seqs) in per_origin.iter() {
+                    gone.extend(seqs.iter().map(|s| (origin.clone(), *s)));
+                }
+            }
+            keep
+        });
+        for key in &gone {
+            self.batches.remove(key);
+            self.landed.remove(key);
+        }
+        // Rows of batches never announced, landed only in pruned hours.
+        self.landed
+            .retain(|_, per_hour| per_hour.keys().any(|h| !old.contains(h)));
+        self.quarantined.retain(|(_, _, h), _| !old.contains(h));
+        self.closed.retain(|(_, h), _| !old.contains(h));
+        self.lateness.retain(|(_, h), _| !old.contains(h));
+        self.latency.retain(|(_, h), _| !old.contains(h));
+        let floor_ms = floor.start_ms();
+        self.hosts.retain(|_, host| {
+            host.alive.retain(|h| !old.contains(h));
+            !host.alive.is_empty()
+                || host
+                    .heartbeat
+                    .as_ref()
+                    .is_some_and(|(at, _)| *at >= floor_ms)
+        });
+    }
+
+    pub fn size(&self) -> StateSize {
+        StateSize {
+            batches: self.batches.len(),
+            landed: self.landed.len(),
+            cells: self.by_hour.len(),
+            hosts: self.hosts.len(),
+            closed: self.closed.len(),
+        }
+    }
+}
