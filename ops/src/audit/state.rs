@@ -98,6 +98,15 @@ struct Host {
     seq_regressions: u64,
 }
 
+impl Host {
+    /// Its latest heartbeat says every batch of `hour` was announced.
+    fn reported(&self, hour: Hour) -> bool {
+        self.heartbeat
+            .as_ref()
+            .is_some_and(|(_, h)| h.final_before_hour > hour)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct AuditState {
     tiers: BTreeMap<String, Tier>,
@@ -236,6 +245,17 @@ impl AuditState {
         self.tiers.iter().map(|(n, t)| (n.as_str(), *t))
     }
 
+    /// Host incarnations alive in `hour` (a heartbeat or an announcement in it) whose
+    /// latest heartbeat has not reported it final. One pass over the hosts, shared by
+    /// every type's cell of the hour.
+    pub fn unreported(&self, hour: Hour) -> BTreeSet<&Origin> {
+        self.hosts
+            .iter()
+            .filter(|(_, h)| h.alive.contains(&hour) && !h.reported(hour))
+            .map(|(o, _)| o)
+            .collect()
+    }
+
     pub fn report(
         &self,
         event_type: &str,
@@ -243,31 +263,43 @@ impl AuditState {
         now_ms: i64,
         policy: &ClosePolicy,
     ) -> HourReport {
+        self.report_given(event_type, hour, now_ms, policy, &self.unreported(hour))
+    }
+
+    /// A cell's report: one row per host with batches in it, plus one per host alive
+    /// in the hour that has not reported it (`unreported`, from [`Self::unreported`]).
+    fn report_given(
+        &self,
+        event_type: &str,
+        hour: Hour,
+        now_ms: i64,
+        policy: &ClosePolicy,
+        unreported: &BTreeSet<&Origin>,
+    ) -> HourReport {
         let tier = self.tiers.get(event_type).copied().unwrap_or(Tier::Normal);
         let published_seqs = self.by_hour.get(&(event_type.to_string(), hour));
+        let mut origins = unreported.clone();
+        origins.extend(published_seqs.into_iter().flat_map(|m| m.keys()));
         let mut agents = Vec::new();
         let (mut duplicates, mut skew) = (0, 0);
-        for (origin, host) in &self.hosts {
+        for origin in origins {
             let seqs = published_seqs.and_then(|m| m.get(origin));
-            if !host.alive.contains(&hour) && seqs.is_none() {
-                continue;
-            }
             let mut a = AgentHour {
                 agent_id: origin.agent_id.clone(),
                 spool_id: origin.spool_id,
                 published: 0,
                 delivered: 0,
-                quarantined: self
-                    .quarantined
-                    .get(&(origin.clone(), event_type.to_string(), hour))
-                    .copied()
-                    .unwrap_or(0),
+                quarantined: if self.quarantined.is_empty() {
+                    0
+                } else {
+                    self.quarantined
+                        .get(&(origin.clone(), event_type.to_string(), hour))
+                        .copied()
+                        .unwrap_or(0)
+                },
                 missing: 0,
                 missing_batch_seqs: vec![],
-                reported: host
-                    .heartbeat
-                    .as_ref()
-                    .is_some_and(|(_, h)| h.final_before_hour > hour),
+                reported: !unreported.contains(origin),
             };
             let mut short = SeqRanges::default();
             for seq in seqs.into_iter().flatten() {
@@ -321,10 +353,12 @@ impl AuditState {
     /// Reports for every type × the `limit` most recent active hours, newest first.
     pub fn reports(&self, now_ms: i64, policy: &ClosePolicy, limit: usize) -> Vec<HourReport> {
         let hours = self.active_hours(limit);
+        let unreported: Vec<BTreeSet<&Origin>> =
+            hours.iter().map(|h| self.unreported(*h)).collect();
         let mut out = Vec::new();
         for (ty, _) in self.types() {
-            for hour in &hours {
-                out.push(self.report(ty, *hour, now_ms, policy));
+            for (hour, unreported) in hours.iter().zip(&unreported) {
+                out.push(self.report_given(ty, *hour, now_ms, policy, unreported));
             }
         }
         out
@@ -369,8 +403,19 @@ impl AuditState {
         hours.reverse();
         let mut due = Vec::new();
         for hour in hours {
-            for (ty, tier) in self.types() {
-                let report = self.report(ty, hour, now_ms, policy);
+            if now_ms < hour.end_ms() {
+                continue; // nothing closes before its hour ends
+            }
+            let open: Vec<(&str, Tier)> = self
+                .types()
+                .filter(|(ty, _)| !self.is_closed(ty, hour))
+                .collect();
+            if open.is_empty() {
+                continue;
+            }
+            let unreported = self.unreported(hour);
+            for (ty, tier) in open {
+                let report = self.report_given(ty, hour, now_ms, policy, &unreported);
                 if let Some(state) = Self::close_state(&report, hour, now_ms, policy, tier) {
                     due.push((ty.to_string(), hour, state));
                 }

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use evd_schemas::{Hour, Tier};
+use evd_schemas::Hour;
 
-use super::{AuditState, ClosedMarker, StateSize};
+use super::{AuditState, StateSize};
 
 impl AuditState {
     /// Forgets every hour before `floor` that every type has closed, and ignores
@@ -15,18 +15,22 @@ impl AuditState {
     pub fn prune(&mut self, floor: Hour) {
         self.floor = self.floor.max(floor);
         let floor = self.floor;
-        let closed_everywhere = |h: Hour,
-                                 closed: &BTreeMap<(String, Hour), ClosedMarker>,
-                                 tiers: &BTreeMap<String, Tier>| {
-            tiers.keys().all(|t| closed.contains_key(&(t.clone(), h)))
-        };
-        let old: BTreeSet<Hour> = self
+        let candidates: BTreeSet<Hour> = self
             .by_hour
             .keys()
             .map(|(_, h)| *h)
             .chain(self.closed.keys().map(|(_, h)| *h))
             .chain(self.hosts.values().flat_map(|h| h.alive.iter().copied()))
-            .filter(|h| *h < floor && closed_everywhere(*h, &self.closed, &self.tiers))
+            .filter(|h| *h < floor)
+            .collect();
+        let mut closed_types: BTreeMap<Hour, usize> = BTreeMap::new();
+        for (_, h) in self.closed.keys() {
+            *closed_types.entry(*h).or_default() += 1;
+        }
+        let types = self.tiers.len();
+        let old: BTreeSet<Hour> = candidates
+            .into_iter()
+            .filter(|h| closed_types.get(h).copied().unwrap_or(0) >= types)
             .collect();
         if old.is_empty() {
             return;
