@@ -313,6 +313,13 @@ async fn take_marker(
     let bytes = output.store.get(&output.path(rel)).await?.bytes().await?;
     let marker: ClosedMarker =
         serde_json::from_slice(&bytes).map_err(|e| OpsError::Unreadable(format!("{rel}: {e}")))?;
+    if !crate::audit::state::MARKER_READS.contains(&marker.version) {
+        return Err(OpsError::Unreadable(format!(
+            "{rel}: marker version {} (this build reads {:?})",
+            marker.version,
+            crate::audit::state::MARKER_READS
+        )));
+    }
     if Hour::checked(marker.hour_number).is_none() {
         return Err(OpsError::Unreadable(format!(
             "{rel}: hour {} out of range",

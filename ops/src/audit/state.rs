@@ -19,8 +19,8 @@ mod prune;
 mod reports;
 
 pub use reports::{
-    AgentHour, ClosedMarker, FileScan, HostReport, HourReport, IdentityAlarm, MARKER_VERSION,
-    MarkerFile,
+    AgentHour, ClosedMarker, FileScan, HostReport, HourReport, IdentityAlarm, MARKER_READS,
+    MARKER_VERSION, MarkerFile,
 };
 
 /// When hours turn late and when they close at the latest, per tier.

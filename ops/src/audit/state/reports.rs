@@ -91,7 +91,10 @@ pub struct ClosedMarker {
     pub agents: Vec<AgentHour>,
 }
 
-pub const MARKER_VERSION: u32 = 2;
+/// Version 3 added the `unverified` state; 1 and 2 are read too.
+pub const MARKER_VERSION: u32 = 3;
+/// Marker versions this build reads; others are set aside as unreadable.
+pub const MARKER_READS: std::ops::RangeInclusive<u32> = 1..=MARKER_VERSION;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
