@@ -2,23 +2,14 @@
 //! closed marker) must not stop the auditor: it is set aside, counted and logged once,
 //! and every other hour still closes.
 
-use std::sync::Arc;
+mod support;
 
-use evd_consumer::commit::{Output, hour_dir};
-use evd_ops::auditor::{Seen, Shared, close_due, scan};
-use evd_ops::config::OpsConfig;
-use evd_producer::clock::Clock;
+use evd_consumer::commit::hour_dir;
+use evd_ops::auditor::{Seen, close_due, scan};
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
 use evd_schemas::{Hour, SpoolId};
 
 const H: Hour = Hour(493_127);
-
-struct Fixed(i64);
-impl Clock for Fixed {
-    fn now_us(&self) -> i64 {
-        self.0 * 1000
-    }
-}
 
 #[tokio::test]
 async fn unreadable_objects_are_set_aside_and_counted_and_hours_still_close() {
@@ -40,23 +31,10 @@ async fn unreadable_objects_are_set_aside_and_counted_and_hours_still_close() {
         b"{\"version\": 2, \"event_ty",
     );
     put("_evd/manifests/f-1.json".into(), b"not json");
-    let output = Output {
-        store: Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
-        prefix: object_store::path::Path::default(),
-    };
-    let registry = evd_ops::load::registry_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry"),
-    )
-    .unwrap();
-    let config = OpsConfig::from_toml(
-        "ops.toml",
-        "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///unused\"\nlate_after_ms = 1000\n\
-         deadline_high_ms = 60000\ndeadline_normal_ms = 60000\ndeadline_low_ms = 60000\n\
-         [kafka]\nbootstrap_servers = \"unused\"\n",
-    )
-    .unwrap();
+    let output = support::output(dir.path());
+    let config = support::config("");
     let now = H.end_ms() + 120_000;
-    let shared = Shared::new(&registry, config.policy(), Arc::new(Fixed(now)), 48);
+    let shared = support::shared(now, &config);
     shared.mark_audit_caught_up();
     let record = |at_ms, body| AuditRecord {
         agent_id: "host-1".into(),

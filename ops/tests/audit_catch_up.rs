@@ -3,33 +3,14 @@
 //! records read, an hour closes on what was read so far (here: one host's lost batch
 //! named, the other's not even known).
 
-use std::sync::Arc;
+mod support;
 
-use evd_consumer::commit::{Output, hour_dir};
-use evd_ops::auditor::{Seen, Shared, close_due, scan};
-use evd_ops::config::OpsConfig;
-use evd_producer::clock::Clock;
+use evd_consumer::commit::hour_dir;
+use evd_ops::auditor::{Seen, close_due, scan};
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
 use evd_schemas::{Hour, SpoolId};
 
 const H: Hour = Hour(493_127);
-
-struct Fixed(i64);
-impl Clock for Fixed {
-    fn now_us(&self) -> i64 {
-        self.0 * 1000
-    }
-}
-
-fn config() -> OpsConfig {
-    OpsConfig::from_toml(
-        "ops.toml",
-        "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///unused\"\nlate_after_ms = 1000\n\
-         deadline_high_ms = 60000\ndeadline_normal_ms = 60000\ndeadline_low_ms = 60000\n\
-         [kafka]\nbootstrap_servers = \"unused\"\n",
-    )
-    .unwrap()
-}
 
 fn records(agent: &str) -> [AuditRecord; 2] {
     let record = |at_ms, body| AuditRecord {
@@ -61,24 +42,18 @@ fn records(agent: &str) -> [AuditRecord; 2] {
 #[tokio::test]
 async fn nothing_closes_before_the_audit_topic_is_read_up_to_its_start_watermark() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Output {
-        store: Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
-        prefix: object_store::path::Path::default(),
-    };
-    let registry = evd_ops::load::registry_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry"),
-    )
-    .unwrap();
+    let output = support::output(dir.path());
+    let config = support::config("");
     // Hours after the deadline: the auditor was down.
     let now = H.end_ms() + 3 * 3_600_000;
-    let shared = Shared::new(&registry, config().policy(), Arc::new(Fixed(now)), 48);
+    let shared = support::shared(now, &config);
     // The reader has read host-2's records and not yet host-1's; neither batch landed.
     for r in records("host-2") {
         shared.state().on_audit(&r);
     }
     let mut seen = Seen::default();
     scan(&output, &shared, &mut seen).await.unwrap();
-    close_due(&config(), &output, &shared, &mut seen)
+    close_due(&config, &output, &shared, &mut seen)
         .await
         .unwrap();
     let marker = dir
@@ -95,7 +70,7 @@ async fn nothing_closes_before_the_audit_topic_is_read_up_to_its_start_watermark
         shared.state().on_audit(&r);
     }
     shared.mark_audit_caught_up();
-    close_due(&config(), &output, &shared, &mut seen)
+    close_due(&config, &output, &shared, &mut seen)
         .await
         .unwrap();
     let closed: serde_json::Value =

@@ -2,39 +2,19 @@
 //! real one (claiming the batch held no events) must not hide the real batch's loss.
 //! It is counted and changes nothing.
 
+mod support;
+
 use std::sync::Arc;
 
 use evd_ops::audit_topic::take_audit_record;
 use evd_ops::auditor::Shared;
-use evd_ops::config::OpsConfig;
-use evd_producer::clock::Clock;
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord};
 use evd_schemas::{Hour, Key, MasterKeyring, SpoolId};
 
 const H: Hour = Hour(493_127);
 
-struct Fixed(i64);
-impl Clock for Fixed {
-    fn now_us(&self) -> i64 {
-        self.0 * 1000
-    }
-}
-
 fn shared() -> Arc<Shared> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
-    let registry = evd_ops::load::registry_dir(&dir).unwrap();
-    let config = OpsConfig::from_toml(
-        "ops.toml",
-        "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///unused\"\n\
-         [kafka]\nbootstrap_servers = \"unused\"\n",
-    )
-    .unwrap();
-    Shared::new(
-        &registry,
-        config.policy(),
-        Arc::new(Fixed(H.end_ms() + 60_000)),
-        48,
-    )
+    support::shared(H.end_ms() + 60_000, &support::config(""))
 }
 
 fn announcement(agent: &str, count: u32) -> AuditRecord {

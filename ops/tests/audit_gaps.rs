@@ -5,41 +5,19 @@
 //! run must close complete every time. (Kafka is left out; `tests/tests/ops_e2e.rs`
 //! runs the whole pipeline once with a lossy consumer.)
 
+mod support;
+
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
-use evd_consumer::commit::{Output, hour_dir};
+use evd_consumer::commit::hour_dir;
 use evd_consumer::ledger::{FileEntry, MANIFEST_VERSION, Manifest};
-use evd_ops::auditor::{Seen, Shared, close_due, scan};
-use evd_ops::config::OpsConfig;
-use evd_producer::clock::Clock;
+use evd_ops::auditor::{Seen, close_due, scan};
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
-use evd_schemas::{Hour, Registry, SpoolId};
+use evd_schemas::{Hour, SpoolId};
 
 const H: Hour = Hour(493_127);
 const TYPES: [&str; 2] = ["PageView", "EndSong"];
-
-struct Fixed(i64);
-impl Clock for Fixed {
-    fn now_us(&self) -> i64 {
-        self.0 * 1000
-    }
-}
-
-fn registry() -> Registry {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
-    evd_ops::load::registry_dir(&dir).unwrap()
-}
-
-fn config() -> OpsConfig {
-    OpsConfig::from_toml(
-        "ops.toml",
-        "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///unused\"\nlate_after_ms = 1000\n\
-         deadline_high_ms = 60000\ndeadline_normal_ms = 60000\ndeadline_low_ms = 60000\n\
-         [kafka]\nbootstrap_servers = \"unused\"\n",
-    )
-    .unwrap()
-}
 
 /// splitmix64, so a failing seed replays.
 fn rng(state: &mut u64) -> u64 {
@@ -91,13 +69,11 @@ fn rows(agent: &str, seq: u64, n: u64) -> RecordBatch {
 /// One run; returns the (type, marker) pairs written and the dropped batch.
 async fn run(seed: u64, gap: bool) -> (Vec<serde_json::Value>, Option<(String, String, u64)>) {
     let dir = tempfile::tempdir().unwrap();
-    let output = Output {
-        store: Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
-        prefix: object_store::path::Path::default(),
-    };
+    let output = support::output(dir.path());
     let mut state = seed;
     let now = H.end_ms() + 60_000;
-    let shared = Shared::new(&registry(), config().policy(), Arc::new(Fixed(now)), 48);
+    let config = support::config("");
+    let shared = support::shared(now, &config);
     shared.mark_audit_caught_up();
     let mut batches = Vec::new();
     for agent in ["host-1", "host-2"] {
@@ -174,7 +150,7 @@ async fn run(seed: u64, gap: bool) -> (Vec<serde_json::Value>, Option<(String, S
     }
     let mut seen = Seen::default();
     scan(&output, &shared, &mut seen).await.unwrap();
-    close_due(&config(), &output, &shared, &mut seen)
+    close_due(&config, &output, &shared, &mut seen)
         .await
         .unwrap();
     let mut markers = Vec::new();

@@ -3,22 +3,12 @@
 //! alerting after that grace period. A re-created spool (new incarnation of the same
 //! agent id) replaces the old one instead of leaving it to alert as silent.
 
-use std::sync::Arc;
+mod support;
 
-use evd_ops::auditor::Shared;
-use evd_ops::config::OpsConfig;
-use evd_producer::clock::Clock;
 use evd_schemas::wire::audit::{AuditBody, AuditRecord, Heartbeat};
 use evd_schemas::{Hour, SpoolId};
 
 const NOW: i64 = 1_795_257_000_000;
-
-struct Fixed(i64);
-impl Clock for Fixed {
-    fn now_us(&self) -> i64 {
-        self.0 * 1000
-    }
-}
 
 fn beat(agent: &str, spool: u64, at_ms: i64) -> AuditRecord {
     AuditRecord {
@@ -35,15 +25,7 @@ fn beat(agent: &str, spool: u64, at_ms: i64) -> AuditRecord {
 
 #[test]
 fn silent_hosts_alert_until_retired_and_old_incarnations_never_do() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
-    let registry = evd_ops::load::registry_dir(&dir).unwrap();
-    let config = OpsConfig::from_toml(
-        "ops.toml",
-        "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///unused\"\n\
-         host_retire_after_ms = 3600000\n[kafka]\nbootstrap_servers = \"unused\"\n",
-    )
-    .unwrap();
-    let shared = Shared::new(&registry, config.policy(), Arc::new(Fixed(NOW)), 48);
+    let shared = support::shared(NOW, &support::config("host_retire_after_ms = 3600000\n"));
     {
         let mut state = shared.state();
         state.on_audit(&beat("live", 1, NOW - 5_000));

@@ -1,36 +1,17 @@
 //! The auditor's HTTP face refuses bad parameters with 400 and survives them: no
 //! request, however odd, may take the dashboard, the API or `/metrics` down.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 use evd_ops::auditor::Shared;
-use evd_ops::config::OpsConfig;
-use evd_producer::clock::Clock;
-
-struct Fixed(i64);
-impl Clock for Fixed {
-    fn now_us(&self) -> i64 {
-        self.0 * 1000
-    }
-}
 
 fn start() -> (String, Arc<Shared>) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
-    let registry = evd_ops::load::registry_dir(&dir).unwrap();
-    let config = OpsConfig::from_toml(
-        "ops.toml",
-        "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///unused\"\n[kafka]\nbootstrap_servers = \"unused\"\n",
-    )
-    .unwrap();
-    let shared = Shared::new(
-        &registry,
-        config.policy(),
-        Arc::new(Fixed(1_795_257_000_000)),
-        48,
-    );
+    let shared = support::shared(1_795_257_000_000, &support::config(""));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -3,15 +3,9 @@
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
 use evd_schemas::{Hour, Origin, SpoolId, Tier};
 
+use super::tests::POLICY;
 use super::*;
 
-const POLICY: ClosePolicy = ClosePolicy {
-    late_after_ms: 120_000,
-    deadline_high_ms: 600_000,
-    deadline_normal_ms: 600_000,
-    deadline_low_ms: 600_000,
-    host_retire_after_ms: 86_400_000,
-};
 const FIRST: Hour = Hour(493_000);
 const HOURS: u32 = 100;
 

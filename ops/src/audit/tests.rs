@@ -6,7 +6,7 @@ use evd_schemas::{Hour, Origin, SpoolId, Tier};
 use super::*;
 
 const H: Hour = Hour(493_127);
-const POLICY: ClosePolicy = ClosePolicy {
+pub(super) const POLICY: ClosePolicy = ClosePolicy {
     late_after_ms: 120_000,
     deadline_high_ms: 600_000,
     deadline_normal_ms: 600_000,
