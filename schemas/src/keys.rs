@@ -50,16 +50,17 @@ impl std::fmt::Debug for Key {
 impl Key {
     /// Derives the agent key for `agent_id` from a master key.
     pub fn derive_agent_key(&self, agent_id: &str) -> Key {
-        let hk = Hkdf::<Sha256>::new(Some(AGENT_KEY_SALT), &self.0);
-        let mut out = [0u8; KEY_LEN];
-        hk.expand(agent_id.as_bytes(), &mut out)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        Key(out)
+        self.derive(AGENT_KEY_SALT, agent_id)
     }
 
     /// Derives the control key (acks, audit records) from this agent key.
     pub fn derive_control_key(&self, agent_id: &str) -> Key {
-        let hk = Hkdf::<Sha256>::new(Some(CONTROL_KEY_SALT), &self.0);
+        self.derive(CONTROL_KEY_SALT, agent_id)
+    }
+
+    /// HKDF-SHA256 with `salt` over this key, `info` = the agent id.
+    fn derive(&self, salt: &[u8], agent_id: &str) -> Key {
+        let hk = Hkdf::<Sha256>::new(Some(salt), &self.0);
         let mut out = [0u8; KEY_LEN];
         hk.expand(agent_id.as_bytes(), &mut out)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
