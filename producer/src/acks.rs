@@ -116,25 +116,42 @@ const HOME_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The partitions of the acks topic this agent reads: where its id maps to under the
 /// current partition count, plus where it mapped before the topic grew (acks sent
-/// just before the change are still there).
-#[derive(Default)]
+/// just before the change are still there). Pure; `refresh` is its shell.
+#[derive(Debug, Default)]
 struct HomePartitions {
     count: i32,
     assigned: std::collections::BTreeSet<i32>,
 }
 
 impl HomePartitions {
-    /// Looks up the partition count and adds the home partition if it is new; false
-    /// when the topic's metadata is not available yet.
+    /// The topic has `count` partitions now: the home partition to add, if it is new.
+    fn on_count(&mut self, count: i32, agent_id: &str) -> Option<i32> {
+        if count <= 0 || count == self.count {
+            return None;
+        }
+        let home = evd_schemas::wire::ack_partition::partition_for(agent_id, count);
+        if self.assigned.contains(&home) {
+            self.count = count;
+            return None;
+        }
+        Some(home)
+    }
+
+    /// `partition` is assigned now, under `count` partitions.
+    fn assigned(&mut self, partition: i32, count: i32) {
+        self.count = count;
+        self.assigned.insert(partition);
+    }
+
+    /// Looks up the partition count and assigns the home partition if it is new;
+    /// false when the topic's metadata is not available yet.
     fn refresh(&mut self, consumer: &StreamConsumer, topic: &str, agent_id: &str) -> bool {
         let Some(count) = partition_count(consumer, topic) else {
             return false;
         };
-        let home = evd_schemas::wire::ack_partition::partition_for(agent_id, count);
-        if count == self.count || self.assigned.contains(&home) {
-            self.count = count;
+        let Some(home) = self.on_count(count, agent_id) else {
             return true;
-        }
+        };
         let mut list = TopicPartitionList::new();
         let _ = list.add_partition_offset(topic, home, Offset::Stored);
         let result = if self.assigned.is_empty() {
@@ -144,8 +161,7 @@ impl HomePartitions {
         };
         match result {
             Ok(()) => {
-                self.count = count;
-                self.assigned.insert(home);
+                self.assigned(home, count);
                 true
             }
             Err(e) => {
@@ -201,6 +217,45 @@ fn warn_other_spool(
         eprintln!(
             "evd agent: acks for spool {other} of this agent id arrive, this agent's spool is {own}: \
              they free nothing here (an earlier, wiped spool, or a second host with this agent id)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HomePartitions;
+    use evd_schemas::wire::ack_partition::partition_for;
+
+    /// The agent reads one partition, and when the topic grows it adds its new home
+    /// and keeps the old one (acks sent just before the change are there).
+    #[test]
+    fn the_home_partition_follows_the_topic_as_it_grows() {
+        let id = (0..)
+            .map(|i| format!("grow-{i}"))
+            .find(|id| partition_for(id, 4) != 0 && partition_for(id, 12) != partition_for(id, 4))
+            .unwrap();
+        let mut home = HomePartitions::default();
+        assert_eq!(home.on_count(1, &id), Some(0));
+        home.assigned(0, 1);
+        assert_eq!(home.on_count(1, &id), None, "nothing changed");
+        let new = partition_for(&id, 4);
+        assert_eq!(
+            home.on_count(4, &id),
+            Some(new),
+            "grown to 4: read the new home"
+        );
+        assert_eq!(
+            home.on_count(4, &id),
+            Some(new),
+            "until its assignment succeeded"
+        );
+        home.assigned(new, 4);
+        assert_eq!(home.on_count(4, &id), None);
+        assert_eq!(home.on_count(12, &id), Some(partition_for(&id, 12)));
+        assert_eq!(home.on_count(0, &id), None, "no metadata changes nothing");
+        assert_eq!(
+            home.assigned.iter().copied().collect::<Vec<_>>(),
+            vec![0, new]
         );
     }
 }
