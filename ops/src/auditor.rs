@@ -167,6 +167,8 @@ pub struct Seen {
     /// Objects that could not be read or parsed: skipped from then on (until a
     /// restart), counted and logged once. Their rows count as missing.
     bad: HashSet<String>,
+    /// The newest ledger snapshot when the manifest archive was last listed.
+    archive_listed_for: Option<Option<String>>,
 }
 
 impl Seen {
@@ -232,9 +234,16 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
         }
     }
     // Live manifests, and those a ledger compaction moved to the archive (one flush
-    // counts once, wherever its manifest is now).
+    // counts once, wherever its manifest is now). The archive only changes when a
+    // compaction writes a new ledger generation, so it is listed again only then.
+    let generation = newest_ledger_generation(output).await?;
+    let mut dirs = vec!["_evd/manifests"];
+    if seen.archive_listed_for.as_ref() != Some(&generation) {
+        dirs.push("_evd/archive/manifests");
+    }
     let mut manifests: Vec<ObjectMeta> = Vec::new();
-    for dir in ["_evd/manifests", "_evd/archive/manifests"] {
+    let mut moved_since_listing = false;
+    for dir in dirs {
         let listed: Vec<ObjectMeta> = output
             .store
             .list(Some(&output.path(dir)))
@@ -250,8 +259,12 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
         }
         let bytes = match output.store.get(&meta.location).await {
             Ok(r) => r.bytes().await?,
-            // Moved to the archive since the listing: the next scan finds it there.
-            Err(object_store::Error::NotFound { .. }) => continue,
+            // Moved to the archive since the listing: the next scan lists the archive
+            // again and finds it there.
+            Err(object_store::Error::NotFound { .. }) => {
+                moved_since_listing = true;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         let manifest = match Manifest::from_json(&bytes) {
@@ -268,6 +281,7 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
         }
         seen.manifests.insert(name);
     }
+    seen.archive_listed_for = (!moved_since_listing).then_some(generation);
     let quarantined: Vec<ObjectMeta> = output
         .store
         .list(Some(&output.path("_quarantine")))
@@ -281,6 +295,20 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
         .quarantined_batches
         .store(batches as u64, Ordering::Relaxed);
     Ok(())
+}
+
+/// The name of the newest ledger snapshot (`_evd/ledger/<generation>.json`), if any:
+/// a compaction that archived manifests wrote it.
+async fn newest_ledger_generation(output: &Output) -> Result<Option<String>, OpsError> {
+    let snapshots: Vec<ObjectMeta> = output
+        .store
+        .list(Some(&output.path("_evd/ledger")))
+        .try_collect()
+        .await?;
+    Ok(snapshots
+        .iter()
+        .filter_map(|m| m.location.filename().map(str::to_string))
+        .max())
 }
 
 /// Scans one data file not seen before into the state.
