@@ -1,7 +1,7 @@
 //! End-to-end acks (`EVDA` v3, authenticated): a consumer tells an agent which of its
 //! batches are durably committed. Layout: `docs/wire-format.md` §2.
 
-use super::codec::{self, Reader};
+use super::codec;
 use super::{check_range_count, control_tag, put_ranges, read_ranges};
 use crate::error::Result;
 use crate::keys::KeySource;
@@ -58,12 +58,8 @@ impl Ack {
     /// Decodes an ack whose tag verifies under `keys`; nothing of a forged ack is
     /// returned.
     pub fn decode(bytes: &[u8], keys: &dyn KeySource) -> Result<Ack> {
-        codec::expect_header(&mut Reader::new(bytes), MAGIC, READS)?;
-        let (body, trailer) = control_tag::split(bytes)?;
-        let mut r = Reader::new(body);
-        codec::expect_header(&mut r, MAGIC, READS)?;
-        let agent_id = r.short_name("agent_id")?.to_string();
-        crate::origin::check_id(&agent_id).map_err(|why| r.invalid("agent_id", why))?;
+        let (mut r, body, trailer) = control_tag::signed_body(bytes, MAGIC, READS)?;
+        let agent_id = r.agent_id()?.to_string();
         let spool_id = SpoolId(r.u64("spool_id")?);
         let committed_at_ms = r.unix_ms("committed_at_ms")?;
         let object_len = r.u16("object_len")? as usize;

@@ -1,7 +1,7 @@
 //! Audit records (`EVDU` v3, authenticated): agent heartbeats and batch announcements.
 //! Layout and semantics: `docs/wire-format.md` §3.
 
-use super::codec::{self, Reader};
+use super::codec;
 use super::control_tag;
 use crate::error::Result;
 use crate::hour::Hour;
@@ -95,13 +95,9 @@ impl AuditRecord {
     /// Decodes a record whose tag verifies under `keys`; nothing of a forged record is
     /// returned.
     pub fn decode(bytes: &[u8], keys: &dyn KeySource) -> Result<AuditRecord> {
-        codec::expect_header(&mut Reader::new(bytes), MAGIC, READS)?;
-        let (signed, trailer) = control_tag::split(bytes)?;
-        let mut r = Reader::new(signed);
-        codec::expect_header(&mut r, MAGIC, READS)?;
+        let (mut r, signed, trailer) = control_tag::signed_body(bytes, MAGIC, READS)?;
         let kind = r.u8("kind")?;
-        let agent_id = r.short_name("agent_id")?.to_string();
-        crate::origin::check_id(&agent_id).map_err(|why| r.invalid("agent_id", why))?;
+        let agent_id = r.agent_id()?.to_string();
         let spool_id = SpoolId(r.u64("spool_id")?);
         let at_ms = r.unix_ms("at_ms")?;
         let body = match kind {

@@ -104,6 +104,14 @@ impl<'a> Reader<'a> {
         self.nonempty_str(n, field)
     }
 
+    /// An agent id: a short name in the documented charset (`origin::check_id`); ids
+    /// become label values and object names.
+    pub fn agent_id(&mut self) -> Result<&'a str, CodecError> {
+        let id = self.short_name("agent_id")?;
+        crate::origin::check_id(id).map_err(|why| self.invalid("agent_id", why))?;
+        Ok(id)
+    }
+
     pub fn nonempty_str(&mut self, n: usize, field: &'static str) -> Result<&'a str, CodecError> {
         if n == 0 {
             return Err(self.invalid(field, "must not be empty"));

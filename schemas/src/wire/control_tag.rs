@@ -2,13 +2,14 @@
 //! `key_id` (u32) then a 32-byte HMAC-SHA256 tag, under the control key of the
 //! record's agent, over every byte before the tag.
 //!
-//! Contract: [`open`] returns the body only after the tag verified (constant time), so
-//! a caller never acts on a field of a forged record.
+//! Contract: a decoder reads the signed part with [`signed_body`], then calls
+//! [`verify`] (constant time) before it returns anything, so a caller never acts on a
+//! field of a forged record.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::codec::CodecError;
+use super::codec::{self, CodecError, Reader};
 use crate::error::{Error, Reason, Result};
 use crate::keys::{Key, KeySource};
 
@@ -44,8 +45,23 @@ pub(crate) fn sign(out: &mut Vec<u8>, keys: &dyn KeySource, agent_id: &str) -> R
     Ok(())
 }
 
+/// Checks `bytes`' magic and version (first, so an old or foreign record is named as
+/// such), then splits off the trailer. Returns a reader over the signed part positioned
+/// after the header, the signed part, and the trailer for [`verify`].
+pub(crate) fn signed_body<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 4],
+    reads: &[u8],
+) -> Result<(Reader<'a>, &'a [u8], &'a [u8]), CodecError> {
+    codec::expect_header(&mut Reader::new(bytes), magic, reads)?;
+    let (signed, trailer) = split(bytes)?;
+    let mut r = Reader::new(signed);
+    codec::expect_header(&mut r, magic, reads)?;
+    Ok((r, signed, trailer))
+}
+
 /// Splits a signed record into its body (everything before `key_id`) and trailer.
-pub(crate) fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), CodecError> {
+fn split(bytes: &[u8]) -> Result<(&[u8], &[u8]), CodecError> {
     if bytes.len() < TRAILER_LEN {
         return Err(CodecError::Short {
             field: "key_id and tag",
