@@ -140,8 +140,9 @@ fn validate(path: &Path) -> Result<ExitCode> {
 
 /// Keys only an ops config has; a file with `output_url` and none of them is read as a
 /// consumer config (the two share every required key).
-const OPS_ONLY_KEYS: [&str; 8] = [
+const OPS_ONLY_KEYS: [&str; 9] = [
     "auditor_id",
+    "host_retire_after_ms",
     "listen",
     "scan_interval_ms",
     "late_after_ms",

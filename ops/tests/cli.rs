@@ -131,6 +131,17 @@ fn validate_checks_agent_consumer_and_ops_configs() {
     std::fs::write(d.join("ops.toml"), &ops).unwrap();
     let (ok, out, err) = evd(&["validate", "ops.toml"], d);
     assert!(ok && out.contains("ops config OK"), "{out}{err}");
+    // Any ops-only key marks an ops config, host_retire_after_ms too.
+    std::fs::write(
+        d.join("ops.toml"),
+        ops.replace(
+            "listen = \"127.0.0.1:9300\"\n",
+            "host_retire_after_ms = 3600000\n",
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = evd(&["validate", "ops.toml"], d);
+    assert!(ok && out.contains("ops config OK"), "{out}{err}");
     // The auditor verifies audit records with the master keyring; an agent's will not do.
     std::fs::write(d.join("ops.toml"), ops.replace("m.toml", "a.toml")).unwrap();
     let (ok, _, err) = evd(&["validate", "ops.toml"], d);
