@@ -63,12 +63,13 @@ pub async fn run(
     let mut seen = 0u64;
     let mut warned = std::collections::BTreeSet::new();
     loop {
+        // Checked before each read, so a steady flow of acks cannot starve it.
+        if tokio::time::Instant::now() >= refresh_at {
+            home.refresh(&consumer, &topic, &agent_id);
+            refresh_at += HOME_REFRESH;
+        }
         let msg = match tokio::time::timeout_at(refresh_at, consumer.recv()).await {
-            Err(_) => {
-                home.refresh(&consumer, &topic, &agent_id);
-                refresh_at += HOME_REFRESH;
-                continue;
-            }
+            Err(_) => continue,
             Ok(Ok(m)) => m,
             Ok(Err(e)) => {
                 eprintln!("evd agent: acks consumer: {e} (retrying)");
@@ -172,7 +173,8 @@ impl HomePartitions {
     }
 }
 
-fn partition_count(consumer: &StreamConsumer, topic: &str) -> Option<i32> {
+/// The topic's partition count from fresh metadata; `None` while it is unknown.
+pub fn partition_count(consumer: &StreamConsumer, topic: &str) -> Option<i32> {
     consumer
         .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
         .ok()
