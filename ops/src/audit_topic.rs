@@ -126,11 +126,7 @@ fn positions(consumer: &StreamConsumer) -> Vec<(i32, i64)> {
 /// Adds partitions created since the last look, from their beginning; returns the
 /// partition count now assigned.
 fn assign_new_partitions(consumer: &StreamConsumer, topic: &str, assigned: i32) -> i32 {
-    let now = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))
-        .ok()
-        .and_then(|md| md.topics().first().map(|t| t.partitions().len() as i32))
-        .unwrap_or(assigned);
+    let now = evd_producer::acks::partition_count(consumer, topic).unwrap_or(assigned);
     if now <= assigned {
         return assigned;
     }
@@ -170,8 +166,8 @@ pub fn take_audit_record(
         }
         Err(e) => {
             let counter = match &e {
-                evd_schemas::Error::UnknownKey { .. } => &shared.audit_unauthenticated,
-                evd_schemas::Error::Rejected {
+                evd_schemas::Error::UnknownKey { .. }
+                | evd_schemas::Error::Rejected {
                     reason: evd_schemas::Reason::BadTag,
                     ..
                 } => &shared.audit_unauthenticated,

@@ -181,6 +181,22 @@ impl Seen {
         }
     }
 
+    /// Passes `taken` on, except that an unreadable object is set aside instead.
+    fn set_aside_unreadable(
+        &mut self,
+        shared: &Shared,
+        rel: &str,
+        taken: Result<(), OpsError>,
+    ) -> Result<(), OpsError> {
+        match taken {
+            Err(e @ OpsError::Unreadable(_)) => {
+                self.set_aside(shared, rel, &e);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     /// Forgets objects in hour folders before `floor` (never listed again).
     fn prune(&mut self, floor: Hour) {
         let keep = |rel: &String| folder_hour(rel).is_none_or(|h| h >= floor);
@@ -227,10 +243,7 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
             } else {
                 Ok(())
             };
-            match taken {
-                Err(e @ OpsError::Unreadable(_)) => seen.set_aside(shared, &rel, &e),
-                other => other?,
-            }
+            seen.set_aside_unreadable(shared, &rel, taken)?;
         }
     }
     // Live manifests, and those a ledger compaction moved to the archive (one flush
@@ -339,21 +352,8 @@ async fn take_marker(
     rel: &str,
 ) -> Result<(), OpsError> {
     let bytes = output.store.get(&output.path(rel)).await?.bytes().await?;
-    let marker: ClosedMarker =
-        serde_json::from_slice(&bytes).map_err(|e| OpsError::Unreadable(format!("{rel}: {e}")))?;
-    if !crate::audit::state::MARKER_READS.contains(&marker.version) {
-        return Err(OpsError::Unreadable(format!(
-            "{rel}: marker version {} (this build reads {:?})",
-            marker.version,
-            crate::audit::state::MARKER_READS
-        )));
-    }
-    if Hour::checked(marker.hour_number).is_none() {
-        return Err(OpsError::Unreadable(format!(
-            "{rel}: hour {} out of range",
-            marker.hour_number
-        )));
-    }
+    let marker =
+        ClosedMarker::from_json(&bytes).map_err(|e| OpsError::Unreadable(format!("{rel}: {e}")))?;
     shared.state().on_closed(marker);
     seen.markers.insert(rel.to_string());
     Ok(())
@@ -445,10 +445,8 @@ pub async fn close_due(
         for file in &files {
             if !seen.known(&file.path) {
                 let meta = output.store.head(&output.path(&file.path)).await?;
-                match take_file(output, shared, seen, &ty, &meta).await {
-                    Err(e @ OpsError::Unreadable(_)) => seen.set_aside(shared, &file.path, &e),
-                    other => other?,
-                }
+                let taken = take_file(output, shared, seen, &ty, &meta).await;
+                seen.set_aside_unreadable(shared, &file.path, taken)?;
             }
         }
         let (marker, tier) = {

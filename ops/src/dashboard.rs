@@ -424,32 +424,38 @@ pub fn metrics(shared: &Shared) -> String {
          # TYPE evd_ops_hosts_retired gauge\nevd_ops_hosts_retired {}",
         retired.len()
     );
-    for (name, help) in [
+    type HostValue = fn(&crate::audit::HostReport, i64) -> i64;
+    let per_host: [(&str, &str, HostValue); 3] = [
         (
             "evd_ops_host_heartbeat_age_seconds",
             "Seconds since the host's last heartbeat.",
+            |h, now| (now - h.last_heartbeat_ms) / 1000,
         ),
         (
             "evd_ops_host_spool_bytes",
             "Bytes in the host's spool at its last heartbeat.",
+            |h, _| h.spool_bytes as i64,
         ),
         (
             "evd_ops_host_oldest_unacked_age_seconds",
             "Age of the host's oldest unacked batch (0 = none).",
+            |h, now| {
+                if h.oldest_unacked_ms > 0 {
+                    (now - h.oldest_unacked_ms) / 1000
+                } else {
+                    0
+                }
+            },
         ),
-    ] {
+    ];
+    for (name, help, value) in per_host {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for h in &live {
-            let value = match name {
-                "evd_ops_host_heartbeat_age_seconds" => (now - h.last_heartbeat_ms) / 1000,
-                "evd_ops_host_spool_bytes" => h.spool_bytes as i64,
-                _ if h.oldest_unacked_ms > 0 => (now - h.oldest_unacked_ms) / 1000,
-                _ => 0,
-            };
             let _ = writeln!(
                 out,
-                "{name}{{agent_id=\"{}\"}} {value}",
-                evd_schemas::metrics_text::label_value(&h.agent_id)
+                "{name}{{agent_id=\"{}\"}} {}",
+                evd_schemas::metrics_text::label_value(&h.agent_id),
+                value(h, now)
             );
         }
     }

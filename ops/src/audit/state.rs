@@ -19,8 +19,8 @@ mod prune;
 mod reports;
 
 pub use reports::{
-    AgentHour, ClosedMarker, FileScan, HostReport, HourReport, IdentityAlarm, MARKER_READS,
-    MARKER_VERSION, MarkerFile,
+    AgentHour, ClosedMarker, FileScan, HostReport, HourReport, IdentityAlarm, MARKER_VERSION,
+    MarkerFile,
 };
 
 /// When hours turn late and when they close at the latest, per tier.
@@ -124,7 +124,7 @@ pub struct AuditState {
     floor: Hour,
 }
 
-/// How much the state holds (for the benchmark and `/metrics`).
+/// How much the state holds (for the benchmark and the pruning tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StateSize {
     pub batches: usize,

@@ -96,6 +96,25 @@ pub const MARKER_VERSION: u32 = 3;
 /// Marker versions this build reads; others are set aside as unreadable.
 pub const MARKER_READS: std::ops::RangeInclusive<u32> = 1..=MARKER_VERSION;
 
+impl ClosedMarker {
+    /// Parses a `_CLOSED.json`: a version this build reads (`MARKER_READS`) and an hour
+    /// in range, or an error naming what is wrong.
+    pub fn from_json(bytes: &[u8]) -> Result<ClosedMarker, String> {
+        let m: ClosedMarker =
+            serde_json::from_slice(bytes).map_err(|e| format!("closed marker: {e}"))?;
+        if !MARKER_READS.contains(&m.version) {
+            return Err(format!(
+                "marker version {} (this build reads {MARKER_READS:?})",
+                m.version
+            ));
+        }
+        if Hour::checked(m.hour_number).is_none() {
+            return Err(format!("hour {} out of range", m.hour_number));
+        }
+        Ok(m)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarkerFile {
