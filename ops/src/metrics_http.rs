@@ -112,28 +112,57 @@ pub async fn serve_routes(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_request_head_sent_in_pieces_is_read_whole() {
+    /// Starts `handler` on a free port; returns its address once it accepts.
+    async fn start(handler: impl Fn(&str) -> Response + Send + Sync + 'static) -> String {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let addr = format!("127.0.0.1:{port}");
-        tokio::spawn(serve_routes(addr.clone(), |path| {
-            Response::ok("text/plain", format!("path {path}"))
-        }));
-        let mut stream = loop {
-            match tokio::net::TcpStream::connect(&addr).await {
-                Ok(s) => break s,
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        };
+        tokio::spawn(serve_routes(addr.clone(), handler));
+        while tokio::net::TcpStream::connect(&addr).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        addr
+    }
+
+    async fn get(addr: &str, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn a_request_head_sent_in_pieces_is_read_whole() {
+        let addr = start(|path| Response::ok("text/plain", format!("path {path}"))).await;
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
         stream.write_all(b"GET /api/").await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         stream.write_all(b"hours HTTP/1.0\r\n\r\n").await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         assert!(response.ends_with("path /api/hours"), "{response}");
+    }
+
+    /// A handler that panics answers 500 and the server goes on answering.
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+        let addr = start(|path| {
+            assert!(path != "/boom", "a handler bug");
+            Response::ok("text/plain", "fine".into())
+        })
+        .await;
+        let response = get(&addr, "/boom").await;
+        assert!(
+            response.starts_with("HTTP/1.1 500 Internal Server Error"),
+            "{response}"
+        );
+        assert!(get(&addr, "/").await.ends_with("fine"));
     }
 }
