@@ -484,8 +484,11 @@ fn inject(
             started.elapsed().as_secs_f64(),
             fault.name()
         );
-        apply(bed, fault, central, hold);
-        *counts.entry(fault.name()).or_default() += 1;
+        if apply(bed, fault, central, hold) {
+            *counts.entry(fault.name()).or_default() += 1;
+        } else {
+            println!("    skipped: it never started working (see `wait_working`)");
+        }
     }
     // tansu 0.6.0 sometimes stops accepting connections after a burst of faults while
     // serving the ones it has; an operator would restart it, and so does the bed
@@ -535,33 +538,39 @@ fn exited(p: &mut EvdProcess, name: &str, exits: &mut Vec<String>) -> bool {
     true
 }
 
-/// Waits (up to 10 s) until `metric` of the process `pick` chooses is above 0: a group
+/// Waits (up to 15 s) until `metric` of the process `pick` chooses is above 0: a group
 /// member killed while still joining left tansu 0.6.0 with partitions it never
-/// assigned again, so consumers and bridges are killed once they work.
-fn wait_working(bed: &Mutex<Bed>, metric: &str, pick: fn(&Bed) -> Option<&EvdProcess>) {
+/// assigned again, so consumers and bridges are killed only once they work. False if
+/// it never did (the kill is then skipped, not counted).
+fn wait_working(bed: &Mutex<Bed>, metric: &str, pick: fn(&Bed) -> Option<&EvdProcess>) -> bool {
     let since = Instant::now();
-    while since.elapsed() < Duration::from_secs(10) {
+    while since.elapsed() < Duration::from_secs(15) {
         let b = bed.lock().expect("bed lock");
         if pick(&b).is_none_or(|p| p.metric(metric).is_some_and(|n| n > 0)) {
-            return;
+            return true;
         }
         drop(b);
         std::thread::sleep(Duration::from_millis(50));
     }
+    false
 }
 
-fn apply(bed: &Mutex<Bed>, fault: Fault, central: bool, hold: Duration) {
+/// Applies one fault; false if it was skipped.
+fn apply(bed: &Mutex<Bed>, fault: Fault, central: bool, hold: Duration) -> bool {
     let lock = || bed.lock().expect("bed lock");
-    match fault {
+    let working = match fault {
         Fault::KillConsumer => {
-            wait_working(bed, "batches_consumed", |b| Some(&b.consumer.process));
+            wait_working(bed, "batches_consumed", |b| Some(&b.consumer.process))
         }
         Fault::KillBridge | Fault::BridgeLosesOffsets => {
             wait_working(bed, "records_forwarded", |b| {
                 b.bridge.as_ref().map(|br| &br.process)
-            });
+            })
         }
-        _ => {}
+        _ => true,
+    };
+    if !working {
+        return false;
     }
     match fault {
         Fault::KillAgent => lock().agent.restart().expect("agent restart"),
@@ -615,6 +624,7 @@ fn apply(bed: &Mutex<Bed>, fault: Fault, central: bool, hold: Duration) {
             with_proxy(bed, central, |p| p.heal());
         }
     }
+    true
 }
 
 fn with_proxy(bed: &Mutex<Bed>, central: bool, f: impl FnOnce(&crate::fault_proxy::FaultProxy)) {
