@@ -34,11 +34,16 @@ pub struct BridgeConfig {
 pub struct ClusterConfig {
     /// `host:port,host:port`
     pub bootstrap_servers: String,
-    /// Extra librdkafka settings for consumers reading this cluster.
+    /// librdkafka settings for every client on this cluster (the consumer of one
+    /// route, the producer of the other): security (`security.protocol`, `sasl.*`,
+    /// `ssl.*`), timeouts, … Keys with dots are quoted.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// librdkafka settings for consumers reading this cluster, over `options`.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
-    /// Extra librdkafka settings for producers writing to this cluster.
-    /// `enable.idempotence`, `acks` and `compression.type` are fixed.
+    /// librdkafka settings for producers writing to this cluster, over `options`.
+    /// `enable.idempotence`, `acks`, `compression.type` and `partitioner` are fixed.
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
 }

@@ -32,6 +32,7 @@
 //! Several bridge instances with the same `group_id` split the partitions.
 
 pub mod config;
+pub mod kafka_clients;
 pub mod lag;
 pub mod metrics;
 pub mod route;
@@ -67,7 +68,9 @@ pub fn routes(config: &BridgeConfig) -> Vec<RouteSpec> {
         name: "forward",
         group_id: config.group_id.clone(),
         source: config.edge.clone(),
+        source_side: "edge",
         destination: config.central.clone(),
+        destination_side: "central",
         topics: forward_topics,
         topic_map: config.forward.topic_map.clone(),
         tuning: config.tuning.clone(),
@@ -77,7 +80,9 @@ pub fn routes(config: &BridgeConfig) -> Vec<RouteSpec> {
             name: "reverse",
             group_id: config.group_id.clone(),
             source: config.central.clone(),
+            source_side: "central",
             destination: config.edge.clone(),
+            destination_side: "edge",
             topics: config.reverse.topics.clone(),
             topic_map: config.reverse.topic_map.clone(),
             tuning: config.tuning.clone(),

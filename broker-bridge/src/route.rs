@@ -30,7 +30,10 @@ pub struct RouteSpec {
     pub name: &'static str,
     pub group_id: String,
     pub source: ClusterConfig,
+    /// `edge` or `central`: where the source's settings are in the config file.
+    pub source_side: &'static str,
     pub destination: ClusterConfig,
+    pub destination_side: &'static str,
     /// Topic names, or one `^pattern`.
     pub topics: Vec<String>,
     pub topic_map: BTreeMap<String, String>,
@@ -171,25 +174,6 @@ fn commit<C: ConsumerContext>(
     }
 }
 
-fn client_config(cluster: &ClusterConfig, tuning: &TuningConfig) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &cluster.bootstrap_servers)
-        .set("log_level", "4");
-    if tuning.socket_send_buffer_bytes > 0 {
-        cfg.set(
-            "socket.send.buffer.bytes",
-            tuning.socket_send_buffer_bytes.to_string(),
-        );
-    }
-    if tuning.socket_receive_buffer_bytes > 0 {
-        cfg.set(
-            "socket.receive.buffer.bytes",
-            tuning.socket_receive_buffer_bytes.to_string(),
-        );
-    }
-    cfg
-}
-
 /// A running route: call `run` on its own thread.
 pub struct Route {
     spec: RouteSpec,
@@ -206,24 +190,7 @@ impl Route {
     pub fn new(spec: RouteSpec, metrics: Arc<Metrics>) -> Result<Route, BridgeError> {
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let fatal = Arc::new(Mutex::new(None));
-        let mut pcfg = client_config(&spec.destination, &spec.tuning);
-        pcfg.set("linger.ms", spec.tuning.linger_ms.to_string())
-            .set("batch.size", spec.tuning.batch_bytes.to_string())
-            .set(
-                "max.in.flight.requests.per.connection",
-                spec.tuning.max_in_flight.to_string(),
-            )
-            // Wait for the destination as long as it takes: never drop a record.
-            .set("message.timeout.ms", "0");
-        for (k, v) in &spec.destination.producer {
-            pcfg.set(k, v);
-        }
-        // Records keep their key; with the acks' partitioner an agent finds its acks
-        // on the edge in the one partition it reads (`wire::ack_partition`).
-        pcfg.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "none")
-            .set("partitioner", evd_schemas::wire::ack_partition::PARTITIONER);
+        let pcfg = client_config(crate::kafka_clients::producer(&spec))?;
         let producer: Dest = pcfg
             .create_with_context(ProducerCtx {
                 route: spec.name,
@@ -234,14 +201,7 @@ impl Route {
             .map_err(|e| BridgeError::Config(format!("{} producer: {e}", spec.name)))?;
         let producer = Arc::new(producer);
 
-        let mut ccfg = client_config(&spec.source, &spec.tuning);
-        ccfg.set("auto.offset.reset", "earliest");
-        for (k, v) in &spec.source.consumer {
-            ccfg.set(k, v);
-        }
-        ccfg.set("group.id", format!("{}.{}", spec.group_id, spec.name))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
+        let ccfg = client_config(crate::kafka_clients::consumer(&spec))?;
         let ctx = ConsumerCtx {
             route: spec.name,
             tracker: tracker.clone(),
@@ -474,4 +434,14 @@ impl Route {
             eprintln!("evd bridge {}: source: {e}", self.spec.name);
         }
     }
+}
+
+/// A client's librdkafka configuration from its layered settings.
+fn client_config(
+    spec: evd_schemas::kafka_client::ClientSpec<'_>,
+) -> Result<ClientConfig, BridgeError> {
+    let settings = spec
+        .settings()
+        .map_err(|e| BridgeError::Config(e.to_string()))?;
+    Ok(settings.into_iter().collect())
 }

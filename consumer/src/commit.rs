@@ -55,6 +55,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use evd_schemas::Hour;
 
 use crate::ledger::{Ledger, Manifest};
+use crate::test_faults::crash_point;
 
 /// An hour's folder under the prefix: `<type>/date=YYYY-MM-DD/hour=HH`.
 pub fn hour_dir(event_type: &str, hour: Hour) -> String {
@@ -94,33 +95,6 @@ pub enum CommitError {
     /// visible; its staged files are orphans that recovery cleans up.
     #[error("not committed: {0}")]
     Fenced(String),
-}
-
-/// Test-only crash injection: `EVD_CRASH_AT=<step>` aborts the process at that step
-/// (`staged`, `manifest`, `copy`, `done`, `offsets`, `acks`) with probability
-/// `EVD_CRASH_PROBABILITY` (default 1). The reliability tests use it to hit each step.
-pub fn crash_point(step: &str) {
-    static CONFIG: std::sync::OnceLock<Option<(String, f64)>> = std::sync::OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let at = std::env::var("EVD_CRASH_AT").ok()?;
-        let p = std::env::var("EVD_CRASH_PROBABILITY")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(1.0);
-        Some((at, p))
-    });
-    if let Some((at, p)) = config
-        && (at == step || at == "any")
-    {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        if f64::from(nanos % 1_000_000) / 1_000_000.0 < *p {
-            eprintln!("evd consumer: EVD_CRASH_AT={step}: aborting");
-            std::process::abort();
-        }
-    }
 }
 
 impl Output {

@@ -52,10 +52,17 @@ pub struct ConsumerKafka {
     pub event_types: Vec<String>,
     #[serde(default = "defaults::acks_topic")]
     pub acks_topic: String,
-    /// Extra librdkafka consumer settings (`enable.auto.commit` is fixed to false).
+    /// librdkafka settings for both of the consumer's clients (batch consumer and
+    /// acks producer): security (`security.protocol`, `sasl.*`, `ssl.*`), timeouts, …
+    /// Keys with dots are quoted: `"security.protocol" = "SASL_SSL"`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// librdkafka settings for the batch consumer only, over `options`
+    /// (`enable.auto.commit` and `enable.auto.offset.store` are fixed to false).
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
-    /// Extra librdkafka settings for the acks producer.
+    /// librdkafka settings for the acks producer only, over `options`
+    /// (`enable.idempotence`, `acks` and `partitioner` are fixed).
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
 }

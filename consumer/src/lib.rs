@@ -10,6 +10,7 @@ pub mod commit;
 pub mod compaction;
 pub mod config;
 pub mod fence;
+pub mod kafka_clients;
 pub mod ledger;
 pub mod metrics;
 mod orphans;
@@ -17,5 +18,7 @@ pub mod parquet_out;
 pub mod rows;
 pub mod run;
 pub mod storage;
+#[cfg(any(test, feature = "test-faults"))]
 pub mod store_faults;
 pub mod store_retry;
+pub mod test_faults;

@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use crate::commit::{CommitError, Fence, Output, crash_point};
+use crate::commit::{CommitError, Fence, Output};
 use crate::config::ConsumerConfig;
 use crate::ledger::{
     AgentBatches, Delivered, FileEntry, Ledger, MANIFEST_VERSION, Manifest, OffsetEntry,
@@ -26,6 +26,7 @@ use crate::ledger::{
 use crate::metrics::{self, Metrics};
 use crate::parquet_out;
 use crate::rows::{Assembler, RejectedEvent};
+use crate::test_faults::crash_point;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
@@ -118,16 +119,7 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
     );
 
     let rebalanced = Arc::new(AtomicBool::new(false));
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        .set("group.id", &config.kafka.group_id)
-        .set("auto.offset.reset", "earliest")
-        .set("log_level", "4");
-    for (k, v) in &config.kafka.consumer {
-        cfg.set(k, v);
-    }
-    cfg.set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
+    let cfg = client_config(crate::kafka_clients::batch_consumer(&config.kafka))?;
     let consumer: Arc<StreamConsumer<RebalanceFlag>> = Arc::new(
         cfg.create_with_context(RebalanceFlag(rebalanced.clone()))
             .map_err(|e| ConsumerError::Config(format!("kafka consumer: {e}")))?,
@@ -136,16 +128,7 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
     consumer
         .subscribe(&topic_refs)
         .map_err(|e| ConsumerError::Config(e.to_string()))?;
-    let mut pcfg = ClientConfig::new();
-    pcfg.set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        .set("log_level", "4");
-    for (k, v) in &config.kafka.producer {
-        pcfg.set(k, v);
-    }
-    // Each agent reads only the partition its id maps to (`wire::ack_partition`).
-    pcfg.set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", evd_schemas::wire::ack_partition::PARTITIONER);
+    let pcfg = client_config(crate::kafka_clients::acks_producer(&config.kafka))?;
     let acks_producer: FutureProducer = pcfg
         .create()
         .map_err(|e| ConsumerError::Config(format!("acks producer: {e}")))?;
@@ -237,7 +220,7 @@ async fn handle(
     };
     let meta = &opened.header.meta;
     let origin = meta.origin();
-    if ledger.is_committed(&origin, meta.batch_seq) && !test_skip_dedup() {
+    if ledger.is_committed(&origin, meta.batch_seq) && !crate::test_faults::switches().skip_dedup {
         metrics::add(&metrics.duplicates_dropped, 1);
         dup_acks.entry(origin).or_default().insert(meta.batch_seq);
         return Ok(());
@@ -250,13 +233,10 @@ async fn handle(
         metrics::add(&metrics.duplicates_dropped, 1);
         return Ok(());
     }
-    if test_lose_batch_seq() == Some(meta.batch_seq) {
+    if crate::test_faults::switches().lose_batch_seq == Some(meta.batch_seq) {
         // Test-only consumer bug: the batch is recorded as delivered (ledger, manifest,
         // ack) but its rows are never written. The auditor must catch this.
-        eprintln!(
-            "evd consumer: EVD_TEST_LOSE_BATCH_SEQ: losing batch {}",
-            meta.batch_seq
-        );
+        eprintln!("evd consumer: test switch: losing batch {}", meta.batch_seq);
         pending
             .batches
             .entry(origin)
@@ -702,25 +682,20 @@ async fn store_backoff(
     Ok(())
 }
 
-/// `EVD_TEST_SKIP_DEDUP=1` (reliability tests only): a deliberately broken consumer
-/// that writes batches the ledger already holds. The suite shows its checker
-/// catches the duplicates.
-fn test_skip_dedup() -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("EVD_TEST_SKIP_DEDUP").is_some())
-}
-
-/// `EVD_TEST_LOSE_BATCH_SEQ=<n>` (auditor tests only): silently lose every batch with
-/// that seq while claiming it delivered. Off unless set.
-fn test_lose_batch_seq() -> Option<u64> {
-    static SEQ: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    *SEQ.get_or_init(|| std::env::var("EVD_TEST_LOSE_BATCH_SEQ").ok()?.parse().ok())
-}
-
 /// Wall-clock ms since the Unix epoch (0 if the clock is before it).
 fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A client's librdkafka configuration from its layered settings.
+fn client_config(
+    spec: evd_schemas::kafka_client::ClientSpec<'_>,
+) -> Result<ClientConfig, ConsumerError> {
+    let settings = spec
+        .settings()
+        .map_err(|e| ConsumerError::Config(e.to_string()))?;
+    Ok(settings.into_iter().collect())
 }

@@ -6,16 +6,36 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 
 use crate::commit::Output;
-use crate::store_faults::{FaultRates, FaultyStore};
 use crate::store_retry::RetryingStore;
 
-/// The `output_url` check every config that names an output shares.
+/// The output URL schemes this build writes to. Each is durable once a put returns
+/// and honours create-only puts (`PutMode::Create`), which the commit protocol needs.
+pub const OUTPUT_SCHEMES: &str =
+    "file:///dir, s3://bucket/prefix, gs://bucket/prefix, az://container/prefix";
+
+/// The `output_url` check every config that names an output shares: a URL, of a
+/// scheme this build includes, and durable.
 pub fn check_output_url(url: &str) -> Result<(), (&'static str, String)> {
-    match url::Url::parse(url) {
-        Ok(_) => Ok(()),
-        Err(_) => Err((
+    let parsed = url::Url::parse(url).map_err(|_| {
+        (
             "output_url",
-            format!("{url:?} is not a URL (file:///dir, s3://bucket/prefix, …)"),
+            format!("{url:?} is not a URL ({OUTPUT_SCHEMES})"),
+        )
+    })?;
+    match parsed.scheme() {
+        "file" | "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => Ok(()),
+        "memory" => Err((
+            "output_url",
+            format!(
+                "{url:?} is not durable: committed data would vanish with the process \
+                 (after its spool was freed); use one of {OUTPUT_SCHEMES}"
+            ),
+        )),
+        other => Err((
+            "output_url",
+            format!(
+                "scheme {other:?} is not an output this build writes to; use one of {OUTPUT_SCHEMES}"
+            ),
         )),
     }
 }
@@ -28,17 +48,22 @@ pub fn check_output_url(url: &str) -> Result<(), (&'static str, String)> {
 /// `object_store::parse_url_opts` with options from the environment (`AWS_*`,
 /// `GOOGLE_*`, `AZURE_*`), for the backends this build includes.
 ///
-/// Every request is retried on failure ([`RetryingStore`]). With
-/// `EVD_TEST_STORE_FAULTS` set (reliability tests only) the store under the retries
-/// is wrapped in [`FaultyStore`].
+/// Every request is retried on failure ([`RetryingStore`]). In a test build with the
+/// store-faults switch set ([`crate::test_faults`]) the store under the retries is
+/// wrapped in a fault injector.
 pub fn output_from_url(url: &str) -> Result<Output, String> {
     let mut output = store_from_url(url)?;
-    if let Some(rates) = FaultRates::from_env()? {
+    #[cfg(feature = "test-faults")]
+    if let Some(rates) = &crate::test_faults::switches().store_faults {
+        let rates = rates.clone()?;
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64);
-        eprintln!("evd: EVD_TEST_STORE_FAULTS: injecting object-store faults {rates:?}");
-        output.store = Arc::new(FaultyStore::new(output.store, rates, seed));
+        output.store = Arc::new(crate::store_faults::FaultyStore::new(
+            output.store,
+            rates,
+            seed,
+        ));
     }
     output.store = Arc::new(RetryingStore::new(output.store));
     Ok(output)
@@ -87,4 +112,43 @@ fn create_dir_durably(dir: &std::path::Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_durable_and_unknown_outputs_are_refused() {
+        let (key, why) = check_output_url("memory:///").unwrap_err();
+        assert_eq!(key, "output_url");
+        assert!(why.contains("not durable"), "{why}");
+        for url in ["http://host/x", "ftp://host/x", "not a url"] {
+            assert!(check_output_url(url).is_err(), "{url}");
+        }
+        for url in [
+            "file:///tmp/out",
+            "s3://bucket/p",
+            "gs://bucket/p",
+            "az://container/p",
+        ] {
+            check_output_url(url).unwrap_or_else(|e| panic!("{url}: {e:?}"));
+        }
+    }
+
+    /// The documented cloud stores are compiled in: building one fails, if at all, for
+    /// its configuration, never for a missing backend.
+    #[test]
+    fn gcs_and_azure_are_compiled_in() {
+        for url in ["gs://bucket/prefix", "az://container/prefix"] {
+            if let Err(e) = store_from_url(url) {
+                assert!(
+                    !e.contains("feature")
+                        && !e.contains("not enabled")
+                        && !e.contains("NotImplemented"),
+                    "{url}: {e}"
+                );
+            }
+        }
+    }
 }

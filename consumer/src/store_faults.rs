@@ -1,7 +1,7 @@
 //! Test-only object-store faults: an [`ObjectStore`] wrapper the reliability suite
-//! switches on with `EVD_TEST_STORE_FAULTS` in `evd consumer`.
+//! switches on in a test build of `evd consumer` ([`crate::test_faults`]).
 //!
-//! `EVD_TEST_STORE_FAULTS="error=0.05,lost_reply=0.05"` makes each put, copy and get
+//! `error=0.05,lost_reply=0.05` makes each put, copy and get
 //! fail with that probability:
 //!
 //! - `error`: the request fails before it reaches the store (a 5xx, a reset);
@@ -12,7 +12,7 @@
 //! `slow_staging_ms=N` delays every put under `_evd/staging/` by N ms: a flush whose
 //! uploads outlast `max.poll.interval.ms` (the zombie-fence test).
 //!
-//! Lists and deletes pass through. Without the variable the wrapper is not installed.
+//! Lists and deletes pass through. Without the switch the wrapper is not installed.
 
 use std::fmt;
 use std::ops::Range;
@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use crate::test_faults::FaultRates;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -29,49 +30,33 @@ use object_store::{
     PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
-/// Probabilities of each fault, per request.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct FaultRates {
-    pub error: f64,
-    pub lost_reply: f64,
-    pub slow_staging_ms: u64,
-}
-
-impl FaultRates {
-    /// From `EVD_TEST_STORE_FAULTS`; `None` when unset.
-    pub fn from_env() -> Result<Option<FaultRates>, String> {
-        match std::env::var("EVD_TEST_STORE_FAULTS") {
-            Ok(spec) => FaultRates::parse(&spec).map(Some),
-            Err(_) => Ok(None),
-        }
-    }
-
-    pub fn parse(spec: &str) -> Result<FaultRates, String> {
-        let mut rates = FaultRates::default();
-        for part in spec.split(',').filter(|p| !p.trim().is_empty()) {
-            let (key, value) = part
-                .split_once('=')
-                .ok_or_else(|| format!("EVD_TEST_STORE_FAULTS: {part:?} is not key=probability"))?;
-            if key.trim() == "slow_staging_ms" {
-                rates.slow_staging_ms = value.trim().parse().map_err(|_| {
-                    format!("EVD_TEST_STORE_FAULTS: {value:?} is not a number of ms")
-                })?;
-                continue;
-            }
-            let p: f64 = value
+/// Parses a fault spec (`error=0.05,lost_reply=0.05,slow_staging_ms=N`).
+pub fn parse_rates(spec: &str) -> Result<FaultRates, String> {
+    let mut rates = FaultRates::default();
+    for part in spec.split(',').filter(|p| !p.trim().is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("EVD_TEST_STORE_FAULTS: {part:?} is not key=probability"))?;
+        if key.trim() == "slow_staging_ms" {
+            rates.slow_staging_ms = value
                 .trim()
                 .parse()
-                .ok()
-                .filter(|p| (0.0..=1.0).contains(p))
-                .ok_or_else(|| format!("EVD_TEST_STORE_FAULTS: {value:?} is not in 0..=1"))?;
-            match key.trim() {
-                "error" => rates.error = p,
-                "lost_reply" => rates.lost_reply = p,
-                other => return Err(format!("EVD_TEST_STORE_FAULTS: unknown fault {other:?}")),
-            }
+                .map_err(|_| format!("EVD_TEST_STORE_FAULTS: {value:?} is not a number of ms"))?;
+            continue;
         }
-        Ok(rates)
+        let p: f64 = value
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| (0.0..=1.0).contains(p))
+            .ok_or_else(|| format!("EVD_TEST_STORE_FAULTS: {value:?} is not in 0..=1"))?;
+        match key.trim() {
+            "error" => rates.error = p,
+            "lost_reply" => rates.lost_reply = p,
+            other => return Err(format!("EVD_TEST_STORE_FAULTS: unknown fault {other:?}")),
+        }
     }
+    Ok(rates)
 }
 
 /// What happens to one request.
@@ -234,19 +219,17 @@ mod tests {
     #[test]
     fn the_spec_names_each_fault() {
         assert_eq!(
-            FaultRates::parse("error=0.1, lost_reply=0.2").unwrap(),
+            parse_rates("error=0.1, lost_reply=0.2").unwrap(),
             FaultRates {
                 error: 0.1,
                 lost_reply: 0.2,
                 ..FaultRates::default()
             }
         );
-        assert!(FaultRates::parse("eror=0.1").unwrap_err().contains("eror"));
-        assert!(FaultRates::parse("error=2").is_err());
+        assert!(parse_rates("eror=0.1").unwrap_err().contains("eror"));
+        assert!(parse_rates("error=2").is_err());
         assert_eq!(
-            FaultRates::parse("slow_staging_ms=1500")
-                .unwrap()
-                .slow_staging_ms,
+            parse_rates("slow_staging_ms=1500").unwrap().slow_staging_ms,
             1_500
         );
     }

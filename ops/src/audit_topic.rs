@@ -23,14 +23,12 @@ pub async fn read_audit_topic(
     shared: Arc<Shared>,
     keys: MasterKeyring,
 ) -> Result<(), OpsError> {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &config.kafka.bootstrap_servers)
-        .set("group.id", format!("evd-ops-{}", config.auditor_id))
-        .set("enable.auto.commit", "false")
-        .set("log_level", "4");
-    for (k, v) in &config.kafka.consumer {
-        cfg.set(k, v);
-    }
+    let settings = config
+        .kafka
+        .audit_consumer(&config.auditor_id)
+        .settings()
+        .map_err(|e| OpsError::Config(e.to_string()))?;
+    let cfg: ClientConfig = settings.into_iter().collect();
     let consumer: StreamConsumer = cfg
         .create()
         .map_err(|e| OpsError::Config(format!("kafka consumer: {e}")))?;

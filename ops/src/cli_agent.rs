@@ -8,13 +8,21 @@ use anyhow::{Context, Result};
 use evd_ops::load;
 use evd_producer::agent::{self, AgentParts};
 use evd_producer::client::{Response, send_lines};
-use evd_producer::clock::SystemClock;
 
 /// Reads an agent config; relative paths in it are resolved against its directory.
 pub fn load_agent_config(path: &Path) -> Result<evd_producer::config::AgentConfig> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let mut config =
-        evd_producer::config::AgentConfig::from_toml(&path.display().to_string(), &text)?;
+    let origin = path.display().to_string();
+    let mut config = evd_producer::config::AgentConfig::from_toml(&origin, &text)?;
+    let agent_id = config.agent_id();
+    evd_ops::kafka_check::check_clients(
+        &origin,
+        &text,
+        &[
+            evd_producer::kafka_clients::producer(&config.kafka),
+            evd_producer::kafka_clients::acks_consumer(&config.kafka, &agent_id),
+        ],
+    )?;
     let base = path.parent().unwrap_or(Path::new("."));
     for p in [
         &mut config.registry_dir,
@@ -56,20 +64,11 @@ pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
         config,
         registry,
         keys,
-        clock: test_clock().unwrap_or_else(|| Arc::new(SystemClock)),
+        clock: evd_producer::clock::system_or_test_clock(),
         reload: Some(reload),
         metrics,
     }))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `EVD_TEST_CLOCK_OFFSET_FILE` (end-to-end tests only): receive time shifted by the
-/// milliseconds in that file, so a test can move a running agent through hours.
-pub fn test_clock() -> Option<Arc<dyn evd_producer::clock::Clock>> {
-    let path = std::env::var_os("EVD_TEST_CLOCK_OFFSET_FILE")?;
-    Some(Arc::new(evd_producer::clock::FileOffsetClock::new(
-        path.into(),
-    )))
 }
 
 /// `evd send`: stdin lines to the socket; prints errors (and acks unless `quiet`).

@@ -10,7 +10,20 @@ use evd_bridge::{BridgeConfig, Metrics};
 
 pub fn load_bridge_config(path: &Path) -> Result<BridgeConfig> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    Ok(BridgeConfig::from_toml(&path.display().to_string(), &text)?)
+    let origin = path.display().to_string();
+    let config = BridgeConfig::from_toml(&origin, &text)?;
+    let routes = evd_bridge::routes(&config);
+    let specs: Vec<_> = routes
+        .iter()
+        .flat_map(|r| {
+            [
+                evd_bridge::kafka_clients::consumer(r),
+                evd_bridge::kafka_clients::producer(r),
+            ]
+        })
+        .collect();
+    evd_ops::kafka_check::check_clients(&origin, &text, &specs)?;
+    Ok(config)
 }
 
 /// Runs until SIGTERM/SIGINT (deliver what was read, commit, exit 0) or a fatal error.

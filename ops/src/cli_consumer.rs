@@ -14,7 +14,16 @@ use evd_ops::load;
 /// Reads a consumer config; relative paths are resolved against its directory.
 pub fn load_consumer_config(path: &Path) -> Result<ConsumerConfig> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let mut config = ConsumerConfig::from_toml(&path.display().to_string(), &text)?;
+    let origin = path.display().to_string();
+    let mut config = ConsumerConfig::from_toml(&origin, &text)?;
+    evd_ops::kafka_check::check_clients(
+        &origin,
+        &text,
+        &[
+            evd_consumer::kafka_clients::batch_consumer(&config.kafka),
+            evd_consumer::kafka_clients::acks_producer(&config.kafka),
+        ],
+    )?;
     let base = path.parent().unwrap_or(Path::new("."));
     for p in [&mut config.registry_dir, &mut config.keyring_path] {
         if p.is_relative() {

@@ -10,7 +10,7 @@ use evd_consumer::storage::output_from_url;
 use evd_ops::auditor::{self, Shared};
 use evd_ops::config::OpsConfig;
 use evd_ops::{dashboard, load};
-use evd_producer::clock::{Clock, SystemClock};
+use evd_producer::clock::Clock;
 
 #[derive(clap::Args)]
 pub struct OpsArgs {
@@ -60,7 +60,13 @@ pub fn run(args: OpsArgs) -> Result<ExitCode> {
 /// Reads an ops config; relative paths are resolved against its directory.
 pub fn load_ops_config(path: &Path) -> Result<OpsConfig> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let mut config = OpsConfig::from_toml(&path.display().to_string(), &text)?;
+    let origin = path.display().to_string();
+    let mut config = OpsConfig::from_toml(&origin, &text)?;
+    evd_ops::kafka_check::check_clients(
+        &origin,
+        &text,
+        &[config.kafka.audit_consumer(&config.auditor_id)],
+    )?;
     let dir = path.parent().unwrap_or(Path::new("."));
     for relative in [&mut config.registry_dir, &mut config.keyring_path] {
         if relative.is_relative() {
@@ -75,8 +81,7 @@ fn run_auditor(path: &Path) -> Result<ExitCode> {
     let registry = load::registry_dir(&config.registry_dir)?;
     let keys = load::master_keyring(&config.keyring_path)?;
     let output = output_from_url(&config.output_url).map_err(anyhow::Error::msg)?;
-    let clock: Arc<dyn Clock> =
-        crate::cli_agent::test_clock().unwrap_or_else(|| Arc::new(SystemClock));
+    let clock: Arc<dyn Clock> = evd_producer::clock::system_or_test_clock();
     let shared = Shared::new(&registry, config.policy(), clock, config.window_hours);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

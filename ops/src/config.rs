@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use evd_schemas::kafka_client::{ClientSpec, SettingsTable};
 use serde::Deserialize;
 
 use crate::audit::ClosePolicy;
@@ -62,9 +63,39 @@ pub struct OpsKafka {
     /// must cover `window_hours`: the auditor rebuilds its state from it at start.
     #[serde(default = "defaults::audit_topic")]
     pub audit_topic: String,
-    /// Extra librdkafka consumer settings.
+    /// librdkafka settings for every Kafka client of the auditor: security
+    /// (`security.protocol`, `sasl.*`, `ssl.*`), timeouts, … Keys with dots are quoted.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// librdkafka settings for the audit topic reader only, over `options`
+    /// (`enable.auto.commit` is fixed to false).
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
+}
+
+impl OpsKafka {
+    /// The audit topic reader, as layered settings ([`evd_schemas::kafka_client`]).
+    pub fn audit_consumer(&self, auditor_id: &str) -> ClientSpec<'_> {
+        ClientSpec {
+            client: "auditor audit reader",
+            defaults: vec![
+                ("bootstrap.servers", self.bootstrap_servers.clone()),
+                ("group.id", format!("evd-ops-{auditor_id}")),
+                ("log_level", "4".into()),
+            ],
+            tables: vec![
+                SettingsTable {
+                    path: "kafka.options",
+                    entries: &self.options,
+                },
+                SettingsTable {
+                    path: "kafka.consumer",
+                    entries: &self.consumer,
+                },
+            ],
+            fixed: vec![("enable.auto.commit", "false".into())],
+        }
+    }
 }
 
 mod defaults {

@@ -7,6 +7,7 @@ pub mod audit_topic;
 pub mod auditor;
 pub mod config;
 pub mod dashboard;
+pub mod kafka_check;
 pub mod load;
 pub mod metrics_http;
 pub mod signals;

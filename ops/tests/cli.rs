@@ -183,3 +183,88 @@ fn validate_checks_agent_consumer_and_ops_configs() {
         "{err}"
     );
 }
+
+/// `evd validate` builds every Kafka client of every role: a key librdkafka does not
+/// know is reported with file, line and key, whichever table and client it reaches;
+/// TLS + SASL/SCRAM settings pass (they are compiled in); a non-durable output and a
+/// fixed key set to another value are refused.
+#[test]
+fn validate_builds_every_kafka_client_and_names_a_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
+    let reg = registry.display();
+    assert!(evd(&["keys", "generate", "--out", "m.toml"], d).0);
+    assert!(
+        evd(
+            &[
+                "keys", "derive", "--master", "m.toml", "--agent", "h", "--out", "a.toml"
+            ],
+            d
+        )
+        .0
+    );
+    let secure = "[kafka.options]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"u\"\n\"sasl.password\" = \"p\"\n\"compression.type\" = \"zstd\"\n";
+    let roles = [
+        (
+            "agent.toml",
+            format!(
+                "agent_id = \"h\"\nregistry_dir = \"{reg}\"\nkeyring_path = \"a.toml\"\n[socket]\npath = \"s.sock\"\n[spool]\ndir = \"spool\"\n[kafka]\nbootstrap_servers = \"b:9092\"\n"
+            ),
+            "agent config OK",
+        ),
+        (
+            "consumer.toml",
+            format!(
+                "registry_dir = \"{reg}\"\nkeyring_path = \"m.toml\"\noutput_url = \"file:///tmp/x\"\n[kafka]\nbootstrap_servers = \"b:9092\"\n"
+            ),
+            "consumer config OK",
+        ),
+        (
+            "ops.toml",
+            format!(
+                "registry_dir = \"{reg}\"\noutput_url = \"file:///tmp/x\"\nkeyring_path = \"m.toml\"\nlisten = \"127.0.0.1:9300\"\n[kafka]\nbootstrap_servers = \"b:9092\"\n"
+            ),
+            "ops config OK",
+        ),
+    ];
+    for (file, base, ok_line) in &roles {
+        let text = format!("{base}{secure}");
+        std::fs::write(d.join(file), &text).unwrap();
+        let (ok, out, err) = evd(&["validate", file], d);
+        assert!(ok && out.contains(ok_line), "{file}: {out}{err}");
+        // A misspelt key in the client's own table, on the file's last line.
+        let bad = format!("{text}[kafka.consumer]\n\"sasl.mechansim\" = \"PLAIN\"\n");
+        let line = bad.lines().count();
+        std::fs::write(d.join(file), &bad).unwrap();
+        let (ok, _, err) = evd(&["validate", file], d);
+        let expected = format!("{file}:{line}: key `kafka.consumer.\"sasl.mechansim\"`");
+        assert!(!ok && err.contains(&expected), "{file}: {err}");
+    }
+    let bridge = "[edge]\nbootstrap_servers = \"e:9092\"\n[edge.options]\n\"security.protocol\" = \"SSL\"\n[central]\nbootstrap_servers = \"c:9092\"\n[central.options]\n\"security.protcol\" = \"SSL\"\n";
+    std::fs::write(d.join("bridge.toml"), bridge).unwrap();
+    let (ok, _, err) = evd(&["validate", "bridge.toml"], d);
+    assert!(
+        !ok && err.contains("bridge.toml:8: key `central.options.\"security.protcol\"`"),
+        "{err}"
+    );
+    // Acked data must outlive the process: memory:/// is refused.
+    let consumer = roles[1].1.replace("file:///tmp/x", "memory:///");
+    std::fs::write(d.join("consumer.toml"), consumer).unwrap();
+    let (ok, _, err) = evd(&["validate", "consumer.toml"], d);
+    assert!(
+        !ok && err.contains("key `output_url`") && err.contains("not durable"),
+        "{err}"
+    );
+    // The consumer commits offsets only after its output is durable.
+    let consumer = format!(
+        "{}[kafka.options]\n\"enable.auto.commit\" = \"true\"\n",
+        roles[1].1
+    );
+    std::fs::write(d.join("consumer.toml"), consumer).unwrap();
+    let (ok, _, err) = evd(&["validate", "consumer.toml"], d);
+    assert!(
+        !ok && err.contains("key `kafka.options.\"enable.auto.commit\"`"),
+        "{err}"
+    );
+}

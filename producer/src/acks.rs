@@ -9,7 +9,6 @@
 //! waiting out its dead predecessor's session. The partition count is looked up again
 //! every 30 s: after the topic grew, the new home partition is read as well.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::Sender as StdSender;
 
@@ -22,23 +21,6 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::metrics::Metrics;
 use crate::writer::WriterMsg;
-
-pub fn consumer_config(
-    bootstrap: &str,
-    agent_id: &str,
-    extra: &BTreeMap<String, String>,
-) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("evd-agent-{agent_id}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "true")
-        .set("log_level", "4");
-    for (k, v) in extra {
-        cfg.set(k, v);
-    }
-    cfg
-}
 
 /// Runs until the writer is gone. Acks for other agents are skipped; an ack keyed to
 /// this agent whose tag does not verify under `keys` (forged, or an unauthenticated
@@ -59,7 +41,7 @@ pub async fn run(
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let mut refresh_at = tokio::time::Instant::now() + HOME_REFRESH;
-    let drop_percent = test_drop_acks_percent();
+    let drop_percent = crate::test_faults::switches().drop_acks_percent;
     let mut seen = 0u64;
     let mut warned = std::collections::BTreeSet::new();
     loop {
@@ -198,15 +180,6 @@ pub async fn assign_all_partitions(consumer: &StreamConsumer, topic: &str, start
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-}
-
-/// `EVD_TEST_DROP_ACKS_PERCENT` (reliability tests only): drop that share of acks.
-fn test_drop_acks_percent() -> u64 {
-    std::env::var("EVD_TEST_DROP_ACKS_PERCENT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-        .min(100)
 }
 
 /// Logs the first ack seen for each other incarnation of this agent id.

@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::config::AgentConfig;
 use crate::dedup::IdWindow;
 use crate::metrics::Metrics;
-use crate::sender::{Sender, SenderSettings, producer_config};
+use crate::sender::{Sender, SenderSettings};
 use crate::socket::{self, SocketContext};
 use crate::spool::{DirStore, Spool, SpoolError, SpoolLimits};
 use crate::writer::{Writer, WriterMsg};
@@ -154,10 +154,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
             agent_id: agent_id.clone(),
             spool_id,
             keys: keys.clone(),
-            producer_config: producer_config(
-                &config.kafka.bootstrap_servers,
-                &config.kafka.producer,
-            ),
+            producer_config: client_config(crate::kafka_clients::producer(&config.kafka))?,
             audit_topic: config.kafka.audit_topic.clone(),
             retransmit_after: Duration::from_millis(config.retransmit_after_ms),
             heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
@@ -171,11 +168,10 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
     .map_err(|e| AgentError::Config(format!("kafka producer: {e}")))?;
     let sender_task = tokio::spawn(sender.run(sender_rx));
 
-    let acks_config = acks::consumer_config(
-        &config.kafka.bootstrap_servers,
+    let acks_config = client_config(crate::kafka_clients::acks_consumer(
+        &config.kafka,
         &agent_id,
-        &config.kafka.consumer,
-    );
+    ))?;
     let acks_task = tokio::spawn(acks::run(
         acks_config,
         config.kafka.acks_topic.clone(),
@@ -282,3 +278,13 @@ async fn maybe<T>(
 }
 
 pub use writer::WriterStatus;
+
+/// A client's librdkafka configuration from its layered settings.
+fn client_config(
+    spec: evd_schemas::kafka_client::ClientSpec<'_>,
+) -> Result<rdkafka::ClientConfig, AgentError> {
+    let settings = spec
+        .settings()
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+    Ok(settings.into_iter().collect())
+}

@@ -12,6 +12,15 @@ pub trait Clock: Send + Sync + 'static {
 
 pub struct SystemClock;
 
+/// The clock a role runs on: the system clock, or in a test build the one a test
+/// switch selects ([`crate::test_faults`]).
+pub fn system_or_test_clock() -> std::sync::Arc<dyn Clock> {
+    match &crate::test_faults::switches().clock_offset_file {
+        Some(path) => std::sync::Arc::new(FileOffsetClock::new(path.clone())),
+        None => std::sync::Arc::new(SystemClock),
+    }
+}
+
 impl Clock for SystemClock {
     fn now_us(&self) -> i64 {
         SystemTime::now()
@@ -23,7 +32,7 @@ impl Clock for SystemClock {
 
 /// System time plus an offset in ms read from a file (re-read at most every 50 ms).
 /// For end-to-end tests that move a running agent through hours:
-/// `EVD_TEST_CLOCK_OFFSET_FILE=/path` selects it in `evd agent`.
+/// Selected by a test switch ([`crate::test_faults`]) in `evd agent` and `evd ops`.
 pub struct FileOffsetClock {
     path: std::path::PathBuf,
     cached: std::sync::Mutex<(std::time::Instant, i64)>,

@@ -200,11 +200,17 @@ pub struct KafkaConfig {
     /// Topic for heartbeats and batch announcements.
     #[serde(default = "defaults::audit_topic")]
     pub audit_topic: String,
-    /// Extra librdkafka producer settings. `enable.idempotence` and `acks` are fixed
-    /// (true, all) and may not be overridden.
+    /// librdkafka settings for both of the agent's clients (producer and acks
+    /// consumer): security (`security.protocol`, `sasl.*`, `ssl.*`), timeouts, … Keys
+    /// with dots are quoted: `"security.protocol" = "SASL_SSL"`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// librdkafka settings for the producer only, over `options`. `enable.idempotence`
+    /// and `acks` are fixed (true, all): another value is refused.
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
-    /// Extra librdkafka settings for the acks consumer.
+    /// librdkafka settings for the acks consumer only, over `options` (`group.id` is
+    /// fixed: `evd-agent-<agent_id>`).
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
 }

@@ -46,20 +46,6 @@ pub struct SenderSettings {
     pub started_at_ms: i64,
 }
 
-/// Builds the reliable producer config: evd's fixed settings over the user's extras.
-pub fn producer_config(bootstrap: &str, extra: &BTreeMap<String, String>) -> ClientConfig {
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "300000")
-        .set("log_level", "4");
-    for (k, v) in extra {
-        cfg.set(k, v);
-    }
-    cfg.set("enable.idempotence", "true").set("acks", "all");
-    cfg
-}
-
 #[derive(Debug)]
 struct Tracked {
     event_type: String,

@@ -242,7 +242,7 @@ fn submit(ctx: &SocketContext, lines: Vec<(u64, Result<Vec<u8>, String>)>) -> Ch
     }
     let reply = if events.is_empty() {
         None
-    } else if test_ack_early() {
+    } else if crate::test_faults::switches().ack_early {
         // Deliberately broken (tests only): "ok" before the writer has the events.
         let n = events.len();
         let (tx, _never_read) = oneshot::channel();
@@ -256,14 +256,6 @@ fn submit(ctx: &SocketContext, lines: Vec<(u64, Result<Vec<u8>, String>)>) -> Ch
         Some(rx)
     };
     Chunk { slots, reply }
-}
-
-/// `EVD_TEST_ACK_EARLY=1` (reliability tests only): a deliberately broken agent that
-/// acks each valid line before its event is spooled and fsynced, so a crash loses
-/// acked events. The suite shows its checker catches that.
-fn test_ack_early() -> bool {
-    static EARLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *EARLY.get_or_init(|| std::env::var_os("EVD_TEST_ACK_EARLY").is_some())
 }
 
 /// Validates one event line against the registry. The error starts with its reason

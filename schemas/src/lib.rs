@@ -5,6 +5,7 @@
 pub mod error;
 pub mod event;
 pub mod hour;
+pub mod kafka_client;
 pub mod keys;
 pub mod metrics_text;
 pub mod origin;

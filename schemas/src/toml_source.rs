@@ -146,23 +146,73 @@ enum Segment<'p> {
     Index(usize),
 }
 
-/// Splits `a.b[2].c` into `a`, `b`, `2`, `c`.
+/// Splits `a.b[2].c` into `a`, `b`, `2`, `c`; a quoted segment keeps its dots
+/// (`kafka.options."sasl.mechanism"`: `kafka`, `options`, `sasl.mechanism`).
 fn parse_path(path: &str) -> Vec<Segment<'_>> {
     let mut out = Vec::new();
-    for part in path.split('.') {
-        let (name, mut rest) = match part.find('[') {
-            Some(i) => (&part[..i], &part[i..]),
-            None => (part, ""),
+    let mut rest = path;
+    while !rest.is_empty() {
+        let (name, after) = match rest.strip_prefix('"') {
+            Some(quoted) => match quoted.find('"') {
+                Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                None => (quoted, ""),
+            },
+            None => {
+                let end = rest.find(['.', '[']).unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            }
         };
         if !name.is_empty() {
             out.push(Segment::Key(name));
         }
-        while let Some(close) = rest.find(']') {
-            if let Ok(i) = rest[1..close].parse() {
+        rest = after;
+        while let Some(inner) = rest.strip_prefix('[') {
+            let Some(close) = inner.find(']') else {
+                return out;
+            };
+            if let Ok(i) = inner[..close].parse() {
                 out.push(Segment::Index(i));
             }
-            rest = &rest[close + 1..];
+            rest = &inner[close + 1..];
         }
+        rest = rest.strip_prefix('.').unwrap_or(rest);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_dotted_keys_are_located() {
+        let text = "a = 1\n[kafka.options]\n\"security.protocol\" = \"SSL\"\n\"sasl.mechanism\" = \"PLAIN\"\n";
+        let source = TomlSource::new("agent.toml", text);
+        let err = source.error_at_key("kafka.options.\"sasl.mechanism\"", "unknown");
+        assert_eq!(err.line, Some(4));
+        assert_eq!(
+            err.to_string(),
+            "agent.toml:4: key `kafka.options.\"sasl.mechanism\"`: unknown"
+        );
+        assert_eq!(source.error_at_key("fields[2].x", "").line, None);
+    }
+
+    #[test]
+    fn paths_split_into_keys_and_indices() {
+        let names = |p| {
+            parse_path(p)
+                .into_iter()
+                .map(|s| match s {
+                    Segment::Key(k) => k.to_string(),
+                    Segment::Index(i) => format!("#{i}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("a.b[2].c"), ["a", "b", "#2", "c"]);
+        assert_eq!(names("k.\"x.y\".z"), ["k", "x.y", "z"]);
+        assert_eq!(names("sources[0][1]"), ["sources", "#0", "#1"]);
+        for odd in ["", ".", "[", "\"", "a[", "a[x]", "\"a\"b", "]]", "a..b"] {
+            names(odd);
+        }
+    }
 }

@@ -70,12 +70,12 @@ impl ConsumerProcess {
             out_dir,
             flush_interval_ms,
             env,
-            DEFAULT_KAFKA_CONSUMER,
+            &format!("consumer = {DEFAULT_KAFKA_CONSUMER}"),
         )
     }
 
-    /// Like [`start_with_url`](Self::start_with_url), with `kafka_consumer` as the
-    /// config's `kafka.consumer` inline table.
+    /// Like [`start_with_url`](Self::start_with_url), with `kafka` as the rest of the
+    /// config's `[kafka]` table (`consumer = {…}`, `options = {…}`).
     #[allow(clippy::too_many_arguments)]
     pub fn start_tuned(
         dir: &Path,
@@ -85,7 +85,7 @@ impl ConsumerProcess {
         out_dir: &Path,
         flush_interval_ms: u64,
         env: &[(String, String)],
-        kafka_consumer: &str,
+        kafka: &str,
     ) -> Result<ConsumerProcess> {
         std::fs::create_dir_all(dir)?;
         let keyring = dir.join("master-keys.toml");
@@ -106,7 +106,7 @@ metrics_listen = "{metrics_addr}"
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
-consumer = {kafka_consumer}
+{kafka}
 "#,
                 registry = example_registry_dir().display(),
             ),

@@ -30,7 +30,12 @@ pub fn metadata_answers(bootstrap: &str, timeout: Duration) -> bool {
 /// Creates a topic (replication 1); an existing topic is fine. Callable from sync code
 /// and from inside a runtime (it blocks on a thread of its own).
 pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap).create()?;
+    create_topic_with(client_config(bootstrap), name, partitions)
+}
+
+/// [`create_topic`] with a client config of the caller's (TLS settings, …).
+pub fn create_topic_with(config: ClientConfig, name: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = std::thread::scope(|s| {

@@ -20,6 +20,7 @@ pub mod process;
 mod real_broker;
 pub mod rng;
 pub mod scenario;
+pub mod tls_front;
 
 pub use mock_broker::MockBroker;
 pub use real_broker::RealBroker;

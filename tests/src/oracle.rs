@@ -241,10 +241,18 @@ impl TestReader {
 
 /// Creates every topic the agent uses on `bootstrap`.
 pub fn create_pipeline_topics(bootstrap: &str, partitions: i32) -> Result<()> {
+    create_pipeline_topics_with(|| crate::kafka::client_config(bootstrap), partitions)
+}
+
+/// [`create_pipeline_topics`] with client configs of the caller's (TLS settings, …).
+pub fn create_pipeline_topics_with(
+    config: impl Fn() -> rdkafka::ClientConfig,
+    partitions: i32,
+) -> Result<()> {
     for t in TYPES.iter().chain(&["LogLine"]) {
-        crate::kafka::create_topic(bootstrap, &topic(t), partitions)?;
+        crate::kafka::create_topic_with(config(), &topic(t), partitions)?;
     }
-    crate::kafka::create_topic(bootstrap, "evd.acks", 1)?;
-    crate::kafka::create_topic(bootstrap, "evd.audit", 1)?;
+    crate::kafka::create_topic_with(config(), "evd.acks", 1)?;
+    crate::kafka::create_topic_with(config(), "evd.audit", 1)?;
     Ok(())
 }

@@ -21,6 +21,8 @@ pub struct RealBroker {
     child: Option<Child>,
     /// When set, the broker advertises this proxy and clients go through it.
     proxy: Option<FaultProxy>,
+    /// When set, the broker advertises this port of a front the test runs (TLS).
+    front_port: Option<u16>,
 }
 
 impl RealBroker {
@@ -33,9 +35,32 @@ impl RealBroker {
             binary: tansu_binary()?,
             child: None,
             proxy: None,
+            front_port: None,
         };
         broker.spawn()?;
         Ok(broker)
+    }
+
+    /// Starts a broker that advertises `front_port`, where the test runs a front of its
+    /// own (a [`crate::tls_front::TlsFront`]); [`direct_bootstrap`](Self::direct_bootstrap)
+    /// reaches the broker itself.
+    pub fn start_advertising(front_port: u16) -> Result<RealBroker> {
+        let dir = tempfile::Builder::new().prefix("evd-tansu-").tempdir()?;
+        let mut broker = RealBroker {
+            dir,
+            port: crate::free_port(),
+            binary: tansu_binary()?,
+            child: None,
+            proxy: None,
+            front_port: Some(front_port),
+        };
+        broker.spawn()?;
+        Ok(broker)
+    }
+
+    /// The broker's own plaintext address (metadata still names the advertised one).
+    pub fn direct_bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// Like [`start`](Self::start), behind a [`FaultProxy`]: the broker advertises the
@@ -49,6 +74,7 @@ impl RealBroker {
             binary: tansu_binary()?,
             child: None,
             proxy: Some(FaultProxy::start(&format!("127.0.0.1:{port}"))?),
+            front_port: None,
         };
         broker.spawn()?;
         Ok(broker)
@@ -67,7 +93,11 @@ impl RealBroker {
     }
 
     fn advertised_port(&self) -> u16 {
-        self.proxy.as_ref().map_or(self.port, FaultProxy::port)
+        match (&self.proxy, self.front_port) {
+            (Some(proxy), _) => proxy.port(),
+            (None, Some(front)) => front,
+            (None, None) => self.port,
+        }
     }
 
     /// The proxy in front of the broker (`start_behind_proxy`).
@@ -121,7 +151,11 @@ impl RealBroker {
                     self.log_tail()
                 );
             }
-            if kafka::metadata_answers(&self.bootstrap(), Duration::from_secs(2)) {
+            let address = match self.front_port {
+                Some(_) => self.direct_bootstrap(),
+                None => self.bootstrap(),
+            };
+            if kafka::metadata_answers(&address, Duration::from_secs(2)) {
                 return Ok(());
             }
             if Instant::now() > deadline {

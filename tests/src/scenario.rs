@@ -559,9 +559,7 @@ fn wait_working(bed: &Mutex<Bed>, metric: &str, pick: fn(&Bed) -> Option<&EvdPro
 fn apply(bed: &Mutex<Bed>, fault: Fault, central: bool, hold: Duration) -> bool {
     let lock = || bed.lock().expect("bed lock");
     let working = match fault {
-        Fault::KillConsumer => {
-            wait_working(bed, "batches_consumed", |b| Some(&b.consumer.process))
-        }
+        Fault::KillConsumer => wait_working(bed, "batches_consumed", |b| Some(&b.consumer.process)),
         Fault::KillBridge | Fault::BridgeLosesOffsets => {
             wait_working(bed, "records_forwarded", |b| {
                 b.bridge.as_ref().map(|br| &br.process)

@@ -199,7 +199,7 @@ async fn a_flush_slower_than_the_poll_interval_writes_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let url = format!("file://{}", out.display());
-    let props = r#"{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "max.poll.interval.ms" = "7000" }"#;
+    let props = r#"consumer = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "max.poll.interval.ms" = "7000" }"#;
     let slow = ConsumerProcess::start_tuned(
         &dir.path().join("slow"),
         "slow",
