@@ -65,10 +65,12 @@ impl Watcher {
             };
             let next = position.or_else(|| self.committed(&tp)).unwrap_or(low);
             if next > high {
-                eprintln!(
-                    "evd bridge {}: {}/{} is at offset {next}, past its end {high}: the topic was \
+                tracing::warn!(
+                    route = self.route,
+                    "{}/{} is at offset {next}, past its end {high}: the topic was \
                      recreated or its offsets moved; reading it again from its beginning",
-                    self.route, tp.0, tp.1
+                    tp.0,
+                    tp.1
                 );
                 self.shared
                     .lock()

@@ -115,6 +115,8 @@ pub fn run(
             })
         })
         .collect();
+    metrics.set_ready(true);
+    tracing::info!("ready: every route runs");
     let mut first_error = None;
     for h in handles {
         let result = h

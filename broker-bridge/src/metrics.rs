@@ -15,6 +15,8 @@ struct Series {
 #[derive(Debug, Default)]
 pub struct Metrics {
     series: Mutex<Series>,
+    /// Every route's clients are created and its thread runs (`/readyz`).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 const HELP: [(&str, &str); 9] = [
@@ -77,6 +79,20 @@ impl Metrics {
             .filter(|((n, _), _)| *n == name)
             .map(|(_, v)| v)
             .sum()
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready
+            .store(ready, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Ready once every route runs (`/readyz`).
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.ready.load(std::sync::atomic::Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("the routes' Kafka clients are being created".into())
+        }
     }
 
     pub fn render(&self) -> String {

@@ -65,7 +65,7 @@ impl ClientContext for ProducerCtx {
             &[("route", self.route), ("class", &class)],
             1,
         );
-        eprintln!("evd bridge {}: destination: {error} ({reason})", self.route);
+        tracing::warn!(route = self.route, "destination: {error} ({reason})");
     }
 }
 
@@ -169,7 +169,7 @@ fn commit<C: ConsumerContext>(
         }
         Err(e) => {
             metrics.add("source_errors", &[("route", route)], 1);
-            eprintln!("evd bridge {route}: offset commit failed (retried): {e}");
+            tracing::warn!(route, "offset commit failed (retried): {e}");
         }
     }
 }
@@ -396,10 +396,10 @@ impl Route {
             Continuity::Skipped { expected, got } => {
                 self.metrics
                     .add("skipped_offsets", &labels, (got - expected) as u64);
-                eprintln!(
-                    "evd bridge {}: SKIPPED {} records of {}/{}: expected offset {expected}, the source gave {got}. \
+                tracing::error!(
+                    route = self.spec.name,
+                    "SKIPPED {} records of {}/{}: expected offset {expected}, the source gave {got}. \
                      They were never forwarded (deleted by retention before the bridge read them, or the offset was reset).",
-                    self.spec.name,
                     got - expected,
                     tp.0,
                     tp.1
@@ -407,11 +407,13 @@ impl Route {
             }
             Continuity::Reset { expected, got } => {
                 self.metrics.add("offset_resets", &labels, 1);
-                eprintln!(
-                    "evd bridge {}: RESET of {}/{}: offsets went back from {expected} to {got}. \
+                tracing::error!(
+                    route = self.spec.name,
+                    "RESET of {}/{}: offsets went back from {expected} to {got}. \
                      The topic was deleted and recreated (or its offsets reset); records of the old topic \
                      the bridge had not read are gone.",
-                    self.spec.name, tp.0, tp.1
+                    tp.0,
+                    tp.1
                 );
             }
         }
@@ -426,12 +428,12 @@ impl Route {
             Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange)
         ) {
             // The record-by-record check will count the offsets this skipped.
-            eprintln!(
-                "evd bridge {}: OFFSET RESET by the source cluster: {e}",
-                self.spec.name
+            tracing::error!(
+                route = self.spec.name,
+                "OFFSET RESET by the source cluster: {e}"
             );
         } else {
-            eprintln!("evd bridge {}: source: {e}", self.spec.name);
+            tracing::warn!(route = self.spec.name, "source: {e}");
         }
     }
 }

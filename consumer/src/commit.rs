@@ -336,10 +336,7 @@ impl Output {
                 Err(e) => return Err(e),
             };
             if !manifest.aborted && !done.contains(&manifest.flush_id) {
-                eprintln!(
-                    "evd consumer: finishing interrupted flush {}",
-                    manifest.flush_id
-                );
+                tracing::info!("finishing interrupted flush {}", manifest.flush_id);
                 self.finish(&manifest).await?;
             }
             for f in &manifest.files {
@@ -364,8 +361,8 @@ impl Output {
     async fn set_aside_corrupt(&self, live: &Path, why: &str) -> Result<(), CommitError> {
         let name = live.filename().unwrap_or_default().to_string();
         let aside = self.path(&format!("_evd/corrupt/manifests/{name}"));
-        eprintln!(
-            "evd consumer: CORRUPT MANIFEST {live}: {why}; moved to {aside}. Its batches are not \
+        tracing::error!(
+            "CORRUPT MANIFEST {live}: {why}; moved to {aside}. Its batches are not \
              in the ledger: a retransmit of them is written again (duplicate rows, not loss)."
         );
         match self.store.copy(live, &aside).await {

@@ -93,8 +93,8 @@ impl Output {
                 }
             }
         }
-        eprintln!(
-            "evd consumer: ledger snapshot generation {generation}: folded {} manifests",
+        tracing::info!(
+            "ledger snapshot generation {generation}: folded {} manifests",
             folded.len()
         );
         Ok(true)

@@ -24,6 +24,7 @@ macro_rules! counters {
 }
 
 counters! {
+    ready: "1 once the consumer has joined its group and been given its partitions (gauge).",
     batches_consumed: "Kafka messages read.",
     events_written: "Rows committed to Parquet.",
     files_written: "Parquet files committed.",
@@ -38,6 +39,16 @@ counters! {
     acks_sent: "Ack messages published.",
     store_retries: "Object-store requests (and whole commits) that failed and were retried.",
     corrupt_manifests: "Live manifests that did not parse at recovery and were moved to _evd/corrupt/manifests/ (a store that lost part of a write).",
+}
+
+impl Metrics {
+    /// Ready once the consumer has joined its group (`/readyz`).
+    pub fn readiness(&self) -> Result<(), String> {
+        match self.ready.load(Ordering::Relaxed) {
+            0 => Err("recovering the ledger or joining the consumer group".into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 pub fn add(counter: &AtomicU64, n: u64) {

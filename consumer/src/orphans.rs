@@ -73,8 +73,8 @@ impl Output {
             if !self.take_flush_id(&flush_id, by).await? {
                 continue;
             }
-            eprintln!(
-                "evd consumer: deleting {} staged files of flush {flush_id}, which never committed",
+            tracing::info!(
+                "deleting {} staged files of flush {flush_id}, which never committed",
                 files.len()
             );
             for path in files.iter().chain([&self.pending_path(&flush_id)]) {

@@ -47,7 +47,8 @@ impl From<CommitError> for ConsumerError {
 
 /// Notes that the assignment changed, so buffered data of revoked partitions is
 /// abandoned (its offsets were never committed: the new owner reads it again).
-struct RebalanceFlag(Arc<AtomicBool>);
+/// The first assignment also makes the consumer ready (`Metrics::ready`).
+struct RebalanceFlag(Arc<AtomicBool>, Arc<Metrics>);
 
 impl ClientContext for RebalanceFlag {}
 
@@ -55,6 +56,12 @@ impl ConsumerContext for RebalanceFlag {
     fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if !matches!(rebalance, Rebalance::Error(_)) {
             self.0.store(true, Ordering::SeqCst);
+        }
+        if let Rebalance::Assign(partitions) = rebalance {
+            if self.1.ready.swap(1, Ordering::Relaxed) == 0 {
+                tracing::info!("ready: joined the group");
+            }
+            tracing::info!("assigned {} partitions", partitions.count());
         }
     }
 }
@@ -112,8 +119,9 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
         topics
     };
     let mut ledger = recover(&output, &config, &consumer_id, &metrics).await?;
-    eprintln!(
-        "evd consumer {consumer_id}: ledger has {} manifests; consuming {} topics",
+    tracing::info!(
+        %consumer_id,
+        "ledger has {} manifests; consuming {} topics",
         ledger.manifests(),
         topics.len()
     );
@@ -121,7 +129,7 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
     let rebalanced = Arc::new(AtomicBool::new(false));
     let cfg = client_config(crate::kafka_clients::batch_consumer(&config.kafka))?;
     let consumer: Arc<StreamConsumer<RebalanceFlag>> = Arc::new(
-        cfg.create_with_context(RebalanceFlag(rebalanced.clone()))
+        cfg.create_with_context(RebalanceFlag(rebalanced.clone(), metrics.clone()))
             .map_err(|e| ConsumerError::Config(format!("kafka consumer: {e}")))?,
     );
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -145,6 +153,7 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
     let mut dup_acks: BTreeMap<Origin, SeqRanges> = BTreeMap::new();
     let flush_every = Duration::from_millis(config.flush_interval_ms);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut kafka_errors_log = evd_schemas::log_limit::LogLimit::default();
 
     loop {
         tokio::select! {
@@ -152,7 +161,9 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
                 let msg = match msg {
                     Ok(m) => m,
                     Err(e) => {
-                        eprintln!("evd consumer: kafka: {e} (retrying)");
+                        if let Some(held) = kafka_errors_log.allow(std::time::Instant::now()) {
+                            tracing::warn!(held_back = held, "kafka: {e} (retrying)");
+                        }
                         continue;
                     }
                 };
@@ -236,7 +247,7 @@ async fn handle(
     if crate::test_faults::switches().lose_batch_seq == Some(meta.batch_seq) {
         // Test-only consumer bug: the batch is recorded as delivered (ledger, manifest,
         // ack) but its rows are never written. The auditor must catch this.
-        eprintln!("evd consumer: test switch: losing batch {}", meta.batch_seq);
+        tracing::warn!("test switch: losing batch {}", meta.batch_seq);
         pending
             .batches
             .entry(origin)
@@ -308,7 +319,7 @@ async fn quarantine_batch(
     output
         .put(&format!("{base}.json"), Bytes::from(note.to_string()))
         .await?;
-    eprintln!("evd consumer: quarantined {base}: {detail}");
+    tracing::warn!("quarantined {base}: {detail}");
     Ok(Some(base))
 }
 
@@ -344,9 +355,7 @@ async fn flush(
         return Ok(());
     }
     if rebalanced.load(Ordering::SeqCst) {
-        eprintln!(
-            "evd consumer: the group rebalanced since these batches were read; abandoning the flush"
-        );
+        tracing::warn!("the group rebalanced since these batches were read; abandoning the flush");
         abandon(consumer, assembler, pending)?;
         return Ok(());
     }
@@ -456,7 +465,7 @@ async fn flush(
         match fenced {
             Ok(()) => break,
             Err(CommitError::Fenced(why)) => {
-                eprintln!("evd consumer: not committing this flush: {why}; abandoning it");
+                tracing::warn!("not committing this flush: {why}; abandoning it");
                 metrics::add(&metrics.flushes_fenced, 1);
                 abandon(consumer, assembler, pending)?;
                 // Reload what other consumers committed before consuming on.
@@ -475,9 +484,7 @@ async fn flush(
     // A failed offset commit (e.g. a rebalance) only means the batches are read again
     // and dropped by the ledger.
     if let Err(e) = commit_offsets(consumer, tpl).await {
-        eprintln!(
-            "evd consumer: offset commit failed (batches will be re-read and deduplicated): {e}"
-        );
+        tracing::warn!("offset commit failed (batches will be re-read and deduplicated): {e}");
     }
     crash_point("offsets");
     let batches = std::mem::take(&mut pending.batches);
@@ -626,7 +633,7 @@ impl Acker {
                     .await
                 {
                     Ok(_) => metrics::add(&metrics.acks_sent, 1),
-                    Err((e, _)) => eprintln!("evd consumer: ack to {agent_id} failed: {e}"),
+                    Err((e, _)) => tracing::warn!("ack to {agent_id} failed: {e}"),
                 }
             }
         }
@@ -677,7 +684,7 @@ async fn store_backoff(
     crate::store_retry::count_retry();
     metrics::set(&metrics.store_retries, crate::store_retry::retries());
     let wait = Duration::from_millis((100u64 << (*attempt - 1).min(6)).min(5_000));
-    eprintln!("evd consumer: {error}; retry {attempt}/{STORE_RETRIES} in {wait:?}");
+    tracing::warn!("{error}; retry {attempt}/{STORE_RETRIES} in {wait:?}");
     tokio::time::sleep(wait).await;
     Ok(())
 }

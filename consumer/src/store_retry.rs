@@ -82,8 +82,8 @@ where
                 attempt += 1;
                 count_retry();
                 let wait = Duration::from_millis((50u64 << (attempt - 1).min(6)).min(2_000));
-                eprintln!(
-                    "evd consumer: object store {what} {location}: {e}; retry {attempt}/{REQUEST_RETRIES} in {wait:?}"
+                tracing::warn!(
+                    "object store {what} {location}: {e}; retry {attempt}/{REQUEST_RETRIES} in {wait:?}"
                 );
                 tokio::time::sleep(wait).await;
             }

@@ -50,7 +50,7 @@ pub fn switches() -> &'static ConsumerSwitches {
     SWITCHES.get_or_init(|| {
         let switches = from_env();
         if switches.any() {
-            eprintln!("evd: TEST FAULT SWITCHES ACTIVE (test build): {switches:?}");
+            tracing::warn!("TEST FAULT SWITCHES ACTIVE (test build): {switches:?}");
         }
         switches
     })
@@ -66,7 +66,7 @@ pub fn crash_point(step: &str) {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         if f64::from(nanos % 1_000_000) / 1_000_000.0 < *p {
-            eprintln!("evd consumer: test crash point {step}: aborting");
+            tracing::warn!("test crash point {step}: aborting");
             std::process::abort();
         }
     }

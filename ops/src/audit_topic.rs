@@ -40,6 +40,7 @@ pub async fn read_audit_topic(
         shared.mark_audit_caught_up();
     }
     let mut refresh_at = tokio::time::Instant::now() + PARTITION_REFRESH;
+    let mut errors_log = evd_schemas::log_limit::LogLimit::default();
     loop {
         if tokio::time::Instant::now() >= refresh_at {
             refresh_at += PARTITION_REFRESH;
@@ -60,14 +61,16 @@ pub async fn read_audit_topic(
             }
             Ok(Ok(m)) => m,
             Ok(Err(e)) => {
-                eprintln!("evd ops: audit topic: {e} (retrying)");
+                if let Some(held) = errors_log.allow(std::time::Instant::now()) {
+                    tracing::warn!(held_back = held, "audit topic: {e} (retrying)");
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
         };
         if let Err(e) = take_audit_record(&shared, &keys, msg.payload().unwrap_or_default()) {
-            eprintln!(
-                "evd ops: audit record refused at {}:{} (it changes nothing): {e}",
+            tracing::warn!(
+                "audit record refused at {}:{} (it changes nothing): {e}",
                 msg.partition(),
                 msg.offset()
             );
@@ -84,7 +87,7 @@ const PARTITION_REFRESH: Duration = Duration::from_secs(30);
 
 fn log_caught_up(shared: &Shared) {
     shared.mark_audit_caught_up();
-    eprintln!("evd ops: audit topic read up to where it stood at start; hours may close");
+    tracing::info!("audit topic read up to where it stood at start; hours may close");
 }
 
 fn assigned_partitions(consumer: &StreamConsumer) -> i32 {
@@ -99,7 +102,7 @@ fn watermarks(consumer: &StreamConsumer, topic: &str, count: i32) -> Vec<(i32, i
                 match consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) {
                     Ok((low, high)) => break (p, low, high),
                     Err(e) => {
-                        eprintln!("evd ops: watermarks of {topic}/{p}: {e} (retrying)");
+                        tracing::warn!("watermarks of {topic}/{p}: {e} (retrying)");
                         std::thread::sleep(Duration::from_millis(500));
                     }
                 }
@@ -134,13 +137,13 @@ fn assign_new_partitions(consumer: &StreamConsumer, topic: &str, assigned: i32) 
     }
     match consumer.incremental_assign(&list) {
         Ok(()) => {
-            eprintln!(
-                "evd ops: {topic} grew from {assigned} to {now} partitions; reading the new ones"
+            tracing::info!(
+                "{topic} grew from {assigned} to {now} partitions; reading the new ones"
             );
             now
         }
         Err(e) => {
-            eprintln!("evd ops: assigning new partitions of {topic}: {e} (retrying)");
+            tracing::warn!("assigning new partitions of {topic}: {e} (retrying)");
             assigned
         }
     }

@@ -148,12 +148,12 @@ pub async fn scan_and_close(
         seen.prune(floor);
         if let Err(e) = scan(output, &shared, &mut seen).await {
             shared.scan_errors.fetch_add(1, Ordering::Relaxed);
-            eprintln!("evd ops: scan: {e} (retrying)");
+            tracing::warn!("scan: {e} (retrying)");
             continue;
         }
         if let Err(e) = close_due(config, output, &shared, &mut seen).await {
             shared.scan_errors.fetch_add(1, Ordering::Relaxed);
-            eprintln!("evd ops: closing: {e} (retrying)");
+            tracing::warn!("closing: {e} (retrying)");
         }
     }
 }
@@ -177,7 +177,7 @@ impl Seen {
     fn set_aside(&mut self, shared: &Shared, rel: &str, e: &OpsError) {
         if self.bad.insert(rel.to_string()) {
             shared.bad_objects.fetch_add(1, Ordering::Relaxed);
-            eprintln!("evd ops: BAD OBJECT {rel} skipped (its rows count as missing): {e}");
+            tracing::warn!("BAD OBJECT {rel} skipped (its rows count as missing): {e}");
         }
     }
 
@@ -491,8 +491,8 @@ pub async fn close_due(
 fn log_identity_alarms(shared: &Shared, logged: &mut Vec<crate::audit::IdentityAlarm>) {
     let alarms = shared.state().identity_alarms();
     for a in alarms.iter().filter(|a| !logged.contains(a)) {
-        eprintln!(
-            "evd ops: AGENT IDENTITY {}: spool incarnations live at once: {:?}; batch seq went backwards {} times \
+        tracing::warn!(
+            "AGENT IDENTITY {}: spool incarnations live at once: {:?}; batch seq went backwards {} times \
              (two hosts share this agent id, or a spool was copied or restored)",
             a.agent_id,
             a.concurrent_spools
@@ -506,8 +506,8 @@ fn log_identity_alarms(shared: &Shared, logged: &mut Vec<crate::audit::IdentityA
 }
 
 fn log_close(m: &ClosedMarker, tier: &str) {
-    eprintln!(
-        "evd ops: closed {} {} ({tier}): {} — published {}, delivered {}, quarantined {}, missing {}, {} files",
+    tracing::info!(
+        "closed {} {} ({tier}): {} — published {}, delivered {}, quarantined {}, missing {}, {} files",
         m.event_type,
         m.hour,
         m.state.as_str(),
@@ -518,16 +518,24 @@ fn log_close(m: &ClosedMarker, tier: &str) {
         m.files.len()
     );
     for a in m.agents.iter().filter(|a| a.missing > 0) {
-        eprintln!(
-            "evd ops:   DATA LOSS {} {}: host {} (spool {}) missing {} events in batch seqs {:?}",
-            m.event_type, m.hour, a.agent_id, a.spool_id, a.missing, a.missing_batch_seqs
+        tracing::error!(
+            "DATA LOSS {} {}: host {} (spool {}) missing {} events in batch seqs {:?}",
+            m.event_type,
+            m.hour,
+            a.agent_id,
+            a.spool_id,
+            a.missing,
+            a.missing_batch_seqs
         );
     }
     if m.state == CellState::Unverified {
         for a in m.agents.iter().filter(|a| !a.reported) {
-            eprintln!(
-                "evd ops:   UNVERIFIED {} {}: host {} (spool {}) was alive in the hour and never reported it",
-                m.event_type, m.hour, a.agent_id, a.spool_id
+            tracing::warn!(
+                "UNVERIFIED {} {}: host {} (spool {}) was alive in the hour and never reported it",
+                m.event_type,
+                m.hour,
+                a.agent_id,
+                a.spool_id
             );
         }
     }

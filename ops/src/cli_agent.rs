@@ -56,10 +56,25 @@ pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     let metrics = Arc::new(evd_producer::metrics::Metrics::default());
     let _guard = runtime.enter();
-    if let Some(addr) = config.metrics_listen.clone() {
-        let m = metrics.clone();
-        runtime.spawn(evd_ops::metrics_http::serve(addr, move || m.render()));
-    }
+    let (for_metrics, for_ready) = (metrics.clone(), metrics.clone());
+    runtime.block_on(evd_ops::http::start(
+        config.metrics_listen.as_deref(),
+        || {
+            evd_ops::http::role_router(
+                Arc::new(move || for_metrics.render()),
+                Arc::new(move || for_ready.readiness()),
+            )
+        },
+    ))?;
+    tracing::info!(
+        agent_id = %config.agent_id(),
+        socket = %config.socket.path.display(),
+        spool = %config.spool.dir.display(),
+        kafka = %config.kafka.bootstrap_servers,
+        kafka_options = ?config.kafka.options.keys().collect::<Vec<_>>(),
+        metrics = ?config.metrics_listen,
+        "starting the agent"
+    );
     runtime.block_on(agent::run(AgentParts {
         config,
         registry,
@@ -68,6 +83,7 @@ pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
         reload: Some(reload),
         metrics,
     }))?;
+    tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -33,23 +33,33 @@ pub fn run_bridge(config_path: &Path) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        if let Some(addr) = config.metrics_listen.clone() {
-            let m = metrics.clone();
-            tokio::spawn(evd_ops::metrics_http::serve(addr, move || m.render()));
-        }
+        let (for_metrics, for_ready) = (metrics.clone(), metrics.clone());
+        evd_ops::http::start(config.metrics_listen.as_deref(), || {
+            evd_ops::http::role_router(
+                Arc::new(move || for_metrics.render()),
+                Arc::new(move || for_ready.readiness()),
+            )
+        })
+        .await?;
         let terminated = evd_ops::signals::terminated()?;
         let on_signal = stop.clone();
         tokio::spawn(async move {
             terminated.await;
             on_signal.store(true, Ordering::Relaxed);
         });
-        eprintln!(
-            "evd bridge: {} → {} (group {})",
-            config.edge.bootstrap_servers, config.central.bootstrap_servers, config.group_id
+        tracing::info!(
+            edge = %config.edge.bootstrap_servers,
+            central = %config.central.bootstrap_servers,
+            group = %config.group_id,
+            edge_options = ?config.edge.options.keys().collect::<Vec<_>>(),
+            central_options = ?config.central.options.keys().collect::<Vec<_>>(),
+            metrics = ?config.metrics_listen,
+            "starting the bridge"
         );
         let m = metrics.clone();
         tokio::task::spawn_blocking(move || evd_bridge::run(&config, m, stop)).await??;
         anyhow::Ok(())
     })?;
+    tracing::info!("bridge stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -42,15 +42,28 @@ pub fn run_consumer(config_path: &Path) -> Result<ExitCode> {
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     runtime.block_on(async {
-        if let Some(addr) = config.metrics_listen.clone() {
-            let m = metrics.clone();
-            tokio::spawn(evd_ops::metrics_http::serve(addr, move || m.render()));
-        }
+        let (for_metrics, for_ready) = (metrics.clone(), metrics.clone());
+        evd_ops::http::start(config.metrics_listen.as_deref(), || {
+            evd_ops::http::role_router(
+                Arc::new(move || for_metrics.render()),
+                Arc::new(move || for_ready.readiness()),
+            )
+        })
+        .await?;
         let terminated = evd_ops::signals::terminated()?;
         tokio::spawn(async move {
             terminated.await;
             let _ = stop_tx.send(true);
         });
+        tracing::info!(
+            consumer_id = ?config.consumer_id,
+            output = %config.output_url,
+            kafka = %config.kafka.bootstrap_servers,
+            group = %config.kafka.group_id,
+            kafka_options = ?config.kafka.options.keys().collect::<Vec<_>>(),
+            metrics = ?config.metrics_listen,
+            "starting the consumer"
+        );
         run(ConsumerParts {
             config,
             registry,
@@ -62,5 +75,6 @@ pub fn run_consumer(config_path: &Path) -> Result<ExitCode> {
         .await?;
         anyhow::Ok(())
     })?;
+    tracing::info!("consumer stopped");
     Ok(ExitCode::SUCCESS)
 }

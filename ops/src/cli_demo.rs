@@ -148,7 +148,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             shared.clone(),
             load::master_keyring(&ops_config.keyring_path)?,
             stop_rx,
-        );
+        )
+        .await?;
         wait_for_socket(&socket).await?;
 
         println!("evd demo: data under {}", dir.display());

@@ -86,36 +86,42 @@ fn run_auditor(path: &Path) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        spawn_auditor(&config, output, shared, keys, stop_rx);
-        eprintln!("evd ops: dashboard on http://{}/", config.listen);
+        spawn_auditor(&config, output, shared, keys, stop_rx).await?;
+        tracing::info!(
+            auditor_id = %config.auditor_id,
+            output = %config.output_url,
+            kafka = %config.kafka.bootstrap_servers,
+            kafka_options = ?config.kafka.options.keys().collect::<Vec<_>>(),
+            "auditor started; dashboard on http://{}/ (ready once the audit topic is read)",
+            config.listen
+        );
         evd_ops::signals::terminated()?.await;
         let _ = stop_tx.send(true);
         anyhow::Ok(())
     })?;
+    tracing::info!("auditor stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Starts the audit-topic reader, the scan-and-close loop and the HTTP server on the
-/// current runtime (also used by `evd demo`).
-pub fn spawn_auditor(
+/// current runtime (also used by `evd demo`). A failed bind of `listen` is an error.
+pub async fn spawn_auditor(
     config: &OpsConfig,
     output: evd_consumer::commit::Output,
     shared: Arc<Shared>,
     keys: evd_schemas::MasterKeyring,
     stop: tokio::sync::watch::Receiver<bool>,
-) {
+) -> Result<()> {
     let (c1, c2) = (config.clone(), config.clone());
     let (s1, s2, s3) = (shared.clone(), shared.clone(), shared);
     tokio::spawn(async move {
         if let Err(e) = evd_ops::audit_topic::read_audit_topic(&c1, s1, keys).await {
-            eprintln!("evd ops: {e}");
+            tracing::error!("audit topic reader stopped: {e}");
         }
     });
     tokio::spawn(async move { auditor::scan_and_close(&c2, &output, s2, stop).await });
-    tokio::spawn(evd_ops::metrics_http::serve_routes(
-        config.listen.clone(),
-        move |path| dashboard::route(&s3, path),
-    ));
+    evd_ops::http::start(Some(&config.listen), || dashboard::router(s3)).await?;
+    Ok(())
 }
 
 /// A plain HTTP/1.0 GET; returns the body of a 200 response.

@@ -13,7 +13,26 @@ use evd_schemas::Hour;
 
 use crate::audit::{CellState, HourReport, histogram::BOUNDS_S};
 use crate::auditor::Shared;
-use crate::metrics_http::{PROMETHEUS, Response};
+use crate::http::Response;
+
+/// The auditor's HTTP server: `/metrics`, `/healthz`, `/readyz` (ready once the
+/// audit topic is caught up) and the pages of [`route`].
+pub fn router(shared: Arc<Shared>) -> axum::Router {
+    let (for_metrics, for_ready, for_pages) = (shared.clone(), shared.clone(), shared);
+    crate::http::with_pages(
+        crate::http::role_router(
+            Arc::new(move || metrics(&for_metrics)),
+            Arc::new(move || {
+                if for_ready.audit_caught_up.load(Ordering::Relaxed) {
+                    Ok(())
+                } else {
+                    Err("reading the audit topic up to its end as of start-up".into())
+                }
+            }),
+        ),
+        move |path| route(&for_pages, path),
+    )
+}
 
 pub fn route(shared: &Arc<Shared>, path: &str) -> Response {
     let path = path.split('?').next().unwrap_or("/");
@@ -31,7 +50,6 @@ pub fn route(shared: &Arc<Shared>, path: &str) -> Response {
             Ok(r) => Response::ok(JSON, json(&r)),
             Err(refusal) => refusal,
         },
-        ["metrics"] => Response::ok(PROMETHEUS, metrics(shared)),
         _ => Response::not_found(),
     }
 }

@@ -23,6 +23,10 @@ use evd_ops::load;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr as text or as one JSON object per line. Levels come from
+    /// `RUST_LOG` (default `info`; e.g. `RUST_LOG=warn,evd_consumer=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = evd_ops::logging::LogFormat::Text)]
+    log_format: evd_ops::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -72,7 +76,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    evd_ops::logging::init(cli.log_format);
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("evd: error: {e:#}");

@@ -12,23 +12,19 @@ use evd_ops::auditor::Shared;
 
 fn start() -> (String, Arc<Shared>) {
     let shared = support::shared(1_795_257_000_000, &support::config(""));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let serve_addr = addr.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
     let served = shared.clone();
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-            .block_on(evd_ops::metrics_http::serve_routes(
-                serve_addr,
-                move |path| evd_ops::dashboard::route(&served, path),
-            ))
+            .block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                evd_ops::http::serve(listener, evd_ops::dashboard::router(served)).await
+            })
     });
     (addr, shared)
 }

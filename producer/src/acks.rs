@@ -37,24 +37,27 @@ pub async fn run(
     let Origin { agent_id, spool_id } = origin;
     let consumer: StreamConsumer = config.create()?;
     let mut home = HomePartitions::default();
-    while !home.refresh(&consumer, &topic, &agent_id) {
+    while !home.refresh(&consumer, &topic, &agent_id, &metrics) {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     let mut refresh_at = tokio::time::Instant::now() + HOME_REFRESH;
     let drop_percent = crate::test_faults::switches().drop_acks_percent;
     let mut seen = 0u64;
+    let mut errors_log = evd_schemas::log_limit::LogLimit::default();
     let mut warned = std::collections::BTreeSet::new();
     loop {
         // Checked before each read, so a steady flow of acks cannot starve it.
         if tokio::time::Instant::now() >= refresh_at {
-            home.refresh(&consumer, &topic, &agent_id);
+            home.refresh(&consumer, &topic, &agent_id, &metrics);
             refresh_at += HOME_REFRESH;
         }
         let msg = match tokio::time::timeout_at(refresh_at, consumer.recv()).await {
             Err(_) => continue,
             Ok(Ok(m)) => m,
             Ok(Err(e)) => {
-                eprintln!("evd agent: acks consumer: {e} (retrying)");
+                if let Some(held) = errors_log.allow(std::time::Instant::now()) {
+                    tracing::warn!(held_back = held, "acks consumer: {e} (retrying)");
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 continue;
             }
@@ -85,8 +88,8 @@ pub async fn run(
             Ok(_) => {}
             Err(e) => {
                 Metrics::add(&metrics.acks_unauthenticated, 1);
-                eprintln!(
-                    "evd agent: ack refused at {}:{} (it frees nothing): {e}",
+                tracing::warn!(
+                    "ack refused at {}:{} (it frees nothing): {e}",
                     msg.partition(),
                     msg.offset()
                 );
@@ -104,6 +107,8 @@ const HOME_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 struct HomePartitions {
     count: i32,
     assigned: std::collections::BTreeSet<i32>,
+    /// Says (once per 30 s) why the topic's partitions are not known.
+    missing_log: evd_schemas::log_limit::LogLimit,
 }
 
 impl HomePartitions {
@@ -128,10 +133,28 @@ impl HomePartitions {
 
     /// Looks up the partition count and assigns the home partition if it is new;
     /// false when the topic's metadata is not available yet.
-    fn refresh(&mut self, consumer: &StreamConsumer, topic: &str, agent_id: &str) -> bool {
-        let Some(count) = partition_count(consumer, topic) else {
-            return false;
+    fn refresh(
+        &mut self,
+        consumer: &StreamConsumer,
+        topic: &str,
+        agent_id: &str,
+        metrics: &Metrics,
+    ) -> bool {
+        let count = match partition_count(consumer, topic) {
+            Ok(count) => count,
+            Err(why) => {
+                Metrics::set(&metrics.acks_topic_missing, 1);
+                if let Some(held) = self.missing_log.allow(std::time::Instant::now()) {
+                    tracing::warn!(
+                        held_back = held,
+                        "{why}: no acks can arrive, so the spool cannot free (retrying)"
+                    );
+                }
+                return false;
+            }
         };
+        self.missing_log.reset();
+        Metrics::set(&metrics.acks_topic_missing, 0);
         let Some(home) = self.on_count(count, agent_id) else {
             return true;
         };
@@ -148,34 +171,56 @@ impl HomePartitions {
                 true
             }
             Err(e) => {
-                eprintln!("evd agent: assigning {topic}/{home}: {e} (retrying)");
+                tracing::warn!("assigning {topic}/{home}: {e} (retrying)");
                 false
             }
         }
     }
 }
 
-/// The topic's partition count from fresh metadata; `None` while it is unknown.
-pub fn partition_count(consumer: &StreamConsumer, topic: &str) -> Option<i32> {
-    consumer
+/// The topic's partition count from fresh metadata, or why it is not known: the
+/// cluster did not answer, or the topic does not exist (with auto-creation off, a
+/// topic nobody provisioned; `evd topics create` makes them).
+pub fn partition_count(consumer: &StreamConsumer, topic: &str) -> Result<i32, String> {
+    let metadata = consumer
         .fetch_metadata(Some(topic), std::time::Duration::from_secs(5))
-        .ok()
-        .and_then(|md| md.topics().first().map(|t| t.partitions().len() as i32))
-        .filter(|&n| n > 0)
+        .map_err(|e| format!("metadata for topic {topic}: {e}"))?;
+    let Some(found) = metadata.topics().first() else {
+        return Err(format!("no metadata for topic {topic}"));
+    };
+    if let Some(err) = found.error() {
+        let code = rdkafka::types::RDKafkaErrorCode::from(err);
+        return Err(format!(
+            "topic {topic}: {code} (is it created? `evd topics check --config …`)"
+        ));
+    }
+    match found.partitions().len() {
+        0 => Err(format!(
+            "topic {topic} does not exist (is it created? `evd topics check --config …`)"
+        )),
+        n => Ok(n as i32),
+    }
 }
 
 /// Assigns every partition of `topic` at `start`, retrying until the topic's metadata
 /// is available. (The auditor reads the audit topic this way.)
 pub async fn assign_all_partitions(consumer: &StreamConsumer, topic: &str, start: Offset) {
+    let mut missing_log = evd_schemas::log_limit::LogLimit::default();
     loop {
-        if let Some(n) = partition_count(consumer, topic) {
+        let count = partition_count(consumer, topic);
+        if let Err(why) = &count
+            && let Some(held) = missing_log.allow(std::time::Instant::now())
+        {
+            tracing::warn!(held_back = held, "{why} (retrying)");
+        }
+        if let Ok(n) = count {
             let mut list = TopicPartitionList::new();
             for p in 0..n {
                 let _ = list.add_partition_offset(topic, p, start);
             }
             match consumer.assign(&list) {
                 Ok(()) => return,
-                Err(e) => eprintln!("evd: assigning {topic}: {e} (retrying)"),
+                Err(e) => tracing::warn!("assigning {topic}: {e} (retrying)"),
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -189,8 +234,8 @@ fn warn_other_spool(
     own: SpoolId,
 ) {
     if warned.insert(other) {
-        eprintln!(
-            "evd agent: acks for spool {other} of this agent id arrive, this agent's spool is {own}: \
+        tracing::warn!(
+            "acks for spool {other} of this agent id arrive, this agent's spool is {own}: \
              they free nothing here (an earlier, wiped spool, or a second host with this agent id)"
         );
     }

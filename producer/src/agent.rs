@@ -59,10 +59,7 @@ async fn open_spool(
             Ok(opened) => return Ok(opened),
             Err(e @ SpoolError::DiskFull { .. }) => {
                 if !logged {
-                    eprintln!(
-                        "evd agent: {e}: waiting for space on {} before serving",
-                        dir.display()
-                    );
+                    tracing::warn!("{e}: waiting for space on {} before serving", dir.display());
                     logged = true;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -99,14 +96,15 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
     };
     let (spool, recovered) = open_spool(&config.spool.dir, &agent_id, limits).await?;
     let spool_id = spool.spool_id();
-    eprintln!(
-        "evd agent {agent_id}: spool {} is incarnation {spool_id}",
+    tracing::info!(
+        %agent_id,
+        "spool {} is incarnation {spool_id}",
         config.spool.dir.display()
     );
     let report = &recovered.report;
     if report.torn_tail_bytes > 0 || report.corrupt_regions > 0 {
-        eprintln!(
-            "evd agent: spool recovery: {} torn tail bytes (never acked), {} corrupt regions ({} bytes), {} events lost: {}",
+        tracing::warn!(
+            "spool recovery: {} torn tail bytes (never acked), {} corrupt regions ({} bytes), {} events lost: {}",
             report.torn_tail_bytes,
             report.corrupt_regions,
             report.corrupt_bytes,
@@ -193,6 +191,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
         metrics: metrics.clone(),
     });
     let socket_task = tokio::spawn(socket::serve(listener, ctx));
+    Metrics::set(&metrics.ready, 1);
 
     let tail_stop = Arc::new(AtomicBool::new(false));
     let mut tail_task = if config.sources.is_empty() {
@@ -214,8 +213,9 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
             shell.run(&tail_positions)
         }))
     };
-    eprintln!(
-        "evd agent {agent_id}: listening on {}",
+    tracing::info!(
+        %agent_id,
+        "ready: listening on {}",
         config.socket.path.display()
     );
 
@@ -228,10 +228,10 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
             _ = int.recv() => break None,
             _ = hup.recv() => match reload.as_ref().map(|f| f()) {
                 Some(Ok(next)) => {
-                    eprintln!("evd agent: registry reloaded ({} types)", next.len());
+                    tracing::info!("registry reloaded ({} types)", next.len());
                     *registry.write().expect("registry lock") = Arc::new(next);
                 }
-                Some(Err(e)) => eprintln!("evd agent: registry reload failed, keeping the old one: {e}"),
+                Some(Err(e)) => tracing::warn!("registry reload failed, keeping the old one: {e}"),
                 None => {}
             },
             done = &mut writer_thread => break Some(done),

@@ -26,6 +26,7 @@ macro_rules! counters {
 }
 
 counters! {
+    ready: "1 once the socket accepts and the spool is open: the agent can take events (gauge).",
     events_accepted: "Events durably spooled and acked to their client.",
     refused_json: "Lines refused: not a JSON event object.",
     refused_unknown_type: "Lines refused: unknown event type.",
@@ -39,6 +40,7 @@ counters! {
     batches_retransmitted: "Batches sent again after the ack timeout or a restart.",
     batches_acked: "Batches acked end to end and freed.",
     acks_other_spool: "Acks for this agent id but another spool incarnation; they free nothing (a second host with this id, or acks for a wiped spool).",
+    acks_topic_missing: "1 while the acks topic's partitions are unknown (the topic is missing or the cluster does not answer): no ack can arrive and the spool cannot free (gauge).",
     acks_records_read: "Records read from this agent's partition of the acks topic (its own acks and those of agents sharing the partition).",
     acks_unauthenticated: "Acks keyed to this agent refused: undecodable, or their tag does not verify under this agent's key (forged, another agent's, an unauthenticated old version); they free nothing.",
     kafka_errors: "Kafka produce errors (retried).",
@@ -64,6 +66,14 @@ impl Metrics {
 
     pub fn set(gauge: &AtomicU64, v: u64) {
         gauge.store(v, Ordering::Relaxed);
+    }
+
+    /// Ready once the socket accepts and the spool is open (`/readyz`).
+    pub fn readiness(&self) -> Result<(), String> {
+        match self.ready.load(Ordering::Relaxed) {
+            0 => Err("the spool is being recovered or the socket is not bound yet".into()),
+            _ => Ok(()),
+        }
     }
 
     pub fn render(&self) -> String {

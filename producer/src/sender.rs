@@ -468,8 +468,8 @@ impl SendJob {
                     // Kept in the spool, never dropped: someone must fix the topic,
                     // its limits or the ACLs. Said loudly, retried as a missing ack is.
                     Metrics::add(&self.metrics.kafka_permanent_errors, 1);
-                    eprintln!(
-                        "evd agent: PERMANENT produce error for batch {} ({} bytes) to {topic}: {err}; \
+                    tracing::error!(
+                        "PERMANENT produce error for batch {} ({} bytes) to {topic}: {err}; \
                          it stays in the spool and is retried every {} s",
                         self.out.batch_seq,
                         payload.len(),
@@ -482,7 +482,7 @@ impl SendJob {
                     if producer.client().fatal_error().is_some() {
                         self.recreate(&producer);
                     } else {
-                        eprintln!("evd agent: produce to {topic} failed, retrying: {err}");
+                        tracing::warn!("produce to {topic} failed, retrying: {err}");
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -496,11 +496,11 @@ impl SendJob {
         if Arc::ptr_eq(&slot, failed) {
             match self.producer_config.create::<FutureProducer>() {
                 Ok(p) => {
-                    eprintln!("evd agent: producer hit a fatal error; recreated it");
+                    tracing::warn!("producer hit a fatal error; recreated it");
                     Metrics::add(&self.metrics.kafka_producer_recreated, 1);
                     *slot = Arc::new(p);
                 }
-                Err(e) => eprintln!("evd agent: recreating the producer failed: {e}"),
+                Err(e) => tracing::warn!("recreating the producer failed: {e}"),
             }
         }
     }

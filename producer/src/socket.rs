@@ -79,7 +79,7 @@ pub async fn serve(listener: UnixListener, ctx: Arc<SocketContext>) {
                 });
             }
             Err(e) => {
-                eprintln!("evd agent: accept failed: {e}");
+                tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }

@@ -38,7 +38,7 @@ pub fn switches() -> &'static AgentSwitches {
     SWITCHES.get_or_init(|| {
         let switches = from_env();
         if switches.any() {
-            eprintln!("evd: TEST FAULT SWITCHES ACTIVE (test build): {switches:?}");
+            tracing::warn!("TEST FAULT SWITCHES ACTIVE (test build): {switches:?}");
         }
         switches
     })

@@ -381,7 +381,7 @@ impl<S: SegmentStore> Writer<S> {
     }
 
     fn report_corrupt_sealed(&self, e: &SpoolError) {
-        eprintln!("evd agent: SPOOL DAMAGE: {e}");
+        tracing::error!("SPOOL DAMAGE: {e}");
         Metrics::add(&self.metrics.spool_corrupt_sealed_reads, 1);
     }
 

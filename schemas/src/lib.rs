@@ -7,6 +7,7 @@ pub mod event;
 pub mod hour;
 pub mod kafka_client;
 pub mod keys;
+pub mod log_limit;
 pub mod metrics_text;
 pub mod origin;
 pub mod ranges;

@@ -139,6 +139,22 @@ impl EvdProcess {
         Ok(child.wait()?.success())
     }
 
+    /// `GET path` on the process's HTTP address: status and body, `None` when nothing
+    /// answers.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.metrics_addr).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        Some((status, body.to_string()))
+    }
+
     /// One metric's value (`evd_<prefix>_<name>`) from `/metrics`.
     pub fn metric(&self, name: &str) -> Option<u64> {
         use std::io::{Read, Write};

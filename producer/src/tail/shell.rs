@@ -191,8 +191,8 @@ impl TailShell {
                         .position(|r| error.starts_with(r))
                         .unwrap_or(0);
                     c.refused[reason] += 1;
-                    eprintln!(
-                        "evd agent: tail {} line ending at byte {} refused: {error}",
+                    tracing::warn!(
+                        "tail {} line ending at byte {} refused: {error}",
                         line.path.display(),
                         line.end.offset
                     );
