@@ -11,8 +11,7 @@ use evd_producer::client::{Response, send_lines};
 
 /// Reads an agent config; relative paths in it are resolved against its directory.
 pub fn load_agent_config(path: &Path) -> Result<evd_producer::config::AgentConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let origin = path.display().to_string();
+    let (origin, text) = evd_ops::load::config_text(path)?;
     let mut config = evd_producer::config::AgentConfig::from_toml(&origin, &text)?;
     let agent_id = config.agent_id();
     evd_ops::kafka_check::check_clients(

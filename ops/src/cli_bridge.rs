@@ -5,12 +5,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use evd_bridge::{BridgeConfig, Metrics};
 
 pub fn load_bridge_config(path: &Path) -> Result<BridgeConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let origin = path.display().to_string();
+    let (origin, text) = evd_ops::load::config_text(path)?;
     let config = BridgeConfig::from_toml(&origin, &text)?;
     let routes = evd_bridge::routes(&config);
     let specs: Vec<_> = routes

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use evd_consumer::config::ConsumerConfig;
 use evd_consumer::metrics::Metrics;
 use evd_consumer::run::{ConsumerParts, run};
@@ -13,8 +13,7 @@ use evd_ops::load;
 
 /// Reads a consumer config; relative paths are resolved against its directory.
 pub fn load_consumer_config(path: &Path) -> Result<ConsumerConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let origin = path.display().to_string();
+    let (origin, text) = evd_ops::load::config_text(path)?;
     let mut config = ConsumerConfig::from_toml(&origin, &text)?;
     evd_ops::kafka_check::check_clients(
         &origin,

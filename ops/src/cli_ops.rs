@@ -59,8 +59,7 @@ pub fn run(args: OpsArgs) -> Result<ExitCode> {
 
 /// Reads an ops config; relative paths are resolved against its directory.
 pub fn load_ops_config(path: &Path) -> Result<OpsConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-    let origin = path.display().to_string();
+    let (origin, text) = evd_ops::load::config_text(path)?;
     let mut config = OpsConfig::from_toml(&origin, &text)?;
     evd_ops::kafka_check::check_clients(
         &origin,

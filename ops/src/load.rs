@@ -18,6 +18,17 @@ pub enum LoadError {
     EmptyRegistry(PathBuf),
     #[error(transparent)]
     Invalid(#[from] evd_schemas::Error),
+    #[error(transparent)]
+    Config(#[from] evd_schemas::SourceError),
+}
+
+/// A config file's name (for messages) and text, with `${VAR}` replaced from the
+/// environment (`evd_schemas::env_vars`).
+pub fn config_text(path: &Path) -> Result<(String, String), LoadError> {
+    let origin = path.display().to_string();
+    let raw = read(path)?;
+    let text = evd_schemas::env_vars::interpolate(&origin, &raw, |name| std::env::var(name).ok())?;
+    Ok((origin, text))
 }
 
 fn read(path: &Path) -> Result<String, LoadError> {

@@ -122,7 +122,7 @@ fn validate(path: &Path) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let (_, text) = load::config_text(path)?;
     if text.lines().any(|l| l.trim_start().starts_with("kind")) && text.contains("[[keys]]") {
         if text.contains("\"master\"") {
             let ring = load::master_keyring(path)?;

@@ -268,3 +268,71 @@ fn validate_builds_every_kafka_client_and_names_a_bad_key() {
         "{err}"
     );
 }
+
+/// The example configs under examples/config are complete: with the environment a
+/// deployment gives them (`${VAR}`), `evd validate` accepts each; with a variable
+/// missing it names the file and line.
+#[test]
+fn the_example_configs_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(evd(&["keys", "generate", "--out", "m.toml"], d).0);
+    assert!(
+        evd(
+            &[
+                "keys", "derive", "--master", "m.toml", "--agent", "node-7", "--out", "a.toml"
+            ],
+            d
+        )
+        .0
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let env = [
+        ("EVD_AGENT_ID", "node-7".to_string()),
+        ("EVD_CONSUMER_ID", "c-0".to_string()),
+        (
+            "EVD_REGISTRY_DIR",
+            root.join("examples/registry").display().to_string(),
+        ),
+        ("EVD_KEYRING", d.join("a.toml").display().to_string()),
+        ("EVD_MASTER_KEYRING", d.join("m.toml").display().to_string()),
+        ("KAFKA_BOOTSTRAP", "kafka-1:9093".to_string()),
+        ("KAFKA_USERNAME", "evd".to_string()),
+        ("KAFKA_PASSWORD", "secret".to_string()),
+        ("EDGE_KAFKA_BOOTSTRAP", "edge:9093".to_string()),
+        ("CENTRAL_KAFKA_BOOTSTRAP", "central:9093".to_string()),
+        ("CENTRAL_KAFKA_USERNAME", "evd".to_string()),
+        ("CENTRAL_KAFKA_PASSWORD", "secret".to_string()),
+    ];
+    let run = |file: &str, without: Option<&str>| {
+        let path = root.join("examples/config").join(file);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_evd"));
+        cmd.args(["validate", path.to_str().unwrap()])
+            .current_dir(d);
+        for (k, v) in &env {
+            if Some(*k) != without {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    for (file, says) in [
+        ("agent.toml", "agent config OK"),
+        ("consumer.toml", "consumer config OK"),
+        ("ops.toml", "ops config OK"),
+        ("bridge.toml", "bridge config OK"),
+    ] {
+        let (ok, out) = run(file, None);
+        assert!(ok && out.contains(says), "{file}: {out}");
+    }
+    let (ok, out) = run("agent.toml", Some("KAFKA_BOOTSTRAP"));
+    assert!(
+        !ok && out.contains("agent.toml:") && out.contains("KAFKA_BOOTSTRAP is not set"),
+        "{out}"
+    );
+}

@@ -2,6 +2,7 @@
 //! crypto. Pure functions and data only: no I/O, no async, no clocks (callers pass
 //! times in). The formats are specified in `docs/wire-format.md`.
 
+pub mod env_vars;
 pub mod error;
 pub mod event;
 pub mod hour;
