@@ -134,7 +134,8 @@ fn get(url: &str, path: &str) -> Result<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    if !head.starts_with("HTTP/1.1 200") {
+    // Any HTTP version: the server answers a 1.0 request in 1.0.
+    if head.split_whitespace().nth(1) != Some("200") {
         bail!(
             "{url}{path}: {}",
             head.lines().next().unwrap_or("no response")
