@@ -11,6 +11,8 @@
 //!
 //! `slow_staging_ms=N` delays every put under `_evd/staging/` by N ms: a flush whose
 //! uploads outlast `max.poll.interval.ms` (the zombie-fence test).
+//! `ignore_create_only=1` turns create-only puts into overwrites, like a store that
+//! ignores `If-None-Match` (the `evd validate --connect` test).
 //!
 //! Lists and deletes pass through. Without the switch the wrapper is not installed.
 
@@ -37,6 +39,10 @@ pub fn parse_rates(spec: &str) -> Result<FaultRates, String> {
         let (key, value) = part
             .split_once('=')
             .ok_or_else(|| format!("EVD_TEST_STORE_FAULTS: {part:?} is not key=probability"))?;
+        if key.trim() == "ignore_create_only" {
+            rates.ignore_create_only = value.trim() == "1";
+            continue;
+        }
         if key.trim() == "slow_staging_ms" {
             rates.slow_staging_ms = value
                 .trim()
@@ -147,8 +153,11 @@ impl ObjectStore for FaultyStore {
         &self,
         location: &Path,
         payload: PutPayload,
-        opts: PutOptions,
+        mut opts: PutOptions,
     ) -> Result<PutResult> {
+        if self.rates.ignore_create_only {
+            opts.mode = object_store::PutMode::Overwrite;
+        }
         if self.rates.slow_staging_ms > 0 && location.as_ref().contains("_evd/staging/") {
             tokio::time::sleep(Duration::from_millis(self.rates.slow_staging_ms)).await;
         }

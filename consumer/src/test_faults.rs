@@ -10,7 +10,7 @@
 //! - `EVD_CRASH_AT=<step>` aborts the process at that commit step (`staged`,
 //!   `manifest`, `copy`, `done`, `offsets`, `acks`, or `any`) with probability
 //!   `EVD_CRASH_PROBABILITY` (default 1).
-//! - `EVD_TEST_STORE_FAULTS="error=0.05,lost_reply=0.05,slow_staging_ms=N"` wraps the
+//! - `EVD_TEST_STORE_FAULTS="error=0.05,lost_reply=0.05,slow_staging_ms=N,ignore_create_only=1"` wraps the
 //!   output store in [`crate::store_faults::FaultyStore`].
 //! - `EVD_TEST_SKIP_DEDUP` (any value): a deliberately broken consumer that writes
 //!   batches its ledger already holds; the suite shows its checker catches it.
@@ -25,6 +25,8 @@ pub struct FaultRates {
     pub error: f64,
     pub lost_reply: f64,
     pub slow_staging_ms: u64,
+    /// Create-only puts overwrite, like a store that ignores `If-None-Match`.
+    pub ignore_create_only: bool,
 }
 
 /// The consumer's test switches; all off in a build without `test-faults`.

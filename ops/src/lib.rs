@@ -11,4 +11,6 @@ pub mod http;
 pub mod kafka_check;
 pub mod load;
 pub mod logging;
+pub mod probe;
 pub mod signals;
+pub mod topics;

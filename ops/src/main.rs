@@ -6,6 +6,8 @@ mod cli_consumer;
 mod cli_demo;
 mod cli_keys;
 mod cli_ops;
+mod cli_probe;
+mod cli_topics;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,6 +37,11 @@ enum Command {
     Validate {
         /// A registry directory, or a TOML file (keyring or config).
         path: PathBuf,
+        /// Also touch what a config names: write, create-only twice, read and delete a
+        /// probe object in the output store; reach the Kafka cluster with the role's
+        /// settings and check its topics exist.
+        #[arg(long)]
+        connect: bool,
     },
     /// Check that a changed registry may replace the current one (compatibility rule).
     RegistryCheck {
@@ -73,6 +80,9 @@ enum Command {
     },
     /// Run the whole pipeline in-process with a load generator and the dashboard.
     Demo(cli_demo::DemoArgs),
+    /// The Kafka topics a config's role uses: print the plan, create them, or check
+    /// that they exist (exit 1 naming the missing ones).
+    Topics(cli_topics::TopicsArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,7 +99,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Validate { path } => validate(&path),
+        Command::Validate { path, connect } => validate(&path, connect),
         Command::RegistryCheck { old, new } => registry_check(&old, &new),
         Command::Keys(cmd) => cli_keys::run(cmd),
         Command::Agent { config } => cli_agent::run_agent(&config),
@@ -97,11 +107,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Consumer { config } => cli_consumer::run_consumer(&config),
         Command::Ops(args) => cli_ops::run(args),
         Command::Demo(args) => cli_demo::run(args),
+        Command::Topics(args) => cli_topics::run(args),
         Command::Bridge { config } => cli_bridge::run_bridge(&config),
     }
 }
 
-fn validate(path: &Path) -> Result<ExitCode> {
+fn validate(path: &Path, connect: bool) -> Result<ExitCode> {
     if path.is_dir() {
         let registry = load::registry_dir(path)?;
         println!(
@@ -141,7 +152,16 @@ fn validate(path: &Path) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    validate_config(path, &text)
+    let kind = config_kind(path, &text)?;
+    validate_config(path, kind)?;
+    if connect {
+        cli_probe::run(path, kind)?;
+        println!(
+            "{}: connected: the store and the cluster answer as evd needs",
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Keys only an ops config has; a file with `output_url` and none of them is read as a
@@ -158,57 +178,84 @@ const OPS_ONLY_KEYS: [&str; 9] = [
     "window_hours",
 ];
 
-/// Which config a file is, from its top-level keys; then the same loading as at start,
-/// including the registry and keyring it names.
-fn validate_config(path: &Path, text: &str) -> Result<ExitCode> {
+/// The role a config file configures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConfigKind {
+    Agent,
+    Consumer,
+    Bridge,
+    Ops,
+}
+
+/// Which config a file is, from its top-level keys.
+fn config_kind(path: &Path, text: &str) -> Result<ConfigKind> {
     let table: toml::Table = text
         .parse()
         .with_context(|| format!("{}: not TOML", path.display()))?;
     let has = |k: &str| table.contains_key(k);
-    if has("spool") || has("socket") {
-        let config = cli_agent::load_agent_config(path)?;
-        let registry = load::registry_dir(&config.registry_dir)?;
-        load::agent_keyring(&config.keyring_path)?;
-        evd_producer::tail::shell::check_sources(&config.sources, &registry)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        println!(
-            "{}: agent config OK (agent {:?})",
-            path.display(),
-            config.agent_id()
-        );
+    Ok(if has("spool") || has("socket") {
+        ConfigKind::Agent
     } else if has("output_url") && !OPS_ONLY_KEYS.iter().any(|k| has(k)) {
-        let config = cli_consumer::load_consumer_config(path)?;
-        load::registry_dir(&config.registry_dir)?;
-        load::master_keyring(&config.keyring_path)?;
-        println!(
-            "{}: consumer config OK (output {})",
-            path.display(),
-            config.output_url
-        );
+        ConfigKind::Consumer
     } else if has("edge") && has("central") {
-        let config = cli_bridge::load_bridge_config(path)?;
-        println!(
-            "{}: bridge config OK ({} → {})",
-            path.display(),
-            config.edge.bootstrap_servers,
-            config.central.bootstrap_servers
-        );
+        ConfigKind::Bridge
     } else if has("output_url") {
-        let config = cli_ops::load_ops_config(path)?;
-        load::registry_dir(&config.registry_dir)?;
-        load::master_keyring(&config.keyring_path)?;
-        println!(
-            "{}: ops config OK (dashboard on {})",
-            path.display(),
-            config.listen
-        );
+        ConfigKind::Ops
     } else {
         bail!(
             "{}: not a registry directory, keyring, or agent/consumer/bridge/ops config",
             path.display()
         )
+    })
+}
+
+/// Which config a file is; then the same loading as at start, including the registry
+/// and keyring it names.
+fn validate_config(path: &Path, kind: ConfigKind) -> Result<()> {
+    match kind {
+        ConfigKind::Agent => {
+            let config = cli_agent::load_agent_config(path)?;
+            let registry = load::registry_dir(&config.registry_dir)?;
+            load::agent_keyring(&config.keyring_path)?;
+            evd_producer::tail::shell::check_sources(&config.sources, &registry)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            println!(
+                "{}: agent config OK (agent {:?})",
+                path.display(),
+                config.agent_id()
+            );
+        }
+        ConfigKind::Consumer => {
+            let config = cli_consumer::load_consumer_config(path)?;
+            load::registry_dir(&config.registry_dir)?;
+            load::master_keyring(&config.keyring_path)?;
+            println!(
+                "{}: consumer config OK (output {})",
+                path.display(),
+                config.output_url
+            );
+        }
+        ConfigKind::Bridge => {
+            let config = cli_bridge::load_bridge_config(path)?;
+            println!(
+                "{}: bridge config OK ({} → {})",
+                path.display(),
+                config.edge.bootstrap_servers,
+                config.central.bootstrap_servers
+            );
+        }
+        ConfigKind::Ops => {
+            let config = cli_ops::load_ops_config(path)?;
+            load::registry_dir(&config.registry_dir)?;
+            load::master_keyring(&config.keyring_path)?;
+            println!(
+                "{}: ops config OK (dashboard on {})",
+                path.display(),
+                config.listen
+            );
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn registry_check(old: &Path, new: &Path) -> Result<ExitCode> {

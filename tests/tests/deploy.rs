@@ -102,3 +102,113 @@ fn a_missing_acks_topic_is_logged_and_counted() {
         "{log}"
     );
 }
+
+/// `evd topics` against a real broker: `check` names what is missing and exits 1,
+/// `create` makes the role's topics, then `check` passes and `create` again leaves
+/// them as they are.
+#[test]
+fn topics_are_checked_and_created_from_a_role_config() {
+    let broker = tests::RealBroker::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("agent-keys.toml");
+    std::fs::write(
+        &keys,
+        tests::agent_proc::test_master_keyring()
+            .derive_agent_keyring("host-t")
+            .to_toml(),
+    )
+    .unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "agent_id = \"host-t\"\nregistry_dir = \"{}\"\nkeyring_path = \"agent-keys.toml\"\n[socket]\npath = \"s.sock\"\n[spool]\ndir = \"spool\"\n[kafka]\nbootstrap_servers = \"{}\"\n",
+            tests::agent_proc::example_registry_dir().display(),
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let topics = |action: &str| {
+        let out = std::process::Command::new(tests::process::evd_binary())
+            .args(["topics", action, "--config"])
+            .arg(&config)
+            .args(["--partitions", "2", "--replication", "1"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = topics("check");
+    assert!(
+        !ok && out.contains("MISSING evd.acks") && out.contains("MISSING evd.audit"),
+        "{out}"
+    );
+    let (ok, out) = topics("plan");
+    assert!(ok && out.contains("evd.events.PageView\t2\t1\t"), "{out}");
+    let (ok, out) = topics("create");
+    assert!(ok && out.contains("created evd.acks"), "{out}");
+    let (ok, out) = topics("check");
+    assert!(
+        ok && out.contains("ok      evd.audit") && !out.contains("MISSING"),
+        "{out}"
+    );
+    let (ok, out) = topics("create");
+    assert!(ok && out.contains("exists  evd.acks"), "{out}");
+}
+
+/// `evd validate --connect` on a consumer config: a real S3 server (moto) passes the
+/// store probe (create-only honoured); a missing topic is named; once the topics
+/// exist it connects; a store that overwrites on create-only puts is refused.
+#[test]
+fn validate_connect_probes_the_store_and_the_cluster() {
+    let broker = tests::RealBroker::start().unwrap();
+    let moto = tests::moto::MotoServer::start().unwrap();
+    moto.create_bucket("probe").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("master.toml"),
+        tests::agent_proc::test_master_keyring().to_toml(),
+    )
+    .unwrap();
+    let config = dir.path().join("consumer.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "registry_dir = \"{}\"\nkeyring_path = \"master.toml\"\noutput_url = \"s3://probe/evd\"\n[kafka]\nbootstrap_servers = \"{}\"\nevent_types = [\"PageView\"]\n",
+            tests::agent_proc::example_registry_dir().display(),
+            broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let validate = |extra_env: &[(&str, &str)]| {
+        let out = std::process::Command::new(tests::process::evd_binary())
+            .args(["validate", "--connect"])
+            .arg(&config)
+            .envs(moto.env())
+            .envs(extra_env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = validate(&[]);
+    assert!(
+        !ok && out.contains("refused (already exists): ok") && out.contains("evd.acks"),
+        "{out}"
+    );
+    tests::kafka::create_topic(&broker.bootstrap(), "evd.acks", 1).unwrap();
+    tests::kafka::create_topic(&broker.bootstrap(), "evd.events.PageView", 1).unwrap();
+    let (ok, out) = validate(&[]);
+    assert!(ok && out.contains("connected"), "{out}");
+    let (ok, out) = validate(&[("EVD_TEST_STORE_FAULTS", "ignore_create_only=1")]);
+    assert!(
+        !ok && out.contains("does not honour create-only puts"),
+        "{out}"
+    );
+}
