@@ -2,9 +2,7 @@
 //! the batch consumer and the acks producer. `evd validate` and `evd consumer` build
 //! both from these specs, so a setting librdkafka refuses is reported before start.
 
-use std::collections::BTreeMap;
-
-use evd_schemas::kafka_client::{ClientSpec, SettingsTable};
+use evd_schemas::kafka_client::{ClientSpec, role_tables};
 
 use crate::config::ConsumerKafka;
 
@@ -18,7 +16,7 @@ pub fn batch_consumer(kafka: &ConsumerKafka) -> ClientSpec<'_> {
             ("auto.offset.reset", "earliest".into()),
             ("log_level", "4".into()),
         ],
-        tables: tables(kafka, "kafka.consumer", &kafka.consumer),
+        tables: role_tables(&kafka.options, "kafka.consumer", &kafka.consumer),
         fixed: vec![
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
@@ -34,7 +32,7 @@ pub fn acks_producer(kafka: &ConsumerKafka) -> ClientSpec<'_> {
             ("bootstrap.servers", kafka.bootstrap_servers.clone()),
             ("log_level", "4".into()),
         ],
-        tables: tables(kafka, "kafka.producer", &kafka.producer),
+        tables: role_tables(&kafka.options, "kafka.producer", &kafka.producer),
         fixed: vec![
             ("enable.idempotence", "true".into()),
             ("acks", "all".into()),
@@ -45,21 +43,4 @@ pub fn acks_producer(kafka: &ConsumerKafka) -> ClientSpec<'_> {
             ),
         ],
     }
-}
-
-fn tables<'a>(
-    kafka: &'a ConsumerKafka,
-    own_path: &'a str,
-    own: &'a BTreeMap<String, String>,
-) -> Vec<SettingsTable<'a>> {
-    vec![
-        SettingsTable {
-            path: "kafka.options",
-            entries: &kafka.options,
-        },
-        SettingsTable {
-            path: own_path,
-            entries: own,
-        },
-    ]
 }

@@ -55,15 +55,9 @@ pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     let metrics = Arc::new(evd_producer::metrics::Metrics::default());
     let _guard = runtime.enter();
-    let (for_metrics, for_ready) = (metrics.clone(), metrics.clone());
-    runtime.block_on(evd_ops::http::start(
+    runtime.block_on(evd_ops::http::start_role(
         config.metrics_listen.as_deref(),
-        || {
-            evd_ops::http::role_router(
-                Arc::new(move || for_metrics.render()),
-                Arc::new(move || for_ready.readiness()),
-            )
-        },
+        metrics.clone(),
     ))?;
     tracing::info!(
         agent_id = %config.agent_id(),

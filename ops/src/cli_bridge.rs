@@ -32,14 +32,7 @@ pub fn run_bridge(config_path: &Path) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let (for_metrics, for_ready) = (metrics.clone(), metrics.clone());
-        evd_ops::http::start(config.metrics_listen.as_deref(), || {
-            evd_ops::http::role_router(
-                Arc::new(move || for_metrics.render()),
-                Arc::new(move || for_ready.readiness()),
-            )
-        })
-        .await?;
+        evd_ops::http::start_role(config.metrics_listen.as_deref(), metrics.clone()).await?;
         let terminated = evd_ops::signals::terminated()?;
         let on_signal = stop.clone();
         tokio::spawn(async move {

@@ -41,14 +41,7 @@ pub fn run_consumer(config_path: &Path) -> Result<ExitCode> {
     let metrics = Arc::new(Metrics::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     runtime.block_on(async {
-        let (for_metrics, for_ready) = (metrics.clone(), metrics.clone());
-        evd_ops::http::start(config.metrics_listen.as_deref(), || {
-            evd_ops::http::role_router(
-                Arc::new(move || for_metrics.render()),
-                Arc::new(move || for_ready.readiness()),
-            )
-        })
-        .await?;
+        evd_ops::http::start_role(config.metrics_listen.as_deref(), metrics.clone()).await?;
         let terminated = evd_ops::signals::terminated()?;
         tokio::spawn(async move {
             terminated.await;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use evd_schemas::kafka_client::{ClientSpec, SettingsTable};
+use evd_schemas::kafka_client::{ClientSpec, role_tables};
 use serde::Deserialize;
 
 use crate::audit::ClosePolicy;
@@ -83,16 +83,7 @@ impl OpsKafka {
                 ("group.id", format!("evd-ops-{auditor_id}")),
                 ("log_level", "4".into()),
             ],
-            tables: vec![
-                SettingsTable {
-                    path: "kafka.options",
-                    entries: &self.options,
-                },
-                SettingsTable {
-                    path: "kafka.consumer",
-                    entries: &self.consumer,
-                },
-            ],
+            tables: role_tables(&self.options, "kafka.consumer", &self.consumer),
             fixed: vec![("enable.auto.commit", "false".into())],
         }
     }

@@ -139,6 +139,54 @@ fn guarded(handler: impl FnOnce() -> Response) -> Response {
         .unwrap_or_else(|_| Response::internal_error())
 }
 
+/// What a role's `/metrics` and `/readyz` answer from.
+pub trait RoleStatus: Send + Sync + 'static {
+    fn render(&self) -> String;
+    fn readiness(&self) -> Result<(), String>;
+}
+
+impl RoleStatus for evd_producer::metrics::Metrics {
+    fn render(&self) -> String {
+        evd_producer::metrics::Metrics::render(self)
+    }
+    fn readiness(&self) -> Result<(), String> {
+        evd_producer::metrics::Metrics::readiness(self)
+    }
+}
+
+impl RoleStatus for evd_consumer::metrics::Metrics {
+    fn render(&self) -> String {
+        evd_consumer::metrics::Metrics::render(self)
+    }
+    fn readiness(&self) -> Result<(), String> {
+        evd_consumer::metrics::Metrics::readiness(self)
+    }
+}
+
+impl RoleStatus for evd_bridge::Metrics {
+    fn render(&self) -> String {
+        evd_bridge::Metrics::render(self)
+    }
+    fn readiness(&self) -> Result<(), String> {
+        evd_bridge::Metrics::readiness(self)
+    }
+}
+
+/// [`start`] with a role's [`role_router`] over `status`.
+pub async fn start_role<S: RoleStatus>(
+    addr: Option<&str>,
+    status: Arc<S>,
+) -> Result<(), std::io::Error> {
+    let for_ready = status.clone();
+    start(addr, || {
+        role_router(
+            Arc::new(move || status.render()),
+            Arc::new(move || for_ready.readiness()),
+        )
+    })
+    .await
+}
+
 /// Binds `addr` (when the config names one) and serves `router` there on the current
 /// runtime. A failed bind is returned: the role must not start without it.
 pub async fn start(

@@ -17,6 +17,15 @@ fn evd(args: &[&str], dir: &Path) -> (bool, String, String) {
     )
 }
 
+/// `m.toml`, a master keyring, and `a.toml`, the keyring it derives for `agent`, in `d`.
+fn generate_keys(d: &Path, agent: &str) {
+    assert!(evd(&["keys", "generate", "--out", "m.toml"], d).0);
+    let derive = [
+        "keys", "derive", "--master", "m.toml", "--agent", agent, "--out", "a.toml",
+    ];
+    assert!(evd(&derive, d).0);
+}
+
 #[test]
 fn validate_accepts_the_example_registry() {
     let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
@@ -80,16 +89,7 @@ fn validate_checks_agent_consumer_and_ops_configs() {
     let d = dir.path();
     let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
     let reg = registry.display();
-    assert!(evd(&["keys", "generate", "--out", "m.toml"], d).0);
-    assert!(
-        evd(
-            &[
-                "keys", "derive", "--master", "m.toml", "--agent", "h", "--out", "a.toml"
-            ],
-            d
-        )
-        .0
-    );
+    generate_keys(d, "h");
     let agent = format!(
         "agent_id = \"h\"\nregistry_dir = \"{reg}\"\nkeyring_path = \"a.toml\"\n[socket]\npath = \"s.sock\"\n[spool]\ndir = \"spool\"\n[kafka]\nbootstrap_servers = \"b:9092\"\n"
     );
@@ -194,16 +194,7 @@ fn validate_builds_every_kafka_client_and_names_a_bad_key() {
     let d = dir.path();
     let registry = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/registry");
     let reg = registry.display();
-    assert!(evd(&["keys", "generate", "--out", "m.toml"], d).0);
-    assert!(
-        evd(
-            &[
-                "keys", "derive", "--master", "m.toml", "--agent", "h", "--out", "a.toml"
-            ],
-            d
-        )
-        .0
-    );
+    generate_keys(d, "h");
     let secure = "[kafka.options]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"u\"\n\"sasl.password\" = \"p\"\n\"compression.type\" = \"zstd\"\n";
     let roles = [
         (
@@ -276,16 +267,7 @@ fn validate_builds_every_kafka_client_and_names_a_bad_key() {
 fn the_example_configs_validate() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert!(evd(&["keys", "generate", "--out", "m.toml"], d).0);
-    assert!(
-        evd(
-            &[
-                "keys", "derive", "--master", "m.toml", "--agent", "node-7", "--out", "a.toml"
-            ],
-            d
-        )
-        .0
-    );
+    generate_keys(d, "node-7");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let env = [
         ("EVD_AGENT_ID", "node-7".to_string()),

@@ -2,7 +2,7 @@
 //! the batch producer and the acks consumer. `evd validate` and `evd agent` build both
 //! from these specs, so a setting librdkafka refuses is reported before start.
 
-use evd_schemas::kafka_client::{ClientSpec, SettingsTable};
+use evd_schemas::kafka_client::{ClientSpec, role_tables};
 
 use crate::config::KafkaConfig;
 
@@ -16,7 +16,7 @@ pub fn producer(kafka: &KafkaConfig) -> ClientSpec<'_> {
             ("message.timeout.ms", "300000".into()),
             ("log_level", "4".into()),
         ],
-        tables: tables(kafka, "kafka.producer", &kafka.producer),
+        tables: role_tables(&kafka.options, "kafka.producer", &kafka.producer),
         fixed: vec![
             ("enable.idempotence", "true".into()),
             ("acks", "all".into()),
@@ -34,24 +34,7 @@ pub fn acks_consumer<'a>(kafka: &'a KafkaConfig, agent_id: &str) -> ClientSpec<'
             ("enable.auto.commit", "true".into()),
             ("log_level", "4".into()),
         ],
-        tables: tables(kafka, "kafka.consumer", &kafka.consumer),
+        tables: role_tables(&kafka.options, "kafka.consumer", &kafka.consumer),
         fixed: vec![("group.id", format!("evd-agent-{agent_id}"))],
     }
-}
-
-fn tables<'a>(
-    kafka: &'a KafkaConfig,
-    own_path: &'a str,
-    own: &'a std::collections::BTreeMap<String, String>,
-) -> Vec<SettingsTable<'a>> {
-    vec![
-        SettingsTable {
-            path: "kafka.options",
-            entries: &kafka.options,
-        },
-        SettingsTable {
-            path: own_path,
-            entries: own,
-        },
-    ]
 }

@@ -93,6 +93,25 @@ impl ClientSpec<'_> {
     }
 }
 
+/// The usual user tables of a client: the role's `[kafka.options]`, then the client's
+/// own table at `own_path` (`kafka.producer`, `kafka.consumer`).
+pub fn role_tables<'a>(
+    options: &'a BTreeMap<String, String>,
+    own_path: &'a str,
+    own: &'a BTreeMap<String, String>,
+) -> Vec<SettingsTable<'a>> {
+    vec![
+        SettingsTable {
+            path: "kafka.options",
+            entries: options,
+        },
+        SettingsTable {
+            path: own_path,
+            entries: own,
+        },
+    ]
+}
+
 /// The config path of `key` inside `table`, quoted for dotted librdkafka keys:
 /// `kafka.options."security.protocol"`.
 pub fn key_path(table: &str, key: &str) -> String {

@@ -28,31 +28,32 @@ pub struct RealBroker {
 impl RealBroker {
     /// Starts a broker on a free port with fresh storage and waits until it answers.
     pub fn start() -> Result<RealBroker> {
-        let dir = tempfile::Builder::new().prefix("evd-tansu-").tempdir()?;
-        let mut broker = RealBroker {
-            dir,
-            port: crate::free_port(),
-            binary: tansu_binary()?,
-            child: None,
-            proxy: None,
-            front_port: None,
-        };
-        broker.spawn()?;
-        Ok(broker)
+        Self::launch(crate::free_port(), None, None)
+    }
+
+    /// Like [`start`](Self::start), behind a [`FaultProxy`]: the broker advertises the
+    /// proxy's address, so every client connection passes through it.
+    pub fn start_behind_proxy() -> Result<RealBroker> {
+        let port = crate::free_port();
+        let proxy = FaultProxy::start(&format!("127.0.0.1:{port}"))?;
+        Self::launch(port, Some(proxy), None)
     }
 
     /// Starts a broker that advertises `front_port`, where the test runs a front of its
     /// own (a [`crate::tls_front::TlsFront`]); [`direct_bootstrap`](Self::direct_bootstrap)
     /// reaches the broker itself.
     pub fn start_advertising(front_port: u16) -> Result<RealBroker> {
-        let dir = tempfile::Builder::new().prefix("evd-tansu-").tempdir()?;
+        Self::launch(crate::free_port(), None, Some(front_port))
+    }
+
+    fn launch(port: u16, proxy: Option<FaultProxy>, front_port: Option<u16>) -> Result<RealBroker> {
         let mut broker = RealBroker {
-            dir,
-            port: crate::free_port(),
+            dir: tempfile::Builder::new().prefix("evd-tansu-").tempdir()?,
+            port,
             binary: tansu_binary()?,
             child: None,
-            proxy: None,
-            front_port: Some(front_port),
+            proxy,
+            front_port,
         };
         broker.spawn()?;
         Ok(broker)
@@ -61,23 +62,6 @@ impl RealBroker {
     /// The broker's own plaintext address (metadata still names the advertised one).
     pub fn direct_bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Like [`start`](Self::start), behind a [`FaultProxy`]: the broker advertises the
-    /// proxy's address, so every client connection passes through it.
-    pub fn start_behind_proxy() -> Result<RealBroker> {
-        let dir = tempfile::Builder::new().prefix("evd-tansu-").tempdir()?;
-        let port = crate::free_port();
-        let mut broker = RealBroker {
-            dir,
-            port,
-            binary: tansu_binary()?,
-            child: None,
-            proxy: Some(FaultProxy::start(&format!("127.0.0.1:{port}"))?),
-            front_port: None,
-        };
-        broker.spawn()?;
-        Ok(broker)
     }
 
     /// Where clients connect: the proxy when there is one.
