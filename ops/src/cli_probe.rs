@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Result, bail};
 use evd_consumer::storage::output_from_url;
 use evd_ops::probe;
+use evd_schemas::kafka_client::cluster_client;
 
 use crate::{ConfigKind, cli_bridge, cli_consumer, cli_ops, cli_topics};
 
@@ -27,14 +28,19 @@ pub fn run(path: &Path, kind: ConfigKind) -> Result<()> {
         }
     }
     if kind == ConfigKind::Bridge {
+        // Both clusters, whichever routes are on.
         let config = cli_bridge::load_bridge_config(path)?;
-        for route in evd_bridge::routes(&config) {
-            let settings = evd_bridge::kafka_clients::consumer(&route)
-                .settings()
-                .map_err(anyhow::Error::msg)?;
+        for (side, cluster) in [("edge", &config.edge), ("central", &config.central)] {
+            let spec = cluster_client(
+                "bridge probe",
+                &cluster.bootstrap_servers,
+                evd_bridge::kafka_clients::paths(side).options,
+                &cluster.options,
+            );
+            let settings = spec.settings().map_err(anyhow::Error::msg)?;
             let brokers = probe::probe_kafka(&settings.into_iter().collect())
-                .map_err(|e| anyhow::anyhow!("{} cluster: {e}", route.source_side))?;
-            println!("  kafka {}: {brokers} broker(s) answer", route.source_side);
+                .map_err(|e| anyhow::anyhow!("{side} cluster: {e}"))?;
+            println!("  kafka {side}: {brokers} broker(s) answer");
         }
         return Ok(());
     }

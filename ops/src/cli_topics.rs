@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use evd_ops::topics::{self, PlanSettings, TopicPlan};
-use evd_schemas::kafka_client::{ClientSpec, SettingsTable};
+use evd_schemas::kafka_client::cluster_client;
 use rdkafka::ClientConfig;
 
 use crate::{ConfigKind, cli_agent, cli_consumer, cli_ops, config_kind};
@@ -132,15 +132,7 @@ pub fn plan_for(
         ),
     };
     let plans = topics::plan(&events, acks.as_deref(), audit.as_deref(), &settings);
-    let spec = ClientSpec {
-        client: "topics admin",
-        defaults: vec![("bootstrap.servers", bootstrap), ("log_level", "4".into())],
-        tables: vec![SettingsTable {
-            path: "kafka.options",
-            entries: &options,
-        }],
-        fixed: vec![],
-    };
+    let spec = cluster_client("topics admin", &bootstrap, "kafka.options", &options);
     let settings = spec.settings().map_err(anyhow::Error::msg)?;
     Ok((plans, settings.into_iter().collect()))
 }

@@ -93,16 +93,18 @@ impl ClientSpec<'_> {
     }
 }
 
-/// The usual user tables of a client: the role's `[kafka.options]`, then the client's
-/// own table at `own_path` (`kafka.producer`, `kafka.consumer`).
+/// The usual user tables of a client: its cluster's shared options table at
+/// `options_path` (`kafka.options`, `edge.options`), then the client's own table at
+/// `own_path` (`kafka.producer`, `central.consumer`).
 pub fn role_tables<'a>(
+    options_path: &'a str,
     options: &'a BTreeMap<String, String>,
     own_path: &'a str,
     own: &'a BTreeMap<String, String>,
 ) -> Vec<SettingsTable<'a>> {
     vec![
         SettingsTable {
-            path: "kafka.options",
+            path: options_path,
             entries: options,
         },
         SettingsTable {
@@ -110,6 +112,28 @@ pub fn role_tables<'a>(
             entries: own,
         },
     ]
+}
+
+/// A client that only talks to the cluster (metadata, admin requests): its bootstrap
+/// servers and the cluster's shared options table, nothing client-specific.
+pub fn cluster_client<'a>(
+    client: &'static str,
+    bootstrap: &str,
+    options_path: &'a str,
+    options: &'a BTreeMap<String, String>,
+) -> ClientSpec<'a> {
+    ClientSpec {
+        client,
+        defaults: vec![
+            ("bootstrap.servers", bootstrap.to_string()),
+            ("log_level", "4".into()),
+        ],
+        tables: vec![SettingsTable {
+            path: options_path,
+            entries: options,
+        }],
+        fixed: vec![],
+    }
 }
 
 /// The config path of `key` inside `table`, quoted for dotted librdkafka keys:

@@ -212,3 +212,34 @@ fn validate_connect_probes_the_store_and_the_cluster() {
         "{out}"
     );
 }
+
+/// `evd validate --connect` on a bridge reaches both clusters, also when the reverse
+/// route (the one reading the central cluster) is off: a dead central is named.
+#[test]
+fn validate_connect_reaches_both_clusters_of_a_bridge() {
+    let edge = tests::RealBroker::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    let dead = format!("127.0.0.1:{}", tests::free_port());
+    std::fs::write(
+        &config,
+        format!(
+            "[edge]\nbootstrap_servers = \"{}\"\n[central]\nbootstrap_servers = \"{dead}\"\n[reverse]\nenabled = false\n",
+            edge.bootstrap()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(tests::process::evd_binary())
+        .args(["validate", "--connect"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && text.contains("kafka edge: 1 broker(s) answer")
+            && text.contains("central cluster"),
+        "{text}"
+    );
+}
