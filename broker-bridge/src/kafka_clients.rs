@@ -4,9 +4,7 @@
 //! client on that cluster. `evd validate` and `evd bridge` build all four from these
 //! specs, so a setting librdkafka refuses is reported before start.
 
-use std::collections::BTreeMap;
-
-use evd_schemas::kafka_client::{ClientSpec, SettingsTable};
+use evd_schemas::kafka_client::{ClientSpec, role_tables};
 
 use crate::config::{ClusterConfig, TuningConfig};
 use crate::route::RouteSpec;
@@ -32,12 +30,15 @@ pub fn producer(spec: &RouteSpec) -> ClientSpec<'_> {
             "bridge reverse producer"
         },
         defaults,
-        tables: tables(
-            &spec.destination,
-            spec.destination_side,
-            "producer",
-            &spec.destination.producer,
-        ),
+        tables: {
+            let side = paths(spec.destination_side);
+            role_tables(
+                side.options,
+                &spec.destination.options,
+                side.producer,
+                &spec.destination.producer,
+            )
+        },
         // Records keep their key; with the acks' partitioner an agent finds its acks
         // on the edge in the one partition it reads (`wire::ack_partition`).
         fixed: vec![
@@ -63,12 +64,15 @@ pub fn consumer(spec: &RouteSpec) -> ClientSpec<'_> {
             "bridge reverse consumer"
         },
         defaults,
-        tables: tables(
-            &spec.source,
-            spec.source_side,
-            "consumer",
-            &spec.source.consumer,
-        ),
+        tables: {
+            let side = paths(spec.source_side);
+            role_tables(
+                side.options,
+                &spec.source.options,
+                side.consumer,
+                &spec.source.consumer,
+            )
+        },
         fixed: vec![
             ("group.id", format!("{}.{}", spec.group_id, spec.name)),
             ("enable.auto.commit", "false".into()),
@@ -97,26 +101,29 @@ fn cluster_defaults(cluster: &ClusterConfig, tuning: &TuningConfig) -> Vec<(&'st
     out
 }
 
-fn tables<'a>(
-    cluster: &'a ClusterConfig,
-    side: &'static str,
-    client: &'static str,
-    own: &'a BTreeMap<String, String>,
-) -> Vec<SettingsTable<'a>> {
-    let (options, own_path) = match (side, client) {
-        ("edge", "producer") => ("edge.options", "edge.producer"),
-        ("edge", _) => ("edge.options", "edge.consumer"),
-        (_, "producer") => ("central.options", "central.producer"),
-        _ => ("central.options", "central.consumer"),
-    };
-    vec![
-        SettingsTable {
-            path: options,
-            entries: &cluster.options,
-        },
-        SettingsTable {
-            path: own_path,
-            entries: own,
-        },
-    ]
+/// Where one cluster's tables are in the bridge's config file.
+pub struct SidePaths {
+    pub options: &'static str,
+    pub producer: &'static str,
+    pub consumer: &'static str,
+}
+
+const EDGE: SidePaths = SidePaths {
+    options: "edge.options",
+    producer: "edge.producer",
+    consumer: "edge.consumer",
+};
+
+const CENTRAL: SidePaths = SidePaths {
+    options: "central.options",
+    producer: "central.producer",
+    consumer: "central.consumer",
+};
+
+/// The table paths of `side` (`edge` or `central`, as `RouteSpec` names them).
+pub fn paths(side: &str) -> &'static SidePaths {
+    match side {
+        "edge" => &EDGE,
+        _ => &CENTRAL,
+    }
 }

@@ -115,7 +115,7 @@ pub fn run(
             })
         })
         .collect();
-    metrics.set_ready(true);
+    metrics.mark_ready();
     tracing::info!("ready: every route runs");
     let mut first_error = None;
     for h in handles {

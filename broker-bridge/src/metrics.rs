@@ -81,9 +81,8 @@ impl Metrics {
             .sum()
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.ready
-            .store(ready, std::sync::atomic::Ordering::Relaxed);
+    pub fn mark_ready(&self) {
+        self.ready.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Ready once every route runs (`/readyz`).

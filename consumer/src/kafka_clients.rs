@@ -16,7 +16,12 @@ pub fn batch_consumer(kafka: &ConsumerKafka) -> ClientSpec<'_> {
             ("auto.offset.reset", "earliest".into()),
             ("log_level", "4".into()),
         ],
-        tables: role_tables(&kafka.options, "kafka.consumer", &kafka.consumer),
+        tables: role_tables(
+            "kafka.options",
+            &kafka.options,
+            "kafka.consumer",
+            &kafka.consumer,
+        ),
         fixed: vec![
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
@@ -32,7 +37,12 @@ pub fn acks_producer(kafka: &ConsumerKafka) -> ClientSpec<'_> {
             ("bootstrap.servers", kafka.bootstrap_servers.clone()),
             ("log_level", "4".into()),
         ],
-        tables: role_tables(&kafka.options, "kafka.producer", &kafka.producer),
+        tables: role_tables(
+            "kafka.options",
+            &kafka.options,
+            "kafka.producer",
+            &kafka.producer,
+        ),
         fixed: vec![
             ("enable.idempotence", "true".into()),
             ("acks", "all".into()),

@@ -83,7 +83,12 @@ impl OpsKafka {
                 ("group.id", format!("evd-ops-{auditor_id}")),
                 ("log_level", "4".into()),
             ],
-            tables: role_tables(&self.options, "kafka.consumer", &self.consumer),
+            tables: role_tables(
+                "kafka.options",
+                &self.options,
+                "kafka.consumer",
+                &self.consumer,
+            ),
             fixed: vec![("enable.auto.commit", "false".into())],
         }
     }

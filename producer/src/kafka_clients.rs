@@ -16,7 +16,12 @@ pub fn producer(kafka: &KafkaConfig) -> ClientSpec<'_> {
             ("message.timeout.ms", "300000".into()),
             ("log_level", "4".into()),
         ],
-        tables: role_tables(&kafka.options, "kafka.producer", &kafka.producer),
+        tables: role_tables(
+            "kafka.options",
+            &kafka.options,
+            "kafka.producer",
+            &kafka.producer,
+        ),
         fixed: vec![
             ("enable.idempotence", "true".into()),
             ("acks", "all".into()),
@@ -34,7 +39,12 @@ pub fn acks_consumer<'a>(kafka: &'a KafkaConfig, agent_id: &str) -> ClientSpec<'
             ("enable.auto.commit", "true".into()),
             ("log_level", "4".into()),
         ],
-        tables: role_tables(&kafka.options, "kafka.consumer", &kafka.consumer),
+        tables: role_tables(
+            "kafka.options",
+            &kafka.options,
+            "kafka.consumer",
+            &kafka.consumer,
+        ),
         fixed: vec![("group.id", format!("evd-agent-{agent_id}"))],
     }
 }
