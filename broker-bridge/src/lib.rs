@@ -23,8 +23,8 @@
 //! 3. A group without a committed offset starts at the earliest retained offset.
 //! 4. Every record's offset is checked against the one before (or, for a partition's
 //!    first record, against the committed offset). A gap is counted in
-//!    `evd_bridge_skipped_offsets` and logged with the number of records skipped; a
-//!    step back (topic deleted and recreated) in `evd_bridge_offset_resets`. Source
+//!    `evd_bridge_skipped_offsets_total` and logged with the number of records skipped; a
+//!    step back (topic deleted and recreated) in `evd_bridge_offset_resets_total`. Source
 //!    topics must therefore not be compacted or transactional (evd's are neither).
 //! 5. Duplicates from a crash or rebalance are expected and harmless: consumers
 //!    deduplicate on `(agent_id, batch_seq)`, and acks are idempotent.

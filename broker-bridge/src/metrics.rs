@@ -1,15 +1,17 @@
-//! The bridge's metrics, rendered as Prometheus text. Totals are also given without
-//! labels, so a glance (or a test) needs no label parsing.
+//! The bridge's figures, exposed through the shared [`Scrape`]: names are listed in
+//! docs/metrics.md, and a test keeps the two the same. Counters and gauges are kept
+//! per label set; each is exported once, with its labels (sum them in a query).
 
+use evd_schemas::metrics::{Latency, Scrape};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
+
+type LabelSet = Vec<(&'static str, String)>;
 
 #[derive(Debug, Default)]
 struct Series {
-    /// (name, labels) → value
-    counters: BTreeMap<(&'static str, String), u64>,
-    gauges: BTreeMap<(&'static str, String), f64>,
+    counters: BTreeMap<(&'static str, LabelSet), u64>,
+    gauges: BTreeMap<(&'static str, LabelSet), f64>,
 }
 
 #[derive(Debug, Default)]
@@ -17,63 +19,90 @@ pub struct Metrics {
     series: Mutex<Series>,
     /// Every route's clients are created and its thread runs (`/readyz`).
     ready: std::sync::atomic::AtomicBool,
+    /// Source record timestamp → delivered to the destination.
+    pub forward_lag_seconds: Latency,
 }
 
-const HELP: [(&str, &str); 9] = [
+/// (name, kind, help) of every labelled family, in exposition order.
+const FAMILIES: [(&str, Kind, &str); 9] = [
     (
         "records_forwarded",
+        Kind::Counter,
         "Records delivered to the destination, per route and source topic.",
     ),
     (
         "bytes_forwarded",
+        Kind::Counter,
         "Value bytes delivered to the destination, per route and source topic.",
     ),
     (
         "destination_errors",
+        Kind::Counter,
         "Destination errors by class (retried unless fatal).",
     ),
-    ("source_errors", "Errors reading the source cluster."),
+    (
+        "source_errors",
+        Kind::Counter,
+        "Errors reading the source cluster.",
+    ),
     (
         "skipped_offsets",
+        Kind::Counter,
         "Source offsets never forwarded (retention or offset reset); should stay 0.",
     ),
     (
         "offset_resets",
+        Kind::Counter,
         "Times a partition's offsets went back (topic recreated) or were reset.",
     ),
-    ("commits", "Offset commits to the source cluster."),
+    (
+        "commits",
+        Kind::Counter,
+        "Offset commits to the source cluster.",
+    ),
     (
         "lag_offsets",
-        "Records not yet read, per partition (gauge).",
+        Kind::Gauge,
+        "Records not yet read, per partition.",
     ),
     (
         "lag_seconds",
-        "Age of the last record read while behind, per partition (gauge).",
+        Kind::Gauge,
+        "Age of the last record read while behind, per partition.",
     ),
 ];
 
-fn labels(pairs: &[(&str, &str)]) -> String {
-    let body: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", evd_schemas::metrics_text::label_value(v)))
-        .collect();
-    body.join(",")
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn label_set(pairs: &[(&'static str, &str)]) -> LabelSet {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
 }
 
 impl Metrics {
-    pub fn add(&self, name: &'static str, pairs: &[(&str, &str)], n: u64) {
-        let mut s = self.series.lock().expect("metrics lock");
-        *s.counters.entry((name, labels(pairs))).or_default() += n;
+    pub fn add(&self, name: &'static str, pairs: &[(&'static str, &str)], n: u64) {
+        let mut s = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        *s.counters.entry((name, label_set(pairs))).or_default() += n;
     }
 
-    pub fn set(&self, name: &'static str, pairs: &[(&str, &str)], v: f64) {
-        let mut s = self.series.lock().expect("metrics lock");
-        s.gauges.insert((name, labels(pairs)), v);
+    pub fn set(&self, name: &'static str, pairs: &[(&'static str, &str)], v: f64) {
+        let mut s = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        s.gauges.insert((name, label_set(pairs)), v);
     }
 
     /// The sum of a counter over all its labels.
     pub fn total(&self, name: &str) -> u64 {
-        let s = self.series.lock().expect("metrics lock");
+        let s = self.series.lock().unwrap_or_else(|p| p.into_inner());
         s.counters
             .iter()
             .filter(|((n, _), _)| *n == name)
@@ -95,28 +124,68 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let s = self.series.lock().expect("metrics lock");
-        let mut out = String::new();
-        for (name, help) in HELP {
-            let _ = writeln!(out, "# HELP evd_bridge_{name} {help}");
-            let mut total = 0u64;
-            let mut counter = false;
-            for ((n, l), v) in &s.counters {
-                if *n == name {
-                    counter = true;
-                    total += v;
-                    let _ = writeln!(out, "evd_bridge_{name}_total{{{l}}} {v}");
+        let mut out = Scrape::new();
+        {
+            let s = self.series.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, kind, help) in FAMILIES {
+                match kind {
+                    Kind::Counter => {
+                        for ((_, labels), v) in s.counters.iter().filter(|((n, _), _)| *n == name) {
+                            out.counter(name, help, &pairs(labels), *v);
+                        }
+                    }
+                    Kind::Gauge => {
+                        for ((_, labels), v) in s.gauges.iter().filter(|((n, _), _)| *n == name) {
+                            out.gauge_f64(name, help, &pairs(labels), *v);
+                        }
+                    }
                 }
-            }
-            for ((n, l), v) in &s.gauges {
-                if *n == name {
-                    let _ = writeln!(out, "evd_bridge_{name}{{{l}}} {v}");
-                }
-            }
-            if counter || !name.starts_with("lag") {
-                let _ = writeln!(out, "evd_bridge_{name} {total}");
             }
         }
-        out
+        out.histogram(
+            "forward_lag_seconds",
+            "Time from a source record's timestamp to its delivery at the destination.",
+            &self.forward_lag_seconds,
+        );
+        out.gauge(
+            "ready",
+            "1 once every route's clients are created and its thread runs.",
+            &[],
+            i64::from(self.ready.load(std::sync::atomic::Ordering::Relaxed)),
+        );
+        out.render("bridge")
+    }
+}
+
+fn pairs(labels: &LabelSet) -> Vec<(&'static str, &str)> {
+    labels.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Metrics;
+
+    #[test]
+    fn each_counter_is_exported_once_as_a_typed_total_with_its_labels() {
+        let m = Metrics::default();
+        m.add(
+            "records_forwarded",
+            &[("route", "forward"), ("topic", "t")],
+            5,
+        );
+        let text = m.render();
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("evd_bridge_records_forwarded"))
+            .collect();
+        assert_eq!(
+            samples,
+            ["evd_bridge_records_forwarded_total{route=\"forward\",topic=\"t\"} 5"],
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE evd_bridge_records_forwarded counter\n"),
+            "{text}"
+        );
     }
 }

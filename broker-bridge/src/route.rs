@@ -55,6 +55,8 @@ struct Origin {
     tp: Tp,
     offset: i64,
     bytes: u64,
+    /// The source record's timestamp (ms), for the forward-lag histogram.
+    source_ms: Option<i64>,
 }
 
 impl ClientContext for ProducerCtx {
@@ -82,6 +84,11 @@ impl ProducerContext for ProducerCtx {
                 let labels = [("route", self.route), ("topic", origin.tp.0.as_str())];
                 self.metrics.add("records_forwarded", &labels, 1);
                 self.metrics.add("bytes_forwarded", &labels, origin.bytes);
+                if let Some(t) = origin.source_ms {
+                    self.metrics
+                        .forward_lag_seconds
+                        .observe_ms(crate::metrics::unix_now_ms() - t);
+                }
             }
             Err((e, _)) => {
                 let class = error_class(e);
@@ -353,6 +360,7 @@ impl Route {
             tp: tp.clone(),
             offset,
             bytes: payload.map_or(0, |p| p.len() as u64),
+            source_ms: msg.timestamp().to_millis(),
         });
         let mut record = BaseRecord::with_opaque_to(dest_topic, origin);
         if let Some(p) = payload {

@@ -1,44 +1,53 @@
-//! The consumer's counters, rendered as Prometheus text.
+//! The consumer's figures, exposed through the shared [`Scrape`]: names are listed in
+//! docs/metrics.md, and a test keeps the two the same.
 
-use std::fmt::Write;
+use evd_schemas::metrics::{Latency, Scrape};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-macro_rules! counters {
-    ($($name:ident: $help:literal),* $(,)?) => {
+macro_rules! figures {
+    ($($kind:ident $name:ident: $help:literal),* $(,)?) => {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $(pub $name: AtomicU64,)*
+            /// One flush: Parquet written, manifest committed, offsets and acks sent.
+            pub flush_seconds: Latency,
         }
 
         impl Metrics {
             pub fn render(&self) -> String {
-                let mut out = String::new();
+                let mut s = Scrape::new();
                 $(
-                    let _ = writeln!(out, "# HELP evd_consumer_{} {}", stringify!($name), $help);
-                    let _ = writeln!(out, "evd_consumer_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));
+                    let v = self.$name.load(Ordering::Relaxed);
+                    figures!(@one s, $kind, stringify!($name), $help, v);
                 )*
-                out
+                s.histogram(
+                    "flush_seconds",
+                    "Time of one flush: Parquet files written, the manifest committed, offsets committed and acks sent.",
+                    &self.flush_seconds,
+                );
+                s.render("consumer")
             }
         }
     };
+    (@one $s:ident, counter, $name:expr, $help:literal, $v:expr) => { $s.counter($name, $help, &[], $v) };
+    (@one $s:ident, gauge, $name:expr, $help:literal, $v:expr) => { $s.gauge($name, $help, &[], $v as i64) };
 }
 
-counters! {
-    ready: "1 once the consumer has joined its group and been given its partitions (gauge).",
-    batches_consumed: "Kafka messages read.",
-    events_written: "Rows committed to Parquet.",
-    files_written: "Parquet files committed.",
-    bytes_written: "Parquet bytes committed.",
-    duplicates_dropped: "Batches dropped because the ledger already holds them.",
-    quarantined_batches: "Batches quarantined (bad tag, unknown key, corrupt payload, ...).",
-    quarantined_events: "Events quarantined (schema violations).",
-    flushes: "Committed flushes.",
-    flushes_fenced: "Flushes abandoned at the commit point: this consumer lost its partitions, or another manifest committed their batches (the zombie fence).",
-    commit_latency_ms_last: "Duration of the last flush commit (gauge).",
-    oldest_uncommitted_received_at_ms: "Receive time of the oldest buffered event; 0 = none (gauge). Lag in time = now - this.",
-    acks_sent: "Ack messages published.",
-    store_retries: "Object-store requests (and whole commits) that failed and were retried.",
-    corrupt_manifests: "Live manifests that did not parse at recovery and were moved to _evd/corrupt/manifests/ (a store that lost part of a write).",
+figures! {
+    gauge ready: "1 once the consumer has joined its group and been given its partitions.",
+    counter batches_consumed: "Kafka messages read.",
+    counter events_written: "Rows committed to Parquet.",
+    counter files_written: "Parquet files committed.",
+    counter bytes_written: "Parquet bytes committed.",
+    counter duplicates_dropped: "Batches dropped because the ledger already holds them.",
+    counter quarantined_batches: "Batches quarantined (bad tag, unknown key, corrupt payload, ...).",
+    counter quarantined_events: "Events quarantined (schema violations).",
+    counter flushes: "Committed flushes.",
+    counter flushes_fenced: "Flushes abandoned at the commit point: this consumer lost its partitions, or another manifest committed their batches (the zombie fence).",
+    gauge oldest_uncommitted_received_timestamp_seconds: "Receive time (Unix seconds) of the oldest buffered event; 0 = none. Lag in time = now - this.",
+    counter acks_sent: "Ack messages published.",
+    counter store_retries: "Object-store requests (and whole commits) that failed and were retried.",
+    counter corrupt_manifests: "Live manifests that did not parse at recovery and were moved to _evd/corrupt/manifests/ (a store that lost part of a write).",
 }
 
 impl Metrics {

@@ -284,8 +284,8 @@ async fn handle(
         let t = first.received_at_us;
         pending.oldest_received_us = Some(pending.oldest_received_us.map_or(t, |o| o.min(t)));
         metrics::set(
-            &metrics.oldest_uncommitted_received_at_ms,
-            (pending.oldest_received_us.unwrap_or(0) / 1000) as u64,
+            &metrics.oldest_uncommitted_received_timestamp_seconds,
+            (pending.oldest_received_us.unwrap_or(0) / 1_000_000) as u64,
         );
     }
     Ok(())
@@ -500,11 +500,8 @@ async fn flush(
         &metrics.bytes_written,
         manifest.files.iter().map(|f| f.bytes).sum(),
     );
-    metrics::set(
-        &metrics.commit_latency_ms_last,
-        started.elapsed().as_millis() as u64,
-    );
-    metrics::set(&metrics.oldest_uncommitted_received_at_ms, 0);
+    metrics.flush_seconds.observe_since(started);
+    metrics::set(&metrics.oldest_uncommitted_received_timestamp_seconds, 0);
     *pending = Pending::default();
     Ok(())
 }

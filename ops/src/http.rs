@@ -71,7 +71,7 @@ impl IntoResponse for Response {
     }
 }
 
-pub const PROMETHEUS: &str = "text/plain; version=0.0.4";
+pub const PROMETHEUS: &str = evd_schemas::metrics::CONTENT_TYPE;
 
 /// Renders the role's metrics.
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod audit_topic;
 pub mod auditor;
+pub mod auditor_metrics;
 pub mod config;
 pub mod dashboard;
 pub mod http;

@@ -74,7 +74,7 @@ async fn unreadable_objects_are_set_aside_and_counted_and_hours_still_close() {
     let closed: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&marker).expect("H closed")).unwrap();
     assert_eq!(closed["state"], "incomplete", "{closed:#}");
-    let metrics = evd_ops::dashboard::metrics(&shared);
+    let metrics = evd_ops::auditor_metrics::render(&shared);
     assert!(
         metrics.contains("evd_ops_bad_objects_total 3"),
         "each bad object counted once over three scans:\n{metrics}"

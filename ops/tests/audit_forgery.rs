@@ -55,7 +55,7 @@ fn a_forged_announcement_is_counted_and_ignored() {
     let report = shared.state().report("PageView", H, now, &shared.policy);
     assert_eq!(report.published, 100, "{report:#?}");
     assert_eq!(report.missing, 100, "the loss stays visible");
-    let metrics = evd_ops::dashboard::metrics(&shared);
+    let metrics = evd_ops::auditor_metrics::render(&shared);
     assert!(
         metrics.contains("evd_ops_audit_unauthenticated_total 2"),
         "{metrics}"

@@ -35,7 +35,7 @@ fn silent_hosts_alert_until_retired_and_old_incarnations_never_do() {
         state.on_audit(&beat("wiped", 1, NOW - 7_200_000));
         state.on_audit(&beat("wiped", 2, NOW - 10_000));
     }
-    let metrics = evd_ops::dashboard::metrics(&shared);
+    let metrics = evd_ops::auditor_metrics::render(&shared);
     for line in [
         "evd_ops_host_heartbeat_age_seconds{agent_id=\"live\"} 5",
         "evd_ops_host_heartbeat_age_seconds{agent_id=\"silent\"} 600",

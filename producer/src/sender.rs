@@ -168,7 +168,11 @@ impl Sender {
                 for (a, b) in seqs.iter() {
                     let done: Vec<u64> = self.tracked.range(a..=b).map(|(&s, _)| s).collect();
                     for s in done {
-                        self.tracked.remove(&s);
+                        if let Some(t) = self.tracked.remove(&s) {
+                            self.metrics
+                                .end_to_end_ack_seconds
+                                .observe_ms(self.last_ack_ms - t.sealed_at_ms);
+                        }
                         self.waiting.remove(&s);
                         if let Some(bytes) = self.held.remove(&s) {
                             self.held_bytes -= bytes.len();
@@ -456,6 +460,7 @@ impl SendJob {
 
     /// Produces until Kafka confirms; recreates the producer after a fatal error.
     async fn deliver(&self, topic: &str, payload: &[u8]) {
+        let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(50);
         loop {
             let producer = self.producer.read().expect("producer lock").clone();
@@ -463,7 +468,10 @@ impl SendJob {
                 .key(self.key.as_bytes())
                 .payload(payload);
             match producer.send(record, Timeout::Never).await {
-                Ok(_) => return,
+                Ok(_) => {
+                    self.metrics.kafka_produce_seconds.observe_since(started);
+                    return;
+                }
                 Err((err, _)) if is_permanent(&err) => {
                     // Kept in the spool, never dropped: someone must fix the topic,
                     // its limits or the ACLs. Said loudly, retried as a missing ack is.

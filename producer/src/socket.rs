@@ -114,6 +114,8 @@ enum Slot {
 }
 
 struct Chunk {
+    /// When the chunk's first line was read (for the client-ack latency).
+    read_at: std::time::Instant,
     slots: Vec<Slot>,
     reply: Option<oneshot::Receiver<Vec<Result<u64, Refusal>>>>,
 }
@@ -128,18 +130,26 @@ async fn handle(stream: UnixStream, ctx: Arc<SocketContext>) -> std::io::Result<
     }
     let (rd, wr) = stream.into_split();
     let (chunks_tx, chunks_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
-    let responder = tokio::spawn(respond(wr, chunks_rx));
+    let responder = tokio::spawn(respond(
+        wr,
+        chunks_rx,
+        ctx.metrics.client_ack_seconds.clone(),
+    ));
     let mut reader = BufReader::with_capacity(256 << 10, rd);
     let mut line_no = 0u64;
     let mut line = Vec::new();
     loop {
         let mut lines: Vec<(u64, Result<Vec<u8>, String>)> = Vec::new();
+        let mut read_at = std::time::Instant::now();
         // Block for the first line, then take what is already buffered.
         loop {
             line.clear();
             let status = read_line(&mut reader, &mut line, ctx.max_line_bytes).await?;
             if status == LineStatus::Eof {
                 break;
+            }
+            if lines.is_empty() {
+                read_at = std::time::Instant::now();
             }
             line_no += 1;
             lines.push(match status {
@@ -159,7 +169,7 @@ async fn handle(stream: UnixStream, ctx: Arc<SocketContext>) -> std::io::Result<
         if lines.is_empty() {
             break;
         }
-        let chunk = submit(&ctx, lines);
+        let chunk = submit(&ctx, lines, read_at);
         if chunks_tx.send(chunk).await.is_err() {
             break;
         }
@@ -218,7 +228,11 @@ async fn read_line(
 }
 
 /// Validates a chunk's lines and hands the good ones to the writer.
-fn submit(ctx: &SocketContext, lines: Vec<(u64, Result<Vec<u8>, String>)>) -> Chunk {
+fn submit(
+    ctx: &SocketContext,
+    lines: Vec<(u64, Result<Vec<u8>, String>)>,
+    read_at: std::time::Instant,
+) -> Chunk {
     let registry = ctx.registry.read().expect("registry lock").clone();
     let mut slots = Vec::with_capacity(lines.len());
     let mut events = Vec::new();
@@ -255,7 +269,11 @@ fn submit(ctx: &SocketContext, lines: Vec<(u64, Result<Vec<u8>, String>)>) -> Ch
         let _ = ctx.to_writer.send(WriterMsg::Events { events, reply: tx });
         Some(rx)
     };
-    Chunk { slots, reply }
+    Chunk {
+        read_at,
+        slots,
+        reply,
+    }
 }
 
 /// Validates one event line against the registry. The error starts with its reason
@@ -307,10 +325,14 @@ fn error_json(error: &str, line: u64) -> String {
 async fn respond(
     wr: tokio::net::unix::OwnedWriteHalf,
     mut chunks: mpsc::Receiver<Chunk>,
+    client_ack: evd_schemas::metrics::Latency,
 ) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(64 << 10, wr);
     let mut text = String::new();
+    // Read times of chunks whose answers wait in `out` for the next flush.
+    let mut unflushed = Vec::new();
     while let Some(chunk) = chunks.recv().await {
+        let spooled = chunk.reply.is_some();
         let results = match chunk.reply {
             Some(rx) => match rx.await {
                 Ok(r) => r,
@@ -356,8 +378,14 @@ async fn respond(
             text.push('\n');
         }
         out.write_all(text.as_bytes()).await?;
+        if spooled {
+            unflushed.push(chunk.read_at);
+        }
         if chunks.is_empty() {
             out.flush().await?;
+            for read_at in unflushed.drain(..) {
+                client_ack.observe_since(read_at);
+            }
         }
     }
     out.flush().await

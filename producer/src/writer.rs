@@ -391,10 +391,10 @@ impl<S: SegmentStore> Writer<S> {
         Metrics::set(&m.spool_bytes, s.bytes);
         Metrics::set(&m.spool_segments, s.segments as u64);
         Metrics::set(&m.spool_unacked_batches, s.unacked_batches as u64);
-        let age = s
+        let age_s = s
             .oldest_unacked_ms
-            .map_or(0, |t| (now_ms - t).max(0) as u64);
-        Metrics::set(&m.spool_oldest_unacked_age_ms, age);
+            .map_or(0, |t| (now_ms - t).max(0) as u64 / 1000);
+        Metrics::set(&m.spool_oldest_unacked_age_seconds, age_s);
     }
 }
 

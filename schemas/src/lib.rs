@@ -9,7 +9,7 @@ pub mod hour;
 pub mod kafka_client;
 pub mod keys;
 pub mod log_limit;
-pub mod metrics_text;
+pub mod metrics;
 pub mod origin;
 pub mod ranges;
 pub mod registry;

@@ -155,23 +155,30 @@ impl EvdProcess {
         Some((status, body.to_string()))
     }
 
-    /// One metric's value (`evd_<prefix>_<name>`) from `/metrics`.
+    /// One metric's value from `/metrics`: `evd_<role>_<name>_total` for a counter,
+    /// `evd_<role>_<name>` otherwise, summed over its label sets.
     pub fn metric(&self, name: &str) -> Option<u64> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(&self.metrics_addr).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body).ok()?;
-        let suffix = format!("_{name} ");
-        body.lines()
-            .filter(|l| l.starts_with("evd_"))
-            .find_map(|l| {
-                l.split_once(&suffix)
-                    .filter(|(p, _)| !p.contains(' '))
-                    .and_then(|(_, v)| v.trim().parse().ok())
-            })
+        let (_, body) = self.http_get("/metrics")?;
+        metric_value(&body, name)
     }
+}
+
+/// The value of `name` in an exposition text (see [`EvdProcess::metric`]).
+pub fn metric_value(text: &str, name: &str) -> Option<u64> {
+    let (counter, plain) = (format!("_{name}_total"), format!("_{name}"));
+    let mut found = None;
+    for line in text.lines().filter(|l| l.starts_with("evd_")) {
+        let series = line.split(['{', ' ']).next().unwrap_or("");
+        let role = series
+            .strip_suffix(counter.as_str())
+            .or_else(|| series.strip_suffix(plain.as_str()));
+        // `evd_<role>` has exactly one underscore: `_x` must not match `evd_a_b_x`.
+        if role.is_some_and(|r| r.matches('_').count() == 1) {
+            let v: f64 = line.rsplit(' ').next()?.trim().parse().ok()?;
+            *found.get_or_insert(0) += v as u64;
+        }
+    }
+    found
 }
 
 impl Drop for EvdProcess {

@@ -1,4 +1,4 @@
-//! A fixed-bucket histogram (seconds), rendered as Prometheus and shown in the dashboard.
+//! A fixed-bucket histogram (seconds), exported as a metric and shown in the dashboard.
 
 use serde::Serialize;
 
@@ -51,19 +51,11 @@ impl Histogram {
         Some(f64::INFINITY)
     }
 
-    /// Prometheus text for one series (`name_bucket`, `name_sum`, `name_count`).
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        use std::fmt::Write;
-        let mut cumulative = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            cumulative += c;
-            let le = BOUNDS_S
-                .get(i)
-                .map_or("+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_s);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    /// Sum, count and non-cumulative counts by upper bound (the last `f64::MAX`,
+    /// i.e. `+Inf`), as the shared exposition takes them.
+    pub fn exposition(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let bounds = BOUNDS_S.iter().copied().chain([f64::MAX]);
+        (self.sum_s, self.count, bounds.zip(self.counts).collect())
     }
 }
 
@@ -82,8 +74,9 @@ mod tests {
         assert_eq!(h.counts[4], 1);
         assert_eq!(h.quantile_bound_s(0.5), Some(5.0));
         assert_eq!(h.quantile_bound_s(1.0), Some(300.0));
-        let mut text = String::new();
-        h.render(&mut text, "x", "t=\"a\"");
-        assert!(text.contains("x_bucket{t=\"a\",le=\"+Inf\"} 4"), "{text}");
+        let (sum, count, buckets) = h.exposition();
+        assert_eq!((sum, count), (74.5, 4));
+        assert_eq!(buckets.last(), Some(&(f64::MAX, 0)));
+        assert_eq!(buckets[4], (300.0, 1));
     }
 }

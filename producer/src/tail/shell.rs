@@ -2,7 +2,6 @@
 //! (the same group commit and fsync as the socket), waits for the writer's answer,
 //! then commits positions and saves the checkpoint.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, RwLock};
@@ -18,7 +17,7 @@ use super::tailer::{LineKind, SourceSpec, TailLine, TailSettings, Tailer};
 use super::{LineFormat, event_body};
 use crate::clock::Clock;
 use crate::config::{FileSourceConfig, TailerConfig};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceFigures, TailFigures};
 use crate::socket::{check_line, count_refusal};
 use crate::spool::RecoveredId;
 use crate::writer::{Incoming, Refusal, WriterMsg};
@@ -226,77 +225,34 @@ impl TailShell {
 
     fn publish(&self, tailer: &Tailer<RealFs>, counts: &[SourceCounts]) {
         let stats = tailer.stats();
-        let mut out = String::new();
-        let files: Vec<_> = tailer.files().collect();
-        let _ = writeln!(
-            out,
-            "# HELP evd_agent_tail_files_watched Files the tailer has open."
-        );
-        let _ = writeln!(out, "evd_agent_tail_files_watched {}", files.len());
-        for (name, help, v) in [
-            (
-                "rotations",
-                "Tailed files rotated away or deleted.",
-                stats.rotations,
-            ),
-            (
-                "truncations",
-                "Tailed files found truncated or rewritten.",
-                stats.truncations,
-            ),
-            (
-                "open_errors",
-                "Files a pattern matched that could not be opened.",
-                stats.open_errors,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP evd_agent_tail_{name}_total {help}");
-            let _ = writeln!(out, "evd_agent_tail_{name}_total {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP evd_agent_tail_bytes_read_total Bytes read per source."
-        );
-        let _ = writeln!(
-            out,
-            "# HELP evd_agent_tail_lines_read_total Lines read per source."
-        );
-        let _ = writeln!(
-            out,
-            "# HELP evd_agent_tail_lines_refused_total Lines refused per source and reason."
-        );
-        for (i, s) in self.sources.iter().enumerate() {
-            let c = counts[i];
-            let labels = format!("source=\"{i}\",event_type=\"{}\"", s.event_type);
-            let _ = writeln!(
-                out,
-                "evd_agent_tail_bytes_read_total{{{labels}}} {}",
-                c.bytes
-            );
-            let _ = writeln!(
-                out,
-                "evd_agent_tail_lines_read_total{{{labels}}} {}",
-                c.lines
-            );
-            for (reason, n) in REASONS.iter().zip(c.refused) {
-                let _ = writeln!(
-                    out,
-                    "evd_agent_tail_lines_refused_total{{{labels},reason=\"{reason}\"}} {n}"
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP evd_agent_tail_bytes_behind File size minus the durable position, per file."
-        );
-        for f in files {
-            let path = evd_schemas::metrics_text::label_value(&f.path.display().to_string());
-            let _ = writeln!(
-                out,
-                "evd_agent_tail_bytes_behind{{file=\"{path}\"}} {}",
-                f.len.saturating_sub(f.durable)
-            );
-        }
-        *self.metrics.labelled.lock().expect("metrics lock") = out;
+        let figures = TailFigures {
+            files_watched: tailer.files().count() as u64,
+            rotations: stats.rotations,
+            truncations: stats.truncations,
+            open_errors: stats.open_errors,
+            sources: self
+                .sources
+                .iter()
+                .zip(counts)
+                .enumerate()
+                .map(|(i, (s, c))| SourceFigures {
+                    source: i.to_string(),
+                    event_type: s.event_type.clone(),
+                    bytes: c.bytes,
+                    lines: c.lines,
+                    refused: REASONS.iter().copied().zip(c.refused).collect(),
+                })
+                .collect(),
+            files: tailer
+                .files()
+                .map(|f| {
+                    (
+                        f.path.display().to_string(),
+                        f.len.saturating_sub(f.durable),
+                    )
+                })
+                .collect(),
+        };
+        *self.metrics.tail.lock().unwrap_or_else(|p| p.into_inner()) = Some(figures);
     }
 }
