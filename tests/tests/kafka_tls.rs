@@ -1,7 +1,9 @@
 //! The pipeline over TLS: agent → TLS front (stunnel) → tansu → consumer → Parquet,
-//! every client verifying the broker's certificate against a CA of the test's own,
-//! configured only through each role's shared `[kafka.options]` table. A plaintext
-//! client is refused by the same front, so the test cannot pass by skipping TLS.
+//! and the auditor reading the audit topic, every client verifying the broker's
+//! certificate against a CA of the test's own, configured only through each role's
+//! shared `[kafka.options]` table. A plaintext client is refused by the same front, so
+//! the test cannot pass by skipping TLS. The run also shows the latency histograms
+//! filling: client ack, Kafka produce, end-to-end ack, consumer flush.
 
 use std::time::Duration;
 
@@ -11,7 +13,43 @@ use tests::consumer_proc::{
     ConsumerProcess, DEFAULT_KAFKA_CONSUMER, assert_exactly_once, wait_drained,
 };
 use tests::oracle::{create_pipeline_topics_with, send_ids};
+use tests::process::EvdProcess;
 use tests::tls_front::TlsFront;
+
+/// The auditor with only TLS options for Kafka; ready once it read the audit topic.
+fn start_auditor(
+    dir: &std::path::Path,
+    bootstrap: &str,
+    options: &str,
+    out: &std::path::Path,
+) -> EvdProcess {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("master.toml"),
+        tests::agent_proc::test_master_keyring().to_toml(),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{}", tests::free_port());
+    let config = dir.join("ops.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "auditor_id = \"ops-tls\"\nregistry_dir = \"{}\"\nkeyring_path = \"master.toml\"\n\
+             output_url = \"file://{}\"\nlisten = \"{listen}\"\nscan_interval_ms = 300\n\
+             [kafka]\nbootstrap_servers = \"{bootstrap}\"\noptions = {options}\n",
+            tests::agent_proc::example_registry_dir().display(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let mut ops = EvdProcess::new("ops", dir, config, listen);
+    ops.spawn(|p| {
+        p.http_get("/readyz")
+            .is_some_and(|(status, _)| status == 200)
+    })
+    .unwrap();
+    ops
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_runs_over_tls_with_verified_certificates() {
@@ -66,4 +104,38 @@ async fn the_pipeline_runs_over_tls_with_verified_certificates() {
     let secs = wait_drained(&[&agent], &consumer.process, Duration::from_secs(120)).await;
     println!("over TLS: 5000 events acked, drained {secs:.1}s after the last ack");
     assert_exactly_once(&out, &acked, Some(5_000));
+
+    for (name, value) in [
+        (
+            "client_ack_seconds_count",
+            agent.metric("client_ack_seconds_count"),
+        ),
+        (
+            "kafka_produce_seconds_count",
+            agent.metric("kafka_produce_seconds_count"),
+        ),
+        (
+            "end_to_end_ack_seconds_count",
+            agent.metric("end_to_end_ack_seconds_count"),
+        ),
+        (
+            "flush_seconds_count",
+            consumer.process.metric("flush_seconds_count"),
+        ),
+    ] {
+        assert!(value.unwrap_or(0) > 0, "{name}: {value:?}");
+    }
+
+    // The auditor reads every batch's announcement over TLS too.
+    let ops = start_auditor(&dir.path().join("ops"), &front.bootstrap(), &options, &out);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let sealed = agent.metric("batches_sealed").unwrap();
+    while ops.metric("audit_records").unwrap_or(0) < sealed {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the auditor read {:?} audit records of {sealed} batches over TLS",
+            ops.metric("audit_records")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
