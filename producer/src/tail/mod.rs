@@ -17,7 +17,8 @@
 //! Every tailed line's event carries its position as `event_id`:
 //! `tail:<dev>.<ino>.<fingerprint>:<offset just past the line>`. The checkpoint file
 //! (`tail.checkpoint_path`, JSON, version 1) holds each open file's identity, its
-//! path and the offset up to which every line is in the spool. It is replaced
+//! path and the offset up to which every line is in the spool, and every resume point
+//! no open file has claimed yet (a file a rotation hid from the last scan). It is replaced
 //! atomically (write temp, fsync, rename, fsync directory) after the spool's fsync
 //! covered the lines, never before. On start, a file resumes at the furthest of the
 //! checkpoint's offset and the offsets in the `event_id`s the spool still holds, so a

@@ -105,11 +105,13 @@ struct Watched<H> {
 /// start, or left by a file closed because no pattern named it (a rename may hide a
 /// file from one scan's listing). Kept until `until_ms` (set at the first scan for
 /// those from start), so finding the file again resumes where it was.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Known {
     fp: Fingerprint,
     offset: u64,
     until_ms: Option<i64>,
+    /// Where the file was last seen (empty for a point the spool handed back).
+    path: Arc<PathBuf>,
 }
 
 /// How long an unclaimed resume point is kept: at least this, and 4 × `rotate_wait_ms`.
@@ -139,12 +141,16 @@ impl<F: TailFs> Tailer<F> {
         let from_checkpoint = checkpoint
             .into_iter()
             .flat_map(|c| c.files.iter())
-            .filter_map(CheckpointEntry::position);
-        for pos in from_checkpoint.chain(spooled) {
+            .filter_map(|e| Some((e.position()?, Arc::new(e.path.clone()))));
+        let from_spool = spooled
+            .into_iter()
+            .map(|pos| (pos, Arc::new(PathBuf::new())));
+        for (pos, path) in from_checkpoint.chain(from_spool) {
             known.entry(pos.key).or_default().push(Known {
                 fp: pos.fp,
                 offset: pos.offset,
                 until_ms: None,
+                path,
             });
         }
         Tailer {
@@ -177,22 +183,32 @@ impl<F: TailFs> Tailer<F> {
         std::mem::take(&mut self.discovered)
     }
 
-    /// Every open file at its durable position.
+    /// Every open file at its durable position, and every resume point no open file
+    /// claimed yet. The latter matter as much: a file a rotation hid from the last
+    /// scan is known only by its resume point, and a checkpoint without it would lose
+    /// the file's unread lines at the next restart.
     pub fn checkpoint(&self) -> Checkpoint {
+        let open = self.files.iter().map(|(key, w)| {
+            let pos = Position {
+                key: *key,
+                fp: w.fp,
+                offset: w.durable,
+            };
+            CheckpointEntry::new(pos, &w.path)
+        });
+        let unclaimed = self.known.iter().flat_map(|(key, points)| {
+            points.iter().map(|k| {
+                let pos = Position {
+                    key: *key,
+                    fp: k.fp,
+                    offset: k.offset,
+                };
+                CheckpointEntry::new(pos, &k.path)
+            })
+        });
         Checkpoint {
             version: CHECKPOINT_VERSION,
-            files: self
-                .files
-                .iter()
-                .map(|(key, w)| {
-                    let pos = Position {
-                        key: *key,
-                        fp: w.fp,
-                        offset: w.durable,
-                    };
-                    CheckpointEntry::new(pos, &w.path)
-                })
-                .collect(),
+            files: open.chain(unclaimed).collect(),
         }
     }
 
@@ -474,6 +490,7 @@ impl<F: TailFs> Tailer<F> {
                 fp: w.fp,
                 offset: w.durable,
                 until_ms: Some(until),
+                path: w.path,
             });
             self.stats.files_closed += 1;
         }
