@@ -5,6 +5,7 @@
 //! [`commit`] is the commit protocol over `object_store`, [`closing`] how the auditor
 //! closes an hour against it; [`run`] the Kafka shell.
 
+mod acker;
 pub mod closing;
 pub mod commit;
 pub mod compaction;

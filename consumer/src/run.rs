@@ -8,16 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use evd_schemas::wire::ack::Ack;
 use evd_schemas::wire::batch;
 use evd_schemas::{Hour, MasterKeyring, Origin, Registry, SeqRanges};
 use futures::future::BoxFuture;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
+use crate::acker::Acker;
 use crate::commit::{CommitError, Fence, Output};
 use crate::config::ConsumerConfig;
 use crate::ledger::{
@@ -140,11 +139,12 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
     let acks_producer: FutureProducer = pcfg
         .create()
         .map_err(|e| ConsumerError::Config(format!("acks producer: {e}")))?;
-    let acks = Acker {
-        producer: acks_producer,
-        keys: keys.clone(),
-        topic: config.kafka.acks_topic.clone(),
-    };
+    let acks = Acker::new(
+        acks_producer,
+        keys.clone(),
+        config.kafka.acks_topic.clone(),
+        metrics.clone(),
+    );
 
     let start_ms = unix_ms();
     let mut flush_counter = 0u64;
@@ -186,11 +186,12 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
                     flush(&consumer, &acks, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
                 }
                 if !dup_acks.is_empty() {
-                    acks.send(std::mem::take(&mut dup_acks), "ledger", &metrics).await;
+                    acks.send(std::mem::take(&mut dup_acks), "ledger");
                 }
             }
             _ = shutdown.changed() => {
                 flush(&consumer, &acks, &output, &mut ledger, &mut assembler, &mut pending, &metrics, &consumer_id, start_ms, &mut flush_counter, &rebalanced).await?;
+                acks.finish(Duration::from_secs(10)).await;
                 return Ok(());
             }
         }
@@ -488,8 +489,7 @@ async fn flush(
     }
     crash_point("offsets");
     let batches = std::mem::take(&mut pending.batches);
-    acks.send(batches, &output.manifest_rel(&manifest.flush_id), metrics)
-        .await;
+    acks.send(batches, &output.manifest_rel(&manifest.flush_id));
     crash_point("acks");
 
     metrics::set(&metrics.store_retries, crate::store_retry::retries());
@@ -593,50 +593,6 @@ fn abandon(
     Ok(())
 }
 
-/// Publishes signed acks (`wire::control_tag`, under the master keyring) to the acks
-/// topic.
-struct Acker {
-    producer: FutureProducer,
-    keys: MasterKeyring,
-    topic: String,
-}
-
-impl Acker {
-    /// Publishes one ack per agent incarnation (split into chunks of at most 65,536
-    /// ranges).
-    async fn send(&self, batches: BTreeMap<Origin, SeqRanges>, object: &str, metrics: &Metrics) {
-        let (producer, keys, topic) = (&self.producer, &self.keys, self.topic.as_str());
-        let now = unix_ms();
-        for (Origin { agent_id, spool_id }, seqs) in batches {
-            let ranges: Vec<(u64, u64)> = seqs.iter().collect();
-            for chunk in ranges.chunks(evd_schemas::wire::MAX_RANGES) {
-                let ack = Ack {
-                    agent_id: agent_id.clone(),
-                    spool_id,
-                    committed_at_ms: now,
-                    committed_object: object.to_string(),
-                    batch_seqs: SeqRanges::from_ranges(chunk.iter().copied()),
-                };
-                let Ok(bytes) = ack.encode(keys) else {
-                    continue;
-                };
-                let record = FutureRecord::to(topic)
-                    .key(agent_id.as_bytes())
-                    .payload(&bytes);
-                // Best effort: an agent retransmits what it does not hear about, and the
-                // ledger turns the retransmit into another ack.
-                match producer
-                    .send(record, Timeout::After(Duration::from_secs(10)))
-                    .await
-                {
-                    Ok(_) => metrics::add(&metrics.acks_sent, 1),
-                    Err((e, _)) => tracing::warn!("ack to {agent_id} failed: {e}"),
-                }
-            }
-        }
-    }
-}
-
 /// Recovery (at start and after a rebalance), repeated after store errors like a
 /// commit.
 async fn recover(
@@ -687,7 +643,7 @@ async fn store_backoff(
 }
 
 /// Wall-clock ms since the Unix epoch (0 if the clock is before it).
-fn unix_ms() -> i64 {
+pub(crate) fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -18,6 +18,7 @@ enum Command {
     RequestErrors(RDKafkaApiKey, Vec<RDKafkaRespErr>, Reply),
     ClearRequestErrors(RDKafkaApiKey, Reply),
     RoundTripTime(i32, Duration, Reply),
+    PartitionLeader(String, i32, Option<i32>, Reply),
 }
 
 pub struct MockBroker {
@@ -60,6 +61,9 @@ impl MockBroker {
                         }
                         Command::RoundTripTime(id, delay, r) => {
                             (cluster.broker_round_trip_time(id, delay), r)
+                        }
+                        Command::PartitionLeader(topic, partition, leader, r) => {
+                            (cluster.partition_leader(&topic, partition, leader), r)
                         }
                     };
                     let _ = reply.send(result.map_err(|e| anyhow!("{e}")));
@@ -120,6 +124,12 @@ impl MockBroker {
 
     pub fn round_trip_time(&self, id: i32, delay: Duration) -> Result<()> {
         self.call(|r| Command::RoundTripTime(id, delay, r))
+    }
+
+    /// Moves a partition's leadership to broker `leader`; `None` leaves it without a
+    /// leader (nothing can be produced to it until one is set again).
+    pub fn partition_leader(&self, topic: &str, partition: i32, leader: Option<i32>) -> Result<()> {
+        self.call(|r| Command::PartitionLeader(topic.to_string(), partition, leader, r))
     }
 }
 
