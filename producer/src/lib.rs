@@ -15,6 +15,7 @@ pub mod config;
 pub mod dedup;
 pub mod kafka_clients;
 pub mod metrics;
+pub mod refusal;
 pub mod sender;
 pub mod socket;
 pub mod spool;

@@ -10,12 +10,14 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, RwLock};
 
 use evd_schemas::Registry;
+use evd_schemas::error::Reason;
 use evd_schemas::event::parse_event_line;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
+use crate::refusal::LineRefusal;
 use crate::writer::{Incoming, Refusal, WriterMsg};
 
 /// Lines handed to the writer at once from one connection.
@@ -109,7 +111,7 @@ fn peer_allowed(stream: &UnixStream, ctx: &SocketContext) -> Result<(), String> 
 /// What a chunk's lines turned into, in order: a refusal now, or a slot in the
 /// writer's reply.
 enum Slot {
-    Refused { line: u64, error: String },
+    Refused { line: u64, error: LineRefusal },
     Spooled { line: u64 },
 }
 
@@ -139,7 +141,7 @@ async fn handle(stream: UnixStream, ctx: Arc<SocketContext>) -> std::io::Result<
     let mut line_no = 0u64;
     let mut line = Vec::new();
     loop {
-        let mut lines: Vec<(u64, Result<Vec<u8>, String>)> = Vec::new();
+        let mut lines: Vec<(u64, Result<Vec<u8>, LineRefusal>)> = Vec::new();
         let mut read_at = std::time::Instant::now();
         // Block for the first line, then take what is already buffered.
         loop {
@@ -155,9 +157,9 @@ async fn handle(stream: UnixStream, ctx: Arc<SocketContext>) -> std::io::Result<
             lines.push(match status {
                 LineStatus::TooLong(len) => (
                     line_no,
-                    Err(format!(
-                        "too_large: line is over {} bytes (at least {len})",
-                        ctx.max_line_bytes
+                    Err(LineRefusal::new(
+                        Reason::TooLarge,
+                        format!("line is over {} bytes (at least {len})", ctx.max_line_bytes),
                     )),
                 ),
                 _ => (line_no, Ok(std::mem::take(&mut line))),
@@ -230,7 +232,7 @@ async fn read_line(
 /// Validates a chunk's lines and hands the good ones to the writer.
 fn submit(
     ctx: &SocketContext,
-    lines: Vec<(u64, Result<Vec<u8>, String>)>,
+    lines: Vec<(u64, Result<Vec<u8>, LineRefusal>)>,
     read_at: std::time::Instant,
 ) -> Chunk {
     let registry = ctx.registry.read().expect("registry lock").clone();
@@ -276,18 +278,20 @@ fn submit(
     }
 }
 
-/// Validates one event line against the registry. The error starts with its reason
-/// (`json`, `unknown_type`, `schema`, `too_large`) and a colon.
+/// Validates one event line against the registry.
 pub(crate) fn check_line(
     registry: &Registry,
     bytes: Vec<u8>,
     max_line_bytes: usize,
-) -> Result<Incoming, String> {
+) -> Result<Incoming, LineRefusal> {
     if let Err(e) = std::str::from_utf8(&bytes) {
-        return Err(format!("json: invalid UTF-8 at byte {}", e.valid_up_to()));
+        return Err(LineRefusal::new(
+            Reason::Json,
+            format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+        ));
     }
-    let parsed = parse_event_line(&bytes, max_line_bytes).map_err(|e| e.to_string())?;
-    let ty = registry.validate(&parsed).map_err(|e| e.to_string())?;
+    let parsed = parse_event_line(&bytes, max_line_bytes)?;
+    let ty = registry.validate(&parsed)?;
     Ok(Incoming {
         event_type: ty.name.clone(),
         event_id: parsed.event_id,
@@ -297,21 +301,24 @@ pub(crate) fn check_line(
 
 /// Ids starting with `tail:` are the file tailer's read positions (spool recovery hands
 /// them back to the tailer as checkpoints); a socket client may not use them.
-fn refuse_reserved_id(incoming: Incoming) -> Result<Incoming, String> {
+fn refuse_reserved_id(incoming: Incoming) -> Result<Incoming, LineRefusal> {
     match &incoming.event_id {
-        Some(id) if evd_schemas::tail::is_tail_id(id) => Err(format!(
-            "schema: event_id {id:?} is reserved: ids starting with \"tail:\" belong to the agent's file tailer"
+        Some(id) if evd_schemas::tail::is_tail_id(id) => Err(LineRefusal::new(
+            Reason::Schema,
+            format!(
+                "event_id {id:?} is reserved: ids starting with \"tail:\" belong to the agent's file tailer"
+            ),
         )),
         _ => Ok(incoming),
     }
 }
 
 /// Counts a refused line under its reason.
-pub(crate) fn count_refusal(m: &Metrics, error: &str) {
-    let counter = match error.split(':').next().unwrap_or("") {
-        "too_large" => &m.refused_too_large,
-        "unknown_type" => &m.refused_unknown_type,
-        "schema" => &m.refused_schema,
+pub(crate) fn count_refusal(m: &Metrics, refusal: &LineRefusal) {
+    let counter = match refusal.reason {
+        Reason::TooLarge => &m.refused_too_large,
+        Reason::UnknownType => &m.refused_unknown_type,
+        Reason::Schema => &m.refused_schema,
         _ => &m.refused_json,
     };
     Metrics::add(counter, 1);
@@ -357,7 +364,9 @@ async fn respond(
         for slot in chunk.slots {
             use std::fmt::Write;
             match slot {
-                Slot::Refused { line, error } => text.push_str(&error_json(&error, line)),
+                Slot::Refused { line, error } => {
+                    text.push_str(&error_json(&error.to_string(), line))
+                }
                 Slot::Spooled { line } => match results.next() {
                     Some(Ok(seq)) => {
                         let _ = write!(text, "{{\"ok\":{seq}}}");

@@ -4,6 +4,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::tailer::{LineKind, TailLine};
+use crate::refusal::LineRefusal;
+use evd_schemas::error::Reason;
 
 /// How a source's lines become events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -26,7 +28,7 @@ pub fn event_body(
     event_type: &str,
     format: LineFormat,
     now_ms: i64,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, LineRefusal> {
     let mut object = match format {
         LineFormat::Text => {
             let mut m = Map::new();
@@ -40,8 +42,13 @@ pub fn event_body(
         }
         LineFormat::Json => match serde_json::from_slice::<Value>(&line.bytes) {
             Ok(Value::Object(m)) => m,
-            Ok(_) => return Err("json: not a JSON object".into()),
-            Err(e) => return Err(format!("json: not valid JSON: {e}")),
+            Ok(_) => return Err(LineRefusal::new(Reason::Json, "not a JSON object")),
+            Err(e) => {
+                return Err(LineRefusal::new(
+                    Reason::Json,
+                    format!("not valid JSON: {e}"),
+                ));
+            }
         },
     };
     object.entry("type").or_insert_with(|| event_type.into());

@@ -18,6 +18,7 @@ use super::{LineFormat, event_body};
 use crate::clock::Clock;
 use crate::config::{FileSourceConfig, TailerConfig};
 use crate::metrics::{Metrics, SourceFigures, TailFigures};
+use crate::refusal::{LINE_REASONS, LineRefusal};
 use crate::socket::{check_line, count_refusal};
 use crate::spool::RecoveredId;
 use crate::writer::{Incoming, Refusal, WriterMsg};
@@ -38,10 +39,8 @@ pub struct TailShell {
 struct SourceCounts {
     bytes: u64,
     lines: u64,
-    refused: [u64; 4],
+    refused: [u64; LINE_REASONS.len()],
 }
-
-const REASONS: [&str; 4] = ["json", "unknown_type", "schema", "too_large"];
 
 /// Checks that every source's type exists (and fits `text`) before the agent starts.
 pub fn check_sources(sources: &[FileSourceConfig], registry: &Registry) -> Result<(), String> {
@@ -168,9 +167,9 @@ impl TailShell {
                     slots.push(None);
                     continue;
                 }
-                LineKind::TooLong => Err(format!(
-                    "too_large: line is over {} bytes",
-                    source.max_line_bytes
+                LineKind::TooLong => Err(LineRefusal::new(
+                    evd_schemas::error::Reason::TooLarge,
+                    format!("line is over {} bytes", source.max_line_bytes),
                 )),
                 LineKind::Line | LineKind::Partial => {
                     c.lines += 1;
@@ -185,9 +184,9 @@ impl TailShell {
                 }
                 Err(error) => {
                     count_refusal(&self.metrics, &error);
-                    let reason = REASONS
+                    let reason = LINE_REASONS
                         .iter()
-                        .position(|r| error.starts_with(r))
+                        .position(|r| *r == error.reason)
                         .unwrap_or(0);
                     c.refused[reason] += 1;
                     tracing::warn!(
@@ -240,7 +239,11 @@ impl TailShell {
                     event_type: s.event_type.clone(),
                     bytes: c.bytes,
                     lines: c.lines,
-                    refused: REASONS.iter().copied().zip(c.refused).collect(),
+                    refused: LINE_REASONS
+                        .iter()
+                        .map(|r| r.as_str())
+                        .zip(c.refused)
+                        .collect(),
                 })
                 .collect(),
             files: tailer
