@@ -40,6 +40,26 @@ pub struct RouteSpec {
     pub tuning: TuningConfig,
 }
 
+/// Starts the route's counters whose label sets are known now at 0, so the first
+/// record forwarded, offset skipped or reset shows as an increase (a series that first
+/// appears at 1 does not, to `increase()`). Topics given as a `^pattern` appear with
+/// their first record.
+fn zero_known_series(metrics: &Metrics, spec: &RouteSpec) {
+    for topic in spec.topics.iter().filter(|t| !t.starts_with('^')) {
+        for name in [
+            "records_forwarded",
+            "bytes_forwarded",
+            "skipped_offsets",
+            "offset_resets",
+        ] {
+            metrics.add(name, &[("route", spec.name), ("topic", topic)], 0);
+        }
+    }
+    for name in ["source_errors", "commits"] {
+        metrics.add(name, &[("route", spec.name)], 0);
+    }
+}
+
 /// Delivery reports and client errors of the producer.
 struct ProducerCtx {
     route: &'static str,
@@ -223,6 +243,7 @@ impl Route {
         consumer
             .subscribe(&topics)
             .map_err(|e| BridgeError::Config(format!("{} subscribe: {e}", spec.name)))?;
+        zero_known_series(&metrics, &spec);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let client: BaseConsumer = ccfg
             .create()

@@ -69,8 +69,7 @@ topics = [{topics}]
     }
 
     pub fn spawn(&mut self) -> Result<()> {
-        self.process
-            .spawn(|p| p.metric("records_forwarded").is_some())
+        self.process.spawn(|p| p.metric("ready").is_some())
     }
 
     pub fn restart(&mut self) -> Result<()> {
