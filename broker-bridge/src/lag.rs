@@ -53,9 +53,7 @@ impl Watcher {
             let s = self.shared.lock().expect("lag lock");
             (s.positions.clone(), s.last_read_ms.clone())
         };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::metrics::unix_now_ms();
         for (tp, position) in positions {
             let Ok((low, high)) = self
                 .client
