@@ -53,7 +53,7 @@ impl Watcher {
             let s = self.shared.lock().expect("lag lock");
             (s.positions.clone(), s.last_read_ms.clone())
         };
-        let now_ms = crate::metrics::unix_now_ms();
+        let now_ms = evd_schemas::clock::unix_now_ms();
         for (tp, position) in positions {
             let Ok((low, high)) = self
                 .client

@@ -78,13 +78,6 @@ enum Kind {
     Gauge,
 }
 
-/// Wall-clock milliseconds since the Unix epoch.
-pub(crate) fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 fn label_set(pairs: &[(&'static str, &str)]) -> LabelSet {
     pairs.iter().map(|(k, v)| (*k, (*v).to_string())).collect()
 }

@@ -107,7 +107,7 @@ impl ProducerContext for ProducerCtx {
                 if let Some(t) = origin.source_ms {
                     self.metrics
                         .forward_lag_seconds
-                        .observe_ms(crate::metrics::unix_now_ms() - t);
+                        .observe_ms(evd_schemas::clock::unix_now_ms() - t);
                 }
             }
             Err((e, _)) => {

@@ -44,7 +44,7 @@ impl Acker {
     /// Queues one ack per agent incarnation (split into chunks of at most 65,536
     /// ranges) for the batches `object` committed, and returns without waiting.
     pub(crate) fn send(&self, batches: BTreeMap<Origin, SeqRanges>, object: &str) {
-        let now = crate::run::unix_ms();
+        let now = evd_schemas::clock::unix_now_ms();
         let mut deliveries = Vec::new();
         for (Origin { agent_id, spool_id }, seqs) in batches {
             let ranges: Vec<(u64, u64)> = seqs.iter().collect();

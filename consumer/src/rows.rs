@@ -232,3 +232,7 @@ impl Assembler {
         self.buckets.clear();
     }
 }
+
+#[cfg(test)]
+#[path = "rows_tests.rs"]
+mod tests;

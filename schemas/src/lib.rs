@@ -1,7 +1,8 @@
 //! evd's shared vocabulary: wire formats, the event-type registry, keys and batch
-//! crypto. Pure functions and data only: no I/O, no async, no clocks (callers pass
-//! times in). The formats are specified in `docs/wire-format.md`.
+//! crypto. Pure functions and data only: no I/O, no async; the wall clock is read only
+//! by [`clock::unix_now_ms`], for the roles (cores take times as arguments). The formats are specified in `docs/wire-format.md`.
 
+pub mod clock;
 pub mod env_vars;
 pub mod error;
 pub mod event;
