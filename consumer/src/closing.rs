@@ -25,11 +25,9 @@ use evd_schemas::Hour;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 
-use crate::commit::{CommitError, Output, hour_dir};
+use crate::commit::{CommitError, Output};
+use crate::layout::{self, hour_dir};
 use crate::ledger::Manifest;
-
-/// The closed-hour marker's name inside an hour folder.
-pub const CLOSED_MARKER: &str = "_CLOSED.json";
 
 /// A data file of a closed hour.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +51,7 @@ impl Output {
             now_ms.to_string().into_bytes(),
         )
         .await?;
-        for pending in self.list(&self.path("_evd/pending")).await? {
+        for pending in self.list(&self.path(layout::PENDING_DIR)).await? {
             let Some(flush_id) = pending.filename().map(str::to_string) else {
                 continue;
             };
@@ -98,7 +96,7 @@ impl Output {
         hour: Hour,
         json: Vec<u8>,
     ) -> Result<bool, CommitError> {
-        let path = self.path(&format!("{}/{CLOSED_MARKER}", hour_dir(event_type, hour)));
+        let path = self.path(&layout::closed_marker(event_type, hour));
         self.create(&path, json).await
     }
 

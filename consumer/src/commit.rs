@@ -1,16 +1,16 @@
 //! The commit protocol: how a flush becomes visible exactly once.
 //!
-//! Object layout under the output prefix:
+//! Object names come from `layout`; what they mean here:
 //!
 //! ```text
-//! <type>/date=YYYY-MM-DD/hour=HH/<flush_id>-<n>.parquet   final data (readers glob these)
-//! _evd/staging/<flush_id>/<n>.parquet                      data before its commit
-//! _evd/manifests/<flush_id>.json                           the commit point (create-only)
-//! _evd/done/<flush_id>                                     every final file exists
-//! _evd/pending/<flush_id>                                  flush between 2a and 4
-//! _evd/closing/<type>/<hour>                               the auditor closes that hour
-//! <type>/date=…/hour=HH/_CLOSED.json                       the hour is closed (`closing`)
-//! _quarantine/<reason>/…                                   what could not be delivered
+//! data_file        final data (readers glob these)
+//! staging_file     data before its commit
+//! manifest         the commit point (create-only)
+//! done             every final file exists
+//! pending          flush between 2a and 4
+//! closing          the auditor closes that hour
+//! closed_marker    the hour is closed (`closing`)
+//! quarantined_*    what could not be delivered
 //! ```
 //!
 //! Steps of a flush, and what a crash after each leaves:
@@ -54,13 +54,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 
 use evd_schemas::Hour;
 
+use crate::layout;
 use crate::ledger::{Ledger, Manifest};
 use crate::test_faults::crash_point;
-
-/// An hour's folder under the prefix: `<type>/date=YYYY-MM-DD/hour=HH`.
-pub fn hour_dir(event_type: &str, hour: Hour) -> String {
-    format!("{event_type}/{}", hour.partition_path())
-}
 
 /// Asked right before a flush's commit point whether it may still commit (the zombie
 /// fence, `crate::fence`): `Err` says why not.
@@ -108,7 +104,7 @@ impl Output {
 
     /// The manifest's path relative to the prefix (named in acks).
     pub fn manifest_rel(&self, flush_id: &str) -> String {
-        format!("_evd/manifests/{flush_id}.json")
+        layout::manifest(flush_id)
     }
 
     pub(crate) fn manifest_path(&self, flush_id: &str) -> Path {
@@ -116,17 +112,17 @@ impl Output {
     }
 
     pub(crate) fn done_path(&self, flush_id: &str) -> Path {
-        self.path(&format!("_evd/done/{flush_id}"))
+        self.path(&layout::done(flush_id))
     }
 
     /// Present from before a flush's closing-intent check until it is done.
     pub(crate) fn pending_path(&self, flush_id: &str) -> Path {
-        self.path(&format!("_evd/pending/{flush_id}"))
+        self.path(&layout::pending(flush_id))
     }
 
     /// The auditor's intent to close an hour; no flush adds files to it once it exists.
     pub(crate) fn closing_path(&self, event_type: &str, hour: Hour) -> Path {
-        self.path(&format!("_evd/closing/{event_type}/{}", hour.0))
+        self.path(&layout::closing(event_type, hour))
     }
 
     pub async fn put(&self, rel: &str, bytes: Bytes) -> Result<(), CommitError> {
@@ -217,14 +213,8 @@ impl Output {
                 hour = hour.next();
             }
             if hour.0 != file.hour {
-                let name = file
-                    .final_path
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
                 file.hour = hour.0;
-                file.final_path = format!("{}/{name}", hour_dir(&file.event_type, hour));
+                file.final_path = layout::moved_data_file(&file.final_path, &file.event_type, hour);
             }
         }
         Ok(())
@@ -312,13 +302,13 @@ impl Output {
     /// `compact_after` live manifests, folds the finished ones into a new snapshot.
     pub async fn recover(&self, compact_after: usize, by: &str) -> Result<Ledger, CommitError> {
         let done: std::collections::HashSet<String> = self
-            .list(&self.path("_evd/done"))
+            .list(&self.path(layout::DONE_DIR))
             .await?
             .into_iter()
             .filter_map(|p| p.filename().map(str::to_string))
             .collect();
         // Live manifests first, then the snapshot (`compaction` says why).
-        let live = self.list(&self.path("_evd/manifests")).await?;
+        let live = self.list(&self.path(layout::MANIFESTS_DIR)).await?;
         let mut ledger = match self.latest_snapshot().await? {
             Some(s) => Ledger::from_snapshot(&s),
             None => Ledger::default(),
@@ -360,7 +350,7 @@ impl Output {
     /// retransmitted, are written again (duplicates, never a loss), and it is reported.
     async fn set_aside_corrupt(&self, live: &Path, why: &str) -> Result<(), CommitError> {
         let name = live.filename().unwrap_or_default().to_string();
-        let aside = self.path(&format!("_evd/corrupt/manifests/{name}"));
+        let aside = self.path(&layout::corrupt_manifest(&name));
         tracing::error!(
             "CORRUPT MANIFEST {live}: {why}; moved to {aside}. Its batches are not \
              in the ledger: a retransmit of them is written again (duplicate rows, not loss)."

@@ -24,6 +24,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::commit::{CommitError, Output};
+use crate::layout;
 use crate::ledger::{Ledger, LedgerSnapshot, Manifest};
 
 /// Default for `compact_after_manifests`.
@@ -32,7 +33,7 @@ pub const DEFAULT_COMPACT_AFTER: usize = 500;
 impl Output {
     /// The newest ledger snapshot, if any.
     pub async fn latest_snapshot(&self) -> Result<Option<LedgerSnapshot>, CommitError> {
-        let Some(path) = self.list(&self.path("_evd/ledger")).await?.pop() else {
+        let Some(path) = self.list(&self.path(layout::LEDGER_DIR)).await?.pop() else {
             return Ok(None);
         };
         let bytes = self.store.get(&path).await?.bytes().await?;
@@ -49,7 +50,7 @@ impl Output {
         match self.read_manifest(live).await {
             Err(CommitError::Store(object_store::Error::NotFound { .. })) => {
                 let name = live.filename().unwrap_or_default();
-                self.read_manifest(&self.path(&format!("_evd/archive/manifests/{name}")))
+                self.read_manifest(&self.path(&layout::archived_manifest(name)))
                     .await
             }
             other => other,
@@ -73,13 +74,13 @@ impl Output {
             merged.absorb(s);
         }
         let snapshot = merged.snapshot(generation, by, now_ms);
-        let path = self.path(&format!("_evd/ledger/{generation:020}.json"));
+        let path = self.path(&layout::ledger_snapshot(generation));
         if !self.create(&path, snapshot.to_json()).await? {
             return Ok(false);
         }
         for (live, flush_id) in folded {
             let name = live.filename().unwrap_or_default();
-            let archived = self.path(&format!("_evd/archive/manifests/{name}"));
+            let archived = self.path(&layout::archived_manifest(name));
             let bytes = match self.store.get(live).await {
                 Ok(r) => r.bytes().await?,
                 Err(object_store::Error::NotFound { .. }) => continue,

@@ -30,7 +30,7 @@ impl Output {
     ) -> Result<(), String> {
         let listed: Vec<_> = self
             .store
-            .list(Some(&self.path("_evd/manifests")))
+            .list(Some(&self.path(crate::layout::MANIFESTS_DIR)))
             .try_collect()
             .await
             .map_err(|e| format!("listing manifests: {e}"))?;

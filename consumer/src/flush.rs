@@ -30,6 +30,7 @@ use bytes::Bytes;
 use evd_schemas::wire::batch::OpenedBatch;
 use evd_schemas::{Hour, Origin, Registry, SeqRanges};
 
+use crate::layout;
 use crate::ledger::{
     AgentBatches, Delivered, FileEntry, Ledger, MANIFEST_VERSION, Manifest, OffsetEntry,
 };
@@ -286,7 +287,7 @@ impl FlushBuilder {
         let mut rows = 0;
         for (n, f) in finished.into_iter().enumerate() {
             let bytes = encode(&f.batch)?;
-            let staging = format!("_evd/staging/{flush_id}/{n}.parquet");
+            let staging = layout::staging_file(&flush_id, &format!("{n}.parquet"));
             rows += f.batch.num_rows() as u64;
             files.push(FileEntry {
                 staging: staging.clone(),
@@ -368,10 +369,7 @@ fn rejected_document(flush_id: &str, rejected: &[RejectedEvent]) -> Option<(Stri
         text.push_str(&line.to_string());
         text.push('\n');
     }
-    Some((
-        format!("_quarantine/schema/{flush_id}.jsonl"),
-        Bytes::from(text),
-    ))
+    Some((layout::quarantined_events(flush_id), Bytes::from(text)))
 }
 
 #[cfg(test)]

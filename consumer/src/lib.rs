@@ -15,6 +15,7 @@ pub mod fence;
 pub mod flush;
 mod group;
 pub mod kafka_clients;
+pub mod layout;
 pub mod ledger;
 pub mod metrics;
 mod orphans;

@@ -19,14 +19,12 @@ use object_store::path::Path;
 use crate::commit::{CommitError, Output};
 use crate::ledger::Manifest;
 
-const STAGING: &str = "_evd/staging";
-
 /// Moves a flush's staged files (and the manifest's references to them) under its
 /// current `flush_id`: `_evd/staging/<flush_id>/<name>`.
 pub(crate) fn restage(manifest: &mut Manifest, staged: &mut [(String, Bytes)]) {
     let moved = |rel: &str| {
         let name = rel.rsplit('/').next().unwrap_or_default();
-        format!("{STAGING}/{}/{name}", manifest.flush_id)
+        crate::layout::staging_file(&manifest.flush_id, name)
     };
     for (rel, _) in staged.iter_mut() {
         *rel = moved(rel);
@@ -48,7 +46,7 @@ impl Output {
     ) -> Result<(), CommitError> {
         let staging: Vec<_> = self
             .store
-            .list(Some(&self.path(STAGING)))
+            .list(Some(&self.path(crate::layout::STAGING_DIR)))
             .try_collect()
             .await?;
         let mut by_flush: BTreeMap<String, Vec<Path>> = BTreeMap::new();
@@ -58,7 +56,7 @@ impl Output {
             }
             let rel = self.relative(&meta.location);
             let Some(flush_id) = rel
-                .strip_prefix(STAGING)
+                .strip_prefix(crate::layout::STAGING_DIR)
                 .and_then(|r| r.trim_start_matches('/').split('/').next())
                 .filter(|id| !id.is_empty())
             else {
@@ -92,7 +90,9 @@ impl Output {
     /// aborted one was there). False when a live manifest holds it: recovery finishes
     /// that flush.
     async fn take_flush_id(&self, flush_id: &str, by: &str) -> Result<bool, CommitError> {
-        let archived = self.path(&format!("_evd/archive/manifests/{flush_id}.json"));
+        let archived = self.path(&crate::layout::archived_manifest(&format!(
+            "{flush_id}.json"
+        )));
         if self.exists(&archived).await? {
             return Ok(true);
         }

@@ -50,10 +50,13 @@ fn quarantine_name(reason: &str, payload: &[u8]) -> String {
     let digest = sha2::Sha256::digest(payload);
     let digest = hex::encode(&digest[..16]);
     match batch::peek_header(payload) {
-        Ok(h) if evd_schemas::origin::check_id(&h.meta.agent_id).is_ok() => format!(
-            "_quarantine/{reason}/{}-{}-{}-{digest}",
-            h.meta.agent_id, h.meta.spool_id, h.meta.batch_seq
-        ),
-        _ => format!("_quarantine/{reason}/{digest}"),
+        Ok(h) if evd_schemas::origin::check_id(&h.meta.agent_id).is_ok() => {
+            crate::layout::quarantined_batch(
+                reason,
+                Some((&h.meta.origin(), h.meta.batch_seq)),
+                &digest,
+            )
+        }
+        _ => crate::layout::quarantined_batch(reason, None, &digest),
     }
 }

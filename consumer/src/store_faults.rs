@@ -158,7 +158,11 @@ impl ObjectStore for FaultyStore {
         if self.rates.ignore_create_only {
             opts.mode = object_store::PutMode::Overwrite;
         }
-        if self.rates.slow_staging_ms > 0 && location.as_ref().contains("_evd/staging/") {
+        if self.rates.slow_staging_ms > 0
+            && location
+                .as_ref()
+                .contains(&format!("{}/", crate::layout::STAGING_DIR))
+        {
             tokio::time::sleep(Duration::from_millis(self.rates.slow_staging_ms)).await;
         }
         self.write(location, self.inner.put_opts(location, payload, opts))

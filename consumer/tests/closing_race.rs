@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use evd_consumer::commit::{Output, hour_dir};
+use evd_consumer::commit::Output;
+use evd_consumer::layout::hour_dir;
 use evd_consumer::ledger::{FileEntry, MANIFEST_VERSION, Manifest};
 use evd_schemas::Hour;
 use object_store::local::LocalFileSystem;

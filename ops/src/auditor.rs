@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
-use evd_consumer::closing::{CLOSED_MARKER, HourFile};
+use evd_consumer::closing::HourFile;
 use evd_consumer::commit::{CommitError, Output};
+use evd_consumer::layout::{self, CLOSED_MARKER};
 use evd_consumer::ledger::Manifest;
 use evd_producer::clock::{Clock, SystemClock};
 use evd_schemas::{Hour, Origin, Registry, SpoolId};
@@ -250,9 +251,9 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
     // counts once, wherever its manifest is now). The archive only changes when a
     // compaction writes a new ledger generation, so it is listed again only then.
     let generation = newest_ledger_generation(output).await?;
-    let mut dirs = vec!["_evd/manifests"];
+    let mut dirs = vec![layout::MANIFESTS_DIR];
     if seen.archive_listed_for.as_ref() != Some(&generation) {
-        dirs.push("_evd/archive/manifests");
+        dirs.push(layout::ARCHIVED_MANIFESTS_DIR);
     }
     let mut manifests: Vec<ObjectMeta> = Vec::new();
     let mut moved_since_listing = false;
@@ -297,7 +298,7 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
     seen.archive_listed_for = (!moved_since_listing).then_some(generation);
     let quarantined: Vec<ObjectMeta> = output
         .store
-        .list(Some(&output.path("_quarantine")))
+        .list(Some(&output.path(layout::QUARANTINE_DIR)))
         .try_collect()
         .await?;
     let batches = quarantined
@@ -315,7 +316,7 @@ pub async fn scan(output: &Output, shared: &Shared, seen: &mut Seen) -> Result<(
 async fn newest_ledger_generation(output: &Output) -> Result<Option<String>, OpsError> {
     let snapshots: Vec<ObjectMeta> = output
         .store
-        .list(Some(&output.path("_evd/ledger")))
+        .list(Some(&output.path(layout::LEDGER_DIR)))
         .try_collect()
         .await?;
     Ok(snapshots
@@ -469,18 +470,12 @@ pub async fn close_due(
         let json = serde_json::to_vec_pretty(&marker).expect("markers serialize");
         if !output.write_closed_marker(&ty, hour, json).await? {
             // Closed before (by an earlier run): the existing marker stands.
-            let rel = format!(
-                "{}/{CLOSED_MARKER}",
-                evd_consumer::commit::hour_dir(&ty, hour)
-            );
+            let rel = layout::closed_marker(&ty, hour);
             take_marker(output, shared, seen, &rel).await?;
             continue;
         }
         log_close(&marker, tier.as_str());
-        seen.markers.insert(format!(
-            "{}/{CLOSED_MARKER}",
-            evd_consumer::commit::hour_dir(&ty, hour)
-        ));
+        seen.markers.insert(layout::closed_marker(&ty, hour));
         shared.state().on_closed(marker);
         shared.hours_closed.fetch_add(1, Ordering::Relaxed);
     }

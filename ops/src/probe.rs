@@ -20,7 +20,7 @@ pub async fn probe_store(output: &Output) -> Result<Vec<String>, String> {
     let nonce: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let path = output.path(&format!("_evd/probe/{nonce:x}"));
+    let path = output.path(&evd_consumer::layout::probe(nonce));
     let create = || PutOptions {
         mode: PutMode::Create,
         ..Default::default()

@@ -4,7 +4,7 @@
 
 mod support;
 
-use evd_consumer::commit::hour_dir;
+use evd_consumer::layout::hour_dir;
 use evd_ops::auditor::{Seen, close_due, scan};
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
 use evd_schemas::{Hour, SpoolId};

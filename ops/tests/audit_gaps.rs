@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
-use evd_consumer::commit::hour_dir;
+use evd_consumer::layout::hour_dir;
 use evd_consumer::ledger::{FileEntry, MANIFEST_VERSION, Manifest};
 use evd_ops::auditor::{Seen, close_due, scan};
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
