@@ -91,7 +91,7 @@ mod defaults {
 impl evd_schemas::ValidatedConfig for ConsumerConfig {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if let Some(id) = &self.consumer_id {
-            evd_schemas::origin::check_id(id).map_err(|e| ("consumer_id", e))?;
+            evd_schemas::origin::check_id(id).map_err(|e| ("consumer_id", e.to_string()))?;
         }
         crate::storage::check_output_url(&self.output_url)?;
         if self.flush_interval_ms == 0 || self.flush_max_rows == 0 {

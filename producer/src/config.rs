@@ -325,7 +325,7 @@ impl AgentConfig {
 impl evd_schemas::ValidatedConfig for AgentConfig {
     fn validate(&self) -> Result<(), (&'static str, String)> {
         if let Some(id) = &self.agent_id {
-            evd_schemas::origin::check_id(id).map_err(|e| ("agent_id", e))?;
+            evd_schemas::origin::check_id(id).map_err(|e| ("agent_id", e.to_string()))?;
         }
         if self.socket.mode > 0o777 {
             return Err((

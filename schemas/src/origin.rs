@@ -66,22 +66,44 @@ impl<'de> Deserialize<'de> for SpoolId {
 /// Checks an agent or consumer id: 1..=255 bytes of ASCII letters, digits, `.`, `_`
 /// and `-`, not starting with `.`. Ids become object names (`/` would split the
 /// closing protocol's paths), Kafka keys and Prometheus label values.
-pub fn check_id(id: &str) -> Result<(), String> {
+pub fn check_id(id: &str) -> Result<(), BadId> {
+    let bad = |why| {
+        Err(BadId {
+            id: id.to_string(),
+            why,
+        })
+    };
     if id.is_empty() || id.len() > 255 {
-        return Err(format!("{id:?} must be 1..=255 bytes"));
+        return bad(IdFault::Length);
     }
     if id.starts_with('.') {
-        return Err(format!("{id:?} must not start with `.`"));
+        return bad(IdFault::LeadingDot);
     }
     match id
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
-        Some(bad) => Err(format!(
-            "{id:?} has {bad:?}: use ASCII letters, digits, `.`, `_` and `-`"
-        )),
+        Some(c) => bad(IdFault::Char(c)),
         None => Ok(()),
     }
+}
+
+/// An agent or consumer id [`check_id`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{id:?} {why}")]
+pub struct BadId {
+    pub id: String,
+    why: IdFault,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum IdFault {
+    #[error("must be 1..=255 bytes")]
+    Length,
+    #[error("must not start with `.`")]
+    LeadingDot,
+    #[error("has {0:?}: use ASCII letters, digits, `.`, `_` and `-`")]
+    Char(char),
 }
 
 /// One incarnation of one agent: the scope in which batch seqs are unique.

@@ -165,16 +165,22 @@ impl Checkpoint {
         serde_json::to_vec_pretty(self).expect("a checkpoint always serialises")
     }
 
-    pub fn decode(bytes: &[u8]) -> Result<Checkpoint, String> {
-        let c: Checkpoint = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+        let c: Checkpoint = serde_json::from_slice(bytes).map_err(CheckpointError::Json)?;
         if c.version != CHECKPOINT_VERSION {
-            return Err(format!(
-                "checkpoint version {} is not supported (this agent reads {CHECKPOINT_VERSION})",
-                c.version
-            ));
+            return Err(CheckpointError::Version(c.version));
         }
         Ok(c)
     }
+}
+
+/// Why a checkpoint file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{0}")]
+    Json(serde_json::Error),
+    #[error("checkpoint version {0} is not supported (this agent reads {CHECKPOINT_VERSION})")]
+    Version(u32),
 }
 
 #[cfg(test)]
@@ -216,7 +222,9 @@ mod tests {
             version: 2,
             files: vec![],
         };
-        let err = Checkpoint::decode(&serde_json::to_vec(&c).unwrap()).unwrap_err();
+        let err = Checkpoint::decode(&serde_json::to_vec(&c).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("version 2"), "{err}");
     }
 }

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::toml_source::{SourceError, TomlSource};
 
-pub use evolution::check_evolution;
+pub use evolution::{IncompatibleChange, check_evolution};
 
 /// Columns every event row has besides its type's fields; field names may not use them.
 pub const RESERVED_COLUMNS: [&str; 7] = [

@@ -108,7 +108,7 @@ impl<'a> Reader<'a> {
     /// become label values and object names.
     pub fn agent_id(&mut self) -> Result<&'a str, CodecError> {
         let id = self.short_name("agent_id")?;
-        crate::origin::check_id(id).map_err(|why| self.invalid("agent_id", why))?;
+        crate::origin::check_id(id).map_err(|why| self.invalid("agent_id", why.to_string()))?;
         Ok(id)
     }
 
