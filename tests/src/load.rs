@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::oracle::{event_line_with_id, send_ids_as};
+use crate::oracle::send_until_acked;
 
 /// Acked ids, one decimal per line, fsynced after every append.
 pub struct OracleLog {
@@ -134,28 +134,16 @@ impl Load {
                 }
                 last = last.min(total);
             }
-            let mut pending: Vec<u64> = (first..last).collect();
-            while !pending.is_empty() {
-                let got = send_ids_as(&self.socket, pending.iter().copied(), event_line_with_id)
-                    .await
-                    .unwrap_or_default();
-                if !got.is_empty() {
-                    self.log
-                        .lock()
-                        .expect("log lock")
-                        .append(&got)
-                        .expect("appending to the oracle log");
-                    self.acked.fetch_add(got.len() as u64, Ordering::Relaxed);
-                }
-                if got.len() < pending.len() {
-                    self.refused_or_cut.fetch_add(1, Ordering::Relaxed);
-                    let got: std::collections::HashSet<u64> = got.into_iter().collect();
-                    pending.retain(|id| !got.contains(id));
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                } else {
-                    pending.clear();
-                }
-            }
+            let short = send_until_acked(&self.socket, (first..last).collect(), |got| {
+                self.log
+                    .lock()
+                    .expect("log lock")
+                    .append(got)
+                    .expect("appending to the oracle log");
+                self.acked.fetch_add(got.len() as u64, Ordering::Relaxed);
+            })
+            .await;
+            self.refused_or_cut.fetch_add(short, Ordering::Relaxed);
             sent_here += last - first;
             if let Some(rate) = plan.rate_per_s {
                 let per_client = (rate as f64 / plan.clients as f64).max(1.0);

@@ -70,27 +70,38 @@ pub fn event_line_with_id(id: u64) -> String {
 }
 
 /// Sends `ids` (lines with event ids) until every one is acked, reconnecting across
-/// agent restarts; returns the acked ids.
+/// agent restarts and refusals (`spool_full`); returns the acked ids.
 pub async fn persistent_client(socket: PathBuf, ids: Vec<u64>) -> Vec<u64> {
-    let mut pending: BTreeSet<u64> = ids.into_iter().collect();
     let mut acked = Vec::new();
+    send_until_acked(&socket, ids, |got| acked.extend_from_slice(got)).await;
+    acked
+}
+
+/// The test clients' one send loop: sends `ids` (lines with event ids) in slices of at
+/// most 5,000 over fresh connections until every one is acked, handing each slice's
+/// acked ids to `acked` as they come. Returns how many sends came back short (a
+/// refusal, a cut connection or a dead agent), each followed by a 50 ms pause.
+pub async fn send_until_acked(socket: &Path, ids: Vec<u64>, mut acked: impl FnMut(&[u64])) -> u64 {
+    let mut pending: BTreeSet<u64> = ids.into_iter().collect();
+    let mut short = 0;
     while !pending.is_empty() {
-        // Send in slices so a kill interrupts only part of the work.
+        // In slices, so a kill interrupts only part of the work.
         let slice: Vec<u64> = pending.iter().copied().take(5_000).collect();
-        match send_ids_as(&socket, slice.into_iter(), event_line_with_id).await {
-            Ok(got) => {
-                for id in &got {
-                    pending.remove(id);
-                }
-                acked.extend(got);
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        let got = send_ids_as(socket, slice.iter().copied(), event_line_with_id)
+            .await
+            .unwrap_or_default();
+        for id in &got {
+            pending.remove(id);
         }
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        if !got.is_empty() {
+            acked(&got);
+        }
+        if got.len() < slice.len() {
+            short += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    acked
+    short
 }
 
 /// Sends events `ids` over one connection; returns the ids the agent acked.
