@@ -6,12 +6,12 @@
 //! hold up forwarding.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::tracker::Tp;
@@ -37,11 +37,11 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn run(self, stop: &AtomicBool) {
-        while !stop.load(Ordering::Relaxed) {
+    pub fn run(self, stop: &CancellationToken) {
+        while !stop.is_cancelled() {
             self.check();
             let mut slept = Duration::ZERO;
-            while slept < self.interval && !stop.load(Ordering::Relaxed) {
+            while slept < self.interval && !stop.is_cancelled() {
                 std::thread::sleep(Duration::from_millis(100));
                 slept += Duration::from_millis(100);
             }

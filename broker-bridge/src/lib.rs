@@ -39,11 +39,11 @@ pub mod route;
 pub mod tracker;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 pub use config::BridgeConfig;
 pub use metrics::Metrics;
 use route::{Route, RouteSpec};
+pub use tokio_util::sync::CancellationToken;
 
 /// Why the bridge stopped, by what the operator does next.
 #[derive(Debug, thiserror::Error)]
@@ -91,14 +91,19 @@ pub fn routes(config: &BridgeConfig) -> Vec<RouteSpec> {
     out
 }
 
-/// Runs every route until `stop` is set, or until one fails (then the others are
-/// stopped too and the first error is returned).
-pub fn run(
-    config: &BridgeConfig,
-    metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
-) -> Result<(), BridgeError> {
-    let routes: Vec<Route> = routes(config)
+/// What the bridge runs on.
+pub struct BridgeParts {
+    pub config: BridgeConfig,
+    /// Counters the caller may serve (`evd` serves them on `metrics_listen`).
+    pub metrics: Arc<Metrics>,
+}
+
+/// Runs every route until `stop` is cancelled (each route then delivers what it read
+/// and commits), or until one fails (then the others are stopped too and the first
+/// error is returned). Blocks: call it from a thread of its own.
+pub fn run(parts: BridgeParts, stop: CancellationToken) -> Result<(), BridgeError> {
+    let BridgeParts { config, metrics } = parts;
+    let routes: Vec<Route> = routes(&config)
         .into_iter()
         .map(|spec| Route::new(spec, metrics.clone()))
         .collect::<Result<_, _>>()?;
@@ -109,7 +114,7 @@ pub fn run(
             std::thread::spawn(move || {
                 let result = route.run(&stop);
                 if result.is_err() {
-                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    stop.cancel();
                 }
                 result
             })

@@ -4,7 +4,6 @@
 //! only once the destination acknowledged (`acks=all`) every record before them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use rdkafka::message::{BorrowedMessage, DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
 
 use crate::BridgeError;
 use crate::config::{ClusterConfig, TuningConfig};
@@ -269,22 +269,22 @@ impl Route {
 
     /// Carries records until `stop` is set (then delivers what was read, commits and
     /// returns) or a delivery fails for good.
-    pub fn run(mut self, stop: &AtomicBool) -> Result<(), BridgeError> {
+    pub fn run(mut self, stop: &CancellationToken) -> Result<(), BridgeError> {
         let watcher = self.watcher.take().expect("run once");
         std::thread::scope(|scope| {
             scope.spawn(|| watcher.run(stop));
             let result = self.forward_until(stop);
             if result.is_err() {
-                stop.store(true, Ordering::Relaxed);
+                stop.cancel();
             }
             result
         })
     }
 
-    fn forward_until(&self, stop: &AtomicBool) -> Result<(), BridgeError> {
+    fn forward_until(&self, stop: &CancellationToken) -> Result<(), BridgeError> {
         let interval = Duration::from_millis(self.spec.tuning.commit_interval_ms);
         let mut last_commit = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.is_cancelled() {
             if let Some(why) = self.fatal.lock().expect("fatal lock").take() {
                 return Err(BridgeError::Fatal(format!("{}: {why}", self.spec.name)));
             }
@@ -357,7 +357,11 @@ impl Route {
         }
     }
 
-    fn forward(&self, msg: &BorrowedMessage<'_>, stop: &AtomicBool) -> Result<(), BridgeError> {
+    fn forward(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        stop: &CancellationToken,
+    ) -> Result<(), BridgeError> {
         let tp: Tp = (msg.topic().to_string(), msg.partition());
         let offset = msg.offset();
         let committed = if self.tracker.lock().expect("tracker lock").needs_start(&tp) {
@@ -403,7 +407,7 @@ impl Route {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // The destination is slow or down: wait for room, never drop.
                     record = back;
-                    if stop.load(Ordering::Relaxed) {
+                    if stop.is_cancelled() {
                         return Ok(()); // not sent: never committed, carried again later
                     }
                     std::thread::sleep(Duration::from_millis(10));

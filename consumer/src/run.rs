@@ -13,6 +13,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
+use tokio_util::sync::CancellationToken;
 
 use crate::acker::Acker;
 use crate::commit::{CommitError, Output};
@@ -48,12 +49,11 @@ pub struct ConsumerParts {
     pub keys: MasterKeyring,
     pub output: Output,
     pub metrics: Arc<Metrics>,
-    /// Resolves when the consumer should flush and stop.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
-pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
-    let mut shutdown = parts.shutdown.clone();
+/// Consumes until `stop` is cancelled (then flushes what it holds, waits up to 10 s
+/// for its acks and returns `Ok`) or a fatal error.
+pub async fn run(parts: ConsumerParts, stop: CancellationToken) -> Result<(), ConsumerError> {
     let mut lp = ConsumerLoop::start(parts).await?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut kafka_errors_log = evd_schemas::log_limit::LogLimit::default();
@@ -69,7 +69,7 @@ pub async fn run(parts: ConsumerParts) -> Result<(), ConsumerError> {
                 }
             },
             _ = tick.tick() => lp.on_tick().await?,
-            _ = shutdown.changed() => {
+            _ = stop.cancelled() => {
                 lp.flush().await?;
                 lp.acks.finish(Duration::from_secs(10)).await;
                 return Ok(());

@@ -16,7 +16,7 @@ use evd_consumer::closing::HourFile;
 use evd_consumer::commit::{CommitError, Output};
 use evd_consumer::layout::{self, CLOSED_MARKER};
 use evd_consumer::ledger::Manifest;
-use evd_producer::clock::{Clock, SystemClock};
+use evd_schemas::clock::{Clock, SystemClock};
 use evd_schemas::{Hour, Origin, Registry, SpoolId};
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
@@ -128,12 +128,12 @@ impl Shared {
     }
 }
 
-/// Scans the output and closes due hours every `scan_interval_ms`, until `shutdown`.
+/// Scans the output and closes due hours every `scan_interval_ms`, until `stop`.
 pub async fn scan_and_close(
     config: &OpsConfig,
     output: &Output,
     shared: Arc<Shared>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    stop: tokio_util::sync::CancellationToken,
 ) {
     let mut seen = Seen::default();
     let mut tick = tokio::time::interval(Duration::from_millis(config.scan_interval_ms));
@@ -141,7 +141,7 @@ pub async fn scan_and_close(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = stop.cancelled() => return,
         }
         log_identity_alarms(&shared, &mut alarms_logged);
         let floor = shared.window_floor();

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use evd_ops::load;
-use evd_producer::agent::{self, AgentParts};
+use evd_producer::agent::{self, AgentParts, Reload};
 use evd_producer::client::{Response, send_lines};
+use tokio_util::sync::CancellationToken;
 
 /// Reads an agent config; relative paths in it are resolved against its directory.
 pub fn load_agent_config(path: &Path) -> Result<evd_producer::config::AgentConfig> {
@@ -51,7 +52,11 @@ pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
     let registry = load::registry_dir(&config.registry_dir)?;
     let keys = load::agent_keyring(&config.keyring_path)?;
     let registry_dir = config.registry_dir.clone();
-    let reload = Box::new(move || load::registry_dir(&registry_dir).map_err(|e| e.to_string()));
+    let reload = Reload {
+        load: Box::new(move || load::registry_dir(&registry_dir).map_err(|e| e.to_string())),
+        requested: Arc::new(tokio::sync::Notify::new()),
+    };
+    let stop = CancellationToken::new();
     let runtime = tokio::runtime::Runtime::new()?;
     let metrics = Arc::new(evd_producer::metrics::Metrics::default());
     let _guard = runtime.enter();
@@ -59,6 +64,8 @@ pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
         config.metrics_listen.as_deref(),
         metrics.clone(),
     ))?;
+    evd_ops::signals::cancel_on_terminate(stop.clone())?;
+    evd_ops::signals::notify_on_hangup(reload.requested.clone())?;
     tracing::info!(
         agent_id = %config.agent_id(),
         socket = %config.socket.path.display(),
@@ -68,14 +75,15 @@ pub fn run_agent(config_path: &Path) -> Result<ExitCode> {
         metrics = ?config.metrics_listen,
         "starting the agent"
     );
-    runtime.block_on(agent::run(AgentParts {
+    let parts = AgentParts {
         config,
         registry,
         keys,
         clock: evd_producer::clock::system_or_test_clock(),
         reload: Some(reload),
         metrics,
-    }))?;
+    };
+    runtime.block_on(agent::run(parts, stop))?;
     tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)
 }

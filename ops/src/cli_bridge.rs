@@ -3,10 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
-use evd_bridge::{BridgeConfig, Metrics};
+use evd_bridge::{BridgeConfig, BridgeParts, CancellationToken, Metrics};
 
 pub fn load_bridge_config(path: &Path) -> Result<BridgeConfig> {
     let (origin, text) = evd_ops::load::config_text(path)?;
@@ -29,16 +28,11 @@ pub fn load_bridge_config(path: &Path) -> Result<BridgeConfig> {
 pub fn run_bridge(config_path: &Path) -> Result<ExitCode> {
     let config = load_bridge_config(config_path)?;
     let metrics = Arc::new(Metrics::default());
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         evd_ops::http::start_role(config.metrics_listen.as_deref(), metrics.clone()).await?;
-        let terminated = evd_ops::signals::terminated()?;
-        let on_signal = stop.clone();
-        tokio::spawn(async move {
-            terminated.await;
-            on_signal.store(true, Ordering::Relaxed);
-        });
+        evd_ops::signals::cancel_on_terminate(stop.clone())?;
         tracing::info!(
             edge = %config.edge.bootstrap_servers,
             central = %config.central.bootstrap_servers,
@@ -48,8 +42,8 @@ pub fn run_bridge(config_path: &Path) -> Result<ExitCode> {
             metrics = ?config.metrics_listen,
             "starting the bridge"
         );
-        let m = metrics.clone();
-        tokio::task::spawn_blocking(move || evd_bridge::run(&config, m, stop)).await??;
+        let parts = BridgeParts { config, metrics };
+        tokio::task::spawn_blocking(move || evd_bridge::run(parts, stop)).await??;
         anyhow::Ok(())
     })?;
     tracing::info!("bridge stopped");

@@ -10,6 +10,7 @@ use evd_consumer::metrics::Metrics;
 use evd_consumer::run::{ConsumerParts, run};
 use evd_consumer::storage::output_from_url;
 use evd_ops::load;
+use tokio_util::sync::CancellationToken;
 
 /// Reads a consumer config; relative paths are resolved against its directory.
 pub fn load_consumer_config(path: &Path) -> Result<ConsumerConfig> {
@@ -39,14 +40,10 @@ pub fn run_consumer(config_path: &Path) -> Result<ExitCode> {
     let output = output_from_url(&config.output_url).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let metrics = Arc::new(Metrics::default());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = CancellationToken::new();
     runtime.block_on(async {
         evd_ops::http::start_role(config.metrics_listen.as_deref(), metrics.clone()).await?;
-        let terminated = evd_ops::signals::terminated()?;
-        tokio::spawn(async move {
-            terminated.await;
-            let _ = stop_tx.send(true);
-        });
+        evd_ops::signals::cancel_on_terminate(stop.clone())?;
         tracing::info!(
             consumer_id = ?config.consumer_id,
             output = %config.output_url,
@@ -56,15 +53,14 @@ pub fn run_consumer(config_path: &Path) -> Result<ExitCode> {
             metrics = ?config.metrics_listen,
             "starting the consumer"
         );
-        run(ConsumerParts {
+        let parts = ConsumerParts {
             config,
             registry,
             keys,
             output,
             metrics,
-            shutdown: stop_rx,
-        })
-        .await?;
+        };
+        run(parts, stop).await?;
         anyhow::Ok(())
     })?;
     tracing::info!("consumer stopped");

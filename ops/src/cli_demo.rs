@@ -18,12 +18,14 @@ use evd_consumer::metrics::Metrics as ConsumerMetrics;
 use evd_consumer::run::{ConsumerParts, run as run_consumer};
 use evd_consumer::storage::output_from_url;
 use evd_ops::auditor::Shared;
+use evd_ops::auditor_role::{self, AuditorParts};
 use evd_ops::load;
 use evd_producer::agent::{self, AgentParts};
 use evd_producer::client::{Response, send_lines};
 use evd_producer::clock::{Clock, SystemClock};
 use evd_schemas::{Hour, Key, MasterKeyring};
 use rdkafka::mocking::MockCluster;
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -125,31 +127,33 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
 
     let runtime = tokio::runtime::Runtime::new()?;
     let code = runtime.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let agent_task = tokio::spawn(agent::run(AgentParts {
+        // One stop token for every role the demo starts.
+        let stop = CancellationToken::new();
+        let agent = AgentParts {
             config: agent_config,
             registry: registry.clone(),
             keys: load::agent_keyring(&dir.join("keys/agent.toml"))?,
             clock: clock.clone(),
             reload: None,
             metrics: agent_metrics.clone(),
-        }));
-        tokio::spawn(run_consumer(ConsumerParts {
+        };
+        let consumer = ConsumerParts {
             config: consumer_config,
             registry: registry.clone(),
             keys: load::master_keyring(&dir.join("keys/master.toml"))?,
             output: output.clone(),
             metrics: Arc::new(ConsumerMetrics::default()),
-            shutdown: stop_rx.clone(),
-        }));
-        crate::cli_ops::spawn_auditor(
-            &ops_config,
+        };
+        let auditor = AuditorParts {
+            listener: evd_ops::http::bind(&ops_config.listen).await?,
+            keys: load::master_keyring(&ops_config.keyring_path)?,
+            config: ops_config,
             output,
-            shared.clone(),
-            load::master_keyring(&ops_config.keyring_path)?,
-            stop_rx,
-        )
-        .await?;
+            shared: shared.clone(),
+        };
+        let agent_task = tokio::spawn(agent::run(agent, stop.clone()));
+        let consumer_task = tokio::spawn(run_consumer(consumer, stop.clone()));
+        let auditor_task = tokio::spawn(auditor_role::run(auditor, stop.clone()));
         wait_for_socket(&socket).await?;
 
         println!("evd demo: data under {}", dir.display());
@@ -180,10 +184,30 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         }
         progress(&load_stats, &shared, started);
         println!();
-        let _ = stop_tx.send(true);
-        Ok(summary(&dir, &load_stats, &shared))
+        let code = summary(&dir, &load_stats, &shared);
+        // Every role drains and stops like its own process at SIGTERM.
+        stop.cancel();
+        let stopping = async {
+            let agent = agent_task.await.map(|r| r.map_err(anyhow::Error::from));
+            let consumer = consumer_task.await.map(|r| r.map_err(anyhow::Error::from));
+            let auditor = auditor_task.await.map(|r| r.map_err(anyhow::Error::from));
+            [("agent", agent), ("consumer", consumer), ("auditor", auditor)]
+        };
+        match tokio::time::timeout(Duration::from_secs(30), stopping).await {
+            Ok(stopped) => {
+                for (role, result) in stopped {
+                    match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => eprintln!("evd demo: the {role} stopped with an error: {e:#}"),
+                        Err(e) => eprintln!("evd demo: the {role} panicked: {e}"),
+                    }
+                }
+                println!("evd demo: every role stopped");
+            }
+            Err(_) => eprintln!("evd demo: a role did not stop within 30 s"),
+        }
+        Ok(code)
     })?;
-    // Agent tasks run until the process ends; everything acked is committed by now.
     runtime.shutdown_timeout(Duration::from_secs(2));
     drop(cluster);
     Ok(code)

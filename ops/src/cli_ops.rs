@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use evd_consumer::storage::output_from_url;
-use evd_ops::auditor::{self, Shared};
+use evd_ops::auditor::Shared;
+use evd_ops::auditor_role::{self, AuditorParts};
 use evd_ops::config::OpsConfig;
-use evd_ops::{dashboard, load};
+use evd_ops::load;
 use evd_producer::clock::Clock;
+use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct OpsArgs {
@@ -84,8 +86,9 @@ fn run_auditor(path: &Path) -> Result<ExitCode> {
     let shared = Shared::new(&registry, config.policy(), clock, config.window_hours);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        spawn_auditor(&config, output, shared, keys, stop_rx).await?;
+        let stop = CancellationToken::new();
+        evd_ops::signals::cancel_on_terminate(stop.clone())?;
+        let listener = evd_ops::http::bind(&config.listen).await?;
         tracing::info!(
             auditor_id = %config.auditor_id,
             output = %config.output_url,
@@ -94,33 +97,18 @@ fn run_auditor(path: &Path) -> Result<ExitCode> {
             "auditor started; dashboard on http://{}/ (ready once the audit topic is read)",
             config.listen
         );
-        evd_ops::signals::terminated()?.await;
-        let _ = stop_tx.send(true);
+        let parts = AuditorParts {
+            config,
+            output,
+            shared,
+            keys,
+            listener,
+        };
+        auditor_role::run(parts, stop).await?;
         anyhow::Ok(())
     })?;
     tracing::info!("auditor stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Starts the audit-topic reader, the scan-and-close loop and the HTTP server on the
-/// current runtime (also used by `evd demo`). A failed bind of `listen` is an error.
-pub async fn spawn_auditor(
-    config: &OpsConfig,
-    output: evd_consumer::commit::Output,
-    shared: Arc<Shared>,
-    keys: evd_schemas::MasterKeyring,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> Result<()> {
-    let (c1, c2) = (config.clone(), config.clone());
-    let (s1, s2, s3) = (shared.clone(), shared.clone(), shared);
-    tokio::spawn(async move {
-        if let Err(e) = evd_ops::audit_topic::read_audit_topic(&c1, s1, keys).await {
-            tracing::error!("audit topic reader stopped: {e}");
-        }
-    });
-    tokio::spawn(async move { auditor::scan_and_close(&c2, &output, s2, stop).await });
-    evd_ops::http::start(Some(&config.listen), || dashboard::router(s3)).await?;
-    Ok(())
 }
 
 /// A plain HTTP/1.0 GET; returns the body of a 200 response.

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod audit_topic;
 pub mod auditor;
 pub mod auditor_metrics;
+pub mod auditor_role;
 pub mod config;
 pub mod dashboard;
 pub mod http;

@@ -1,13 +1,16 @@
 //! Wires the agent together: spool + writer thread, socket server, sender, acks
-//! consumer, and signals (SIGTERM/SIGINT drain, SIGHUP reloads the
-//! registry).
+//! consumer. The caller owns signals: it cancels the stop token to drain and stop,
+//! and notifies the reload to load the registry again (`evd agent`: SIGTERM/SIGINT
+//! and SIGHUP).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use evd_schemas::{AgentKeyring, Origin, Registry};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{BatchLimits, Batcher};
 use crate::clock::Clock;
@@ -31,15 +34,22 @@ pub enum AgentError {
     Fatal(String),
 }
 
-/// Reloads the registry on SIGHUP.
+/// Loads the registry again.
 pub type RegistryLoader = Box<dyn Fn() -> Result<Registry, String> + Send + Sync>;
+
+/// Registry reloads: `load` runs at each notice on `requested`; a failed load keeps
+/// the registry in use.
+pub struct Reload {
+    pub load: RegistryLoader,
+    pub requested: Arc<Notify>,
+}
 
 pub struct AgentParts {
     pub config: AgentConfig,
     pub registry: Registry,
     pub keys: AgentKeyring,
     pub clock: Arc<dyn Clock>,
-    pub reload: Option<RegistryLoader>,
+    pub reload: Option<Reload>,
     /// Counters the caller may serve (`evd` serves them on `metrics_listen`).
     pub metrics: Arc<Metrics>,
 }
@@ -72,8 +82,9 @@ async fn open_spool(
     }
 }
 
-/// Runs the agent until SIGTERM/SIGINT (clean drain, `Ok`) or a fatal error.
-pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
+/// Runs the agent until `stop` is cancelled (clean drain: open batches sealed and
+/// synced, the sender given up to 10 s; `Ok`) or a fatal error.
+pub async fn run(parts: AgentParts, stop: CancellationToken) -> Result<(), AgentError> {
     let AgentParts {
         config,
         registry,
@@ -89,34 +100,58 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
             keys.agent_id()
         )));
     }
-    let limits = SpoolLimits {
-        dedup_window_us: config.spool.dedup_window_ms as i64 * 1000,
-        max_bytes: config.spool.max_bytes,
-        segment_bytes: config.spool.segment_bytes,
-    };
-    let (spool, recovered) = open_spool(&config.spool.dir, &agent_id, limits).await?;
-    let spool_id = spool.spool_id();
+    let mut running = start(&config, registry, keys, clock, &metrics).await?;
     tracing::info!(
         %agent_id,
-        "spool {} is incarnation {spool_id}",
-        config.spool.dir.display()
+        "ready: listening on {}",
+        config.socket.path.display()
     );
-    let report = &recovered.report;
-    if report.torn_tail_bytes > 0 || report.corrupt_regions > 0 {
-        tracing::warn!(
-            "spool recovery: {} torn tail bytes (never acked), {} corrupt regions ({} bytes), {} events lost: {}",
-            report.torn_tail_bytes,
-            report.corrupt_regions,
-            report.corrupt_bytes,
-            report.lost_event_count(),
-            report.lost_events
-        );
-    }
-    Metrics::add(
-        &metrics.spool_lost_events_at_recovery,
-        report.lost_event_count(),
-    );
+    let outcome = loop {
+        tokio::select! {
+            _ = stop.cancelled() => break None,
+            load = reload_requested(&reload) => match load() {
+                Ok(next) => {
+                    tracing::info!("registry reloaded ({} types)", next.len());
+                    *running.registry.write().expect("registry lock") = Arc::new(next);
+                }
+                Err(e) => tracing::warn!("registry reload failed, keeping the old one: {e}"),
+            },
+            done = &mut running.writer_thread => break Some(done),
+            Some(done) = maybe(&mut running.tail_task) => match done {
+                Ok(Ok(())) => running.tail_task = None,
+                Ok(Err(e)) => return Err(AgentError::Fatal(e)),
+                Err(e) => return Err(AgentError::Fatal(format!("tailer panicked: {e}"))),
+            },
+        }
+    };
+    running.drain(outcome, &config.socket.path).await
+}
 
+/// The agent's tasks and threads between `start` and `drain`.
+struct Running {
+    registry: Arc<RwLock<Arc<Registry>>>,
+    to_writer: std::sync::mpsc::Sender<WriterMsg>,
+    writer_thread: JoinHandle<Result<(), SpoolError>>,
+    sender_task: JoinHandle<()>,
+    acks_task: JoinHandle<Result<(), rdkafka::error::KafkaError>>,
+    socket_task: JoinHandle<()>,
+    tail_task: Option<JoinHandle<Result<(), String>>>,
+    tail_stop: Arc<AtomicBool>,
+}
+
+/// Recovers the spool, then starts the writer thread, the sender, the acks consumer,
+/// the socket server and the tailer, in that order (nothing is served before the
+/// spool's recovered batches are queued for sending).
+async fn start(
+    config: &AgentConfig,
+    registry: Registry,
+    keys: AgentKeyring,
+    clock: Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
+) -> Result<Running, AgentError> {
+    let agent_id = config.agent_id();
+    let (spool, recovered) = recover_spool(config, &agent_id, metrics).await?;
+    let spool_id = spool.spool_id();
     let registry = Arc::new(RwLock::new(Arc::new(registry)));
     let (to_sender, sender_rx) = tokio::sync::mpsc::unbounded_channel();
     let (to_writer, writer_rx) = std::sync::mpsc::channel::<WriterMsg>();
@@ -145,7 +180,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
     writer
         .resume(recovered.pending, recovered.ids)
         .map_err(|e| AgentError::Fatal(e.to_string()))?;
-    let mut writer_thread = tokio::task::spawn_blocking(move || writer.run(writer_rx));
+    let writer_thread = tokio::task::spawn_blocking(move || writer.run(writer_rx));
 
     let sender = Sender::new(
         SenderSettings {
@@ -165,7 +200,6 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
     )
     .map_err(|e| AgentError::Config(format!("kafka producer: {e}")))?;
     let sender_task = tokio::spawn(sender.run(sender_rx));
-
     let acks_config = client_config(crate::kafka_clients::acks_consumer(
         &config.kafka,
         &agent_id,
@@ -194,7 +228,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
     Metrics::set(&metrics.ready, 1);
 
     let tail_stop = Arc::new(AtomicBool::new(false));
-    let mut tail_task = if config.sources.is_empty() {
+    let tail_task = if config.sources.is_empty() {
         None
     } else {
         tail::shell::check_sources(&config.sources, &registry.read().expect("registry lock"))
@@ -205,7 +239,7 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
             checkpoint_path: config.checkpoint_path(),
             registry: registry.clone(),
             to_writer: to_writer.clone(),
-            clock: clock.clone(),
+            clock,
             metrics: metrics.clone(),
             stop: tail_stop.clone(),
         };
@@ -213,57 +247,95 @@ pub async fn run(parts: AgentParts) -> Result<(), AgentError> {
             shell.run(&tail_positions)
         }))
     };
+    Ok(Running {
+        registry,
+        to_writer,
+        writer_thread,
+        sender_task,
+        acks_task,
+        socket_task,
+        tail_task,
+        tail_stop,
+    })
+}
+
+/// Opens the spool and reports what its recovery found.
+async fn recover_spool(
+    config: &AgentConfig,
+    agent_id: &str,
+    metrics: &Metrics,
+) -> Result<(Spool<DirStore>, crate::spool::Recovered), AgentError> {
+    let limits = SpoolLimits {
+        dedup_window_us: config.spool.dedup_window_ms as i64 * 1000,
+        max_bytes: config.spool.max_bytes,
+        segment_bytes: config.spool.segment_bytes,
+    };
+    let (spool, recovered) = open_spool(&config.spool.dir, agent_id, limits).await?;
     tracing::info!(
         %agent_id,
-        "ready: listening on {}",
-        config.socket.path.display()
+        "spool {} is incarnation {}",
+        config.spool.dir.display(),
+        spool.spool_id()
     );
-
-    let mut term = signal(SignalKind::terminate()).map_err(|e| AgentError::Fatal(e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| AgentError::Fatal(e.to_string()))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| AgentError::Fatal(e.to_string()))?;
-    let outcome = loop {
-        tokio::select! {
-            _ = term.recv() => break None,
-            _ = int.recv() => break None,
-            _ = hup.recv() => match reload.as_ref().map(|f| f()) {
-                Some(Ok(next)) => {
-                    tracing::info!("registry reloaded ({} types)", next.len());
-                    *registry.write().expect("registry lock") = Arc::new(next);
-                }
-                Some(Err(e)) => tracing::warn!("registry reload failed, keeping the old one: {e}"),
-                None => {}
-            },
-            done = &mut writer_thread => break Some(done),
-            Some(done) = maybe(&mut tail_task) => match done {
-                Ok(Ok(())) => tail_task = None,
-                Ok(Err(e)) => return Err(AgentError::Fatal(e)),
-                Err(e) => return Err(AgentError::Fatal(format!("tailer panicked: {e}"))),
-            },
-        }
-    };
-    // The tailer stops first, so every line it handed over is answered.
-    tail_stop.store(true, Ordering::Relaxed);
-    if let Some(task) = tail_task {
-        let _ = task.await;
+    let report = &recovered.report;
+    if report.torn_tail_bytes > 0 || report.corrupt_regions > 0 {
+        tracing::warn!(
+            "spool recovery: {} torn tail bytes (never acked), {} corrupt regions ({} bytes), {} events lost: {}",
+            report.torn_tail_bytes,
+            report.corrupt_regions,
+            report.corrupt_bytes,
+            report.lost_event_count(),
+            report.lost_events
+        );
     }
-    socket_task.abort();
-    let _ = std::fs::remove_file(&config.socket.path);
-    let writer_result = match outcome {
-        Some(done) => done,
-        None => {
-            // Clean drain: seal what is open, sync, give the sender a moment.
-            let _ = to_writer.send(WriterMsg::Shutdown);
-            writer_thread.await
+    Metrics::add(
+        &metrics.spool_lost_events_at_recovery,
+        report.lost_event_count(),
+    );
+    Ok((spool, recovered))
+}
+
+impl Running {
+    /// Stops everything in the order that keeps the promises: the tailer first (every
+    /// line it handed over is answered), then the socket; on a clean stop (`outcome`
+    /// `None`) the writer seals what is open and syncs; the sender gets up to 10 s.
+    async fn drain(
+        self,
+        outcome: Option<Result<Result<(), SpoolError>, tokio::task::JoinError>>,
+        socket_path: &std::path::Path,
+    ) -> Result<(), AgentError> {
+        self.tail_stop.store(true, Ordering::Relaxed);
+        if let Some(task) = self.tail_task {
+            let _ = task.await;
         }
-    };
-    acks_task.abort();
-    drop(to_writer);
-    let _ = tokio::time::timeout(Duration::from_secs(10), sender_task).await;
-    match writer_result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(AgentError::Fatal(e.to_string())),
-        Err(e) => Err(AgentError::Fatal(format!("writer thread panicked: {e}"))),
+        self.socket_task.abort();
+        let _ = std::fs::remove_file(socket_path);
+        let writer_result = match outcome {
+            Some(done) => done,
+            None => {
+                let _ = self.to_writer.send(WriterMsg::Shutdown);
+                self.writer_thread.await
+            }
+        };
+        self.acks_task.abort();
+        drop(self.to_writer);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.sender_task).await;
+        match writer_result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(AgentError::Fatal(e.to_string())),
+            Err(e) => Err(AgentError::Fatal(format!("writer thread panicked: {e}"))),
+        }
+    }
+}
+
+/// The loader, once a reload is requested (never without reloads).
+async fn reload_requested(reload: &Option<Reload>) -> &RegistryLoader {
+    match reload {
+        Some(r) => {
+            r.requested.notified().await;
+            &r.load
+        }
+        None => std::future::pending().await,
     }
 }
 

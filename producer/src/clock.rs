@@ -1,16 +1,7 @@
-//! Time behind a trait so tests can move receive time (hour bucketing, closing).
+//! The agent's clocks: the shared [`Clock`] trait and, in test builds, a clock a test
+//! switch moves through hours.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-pub trait Clock: Send + Sync + 'static {
-    /// µs since the Unix epoch.
-    fn now_us(&self) -> i64;
-    fn now_ms(&self) -> i64 {
-        self.now_us().div_euclid(1000)
-    }
-}
-
-pub struct SystemClock;
+pub use evd_schemas::clock::{Clock, SystemClock};
 
 /// The clock a role runs on: the system clock, or in a test build the one a test
 /// switch selects ([`crate::test_faults`]).
@@ -18,15 +9,6 @@ pub fn system_or_test_clock() -> std::sync::Arc<dyn Clock> {
     match &crate::test_faults::switches().clock_offset_file {
         Some(path) => std::sync::Arc::new(FileOffsetClock::new(path.clone())),
         None => std::sync::Arc::new(SystemClock),
-    }
-}
-
-impl Clock for SystemClock {
-    fn now_us(&self) -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0)
     }
 }
 

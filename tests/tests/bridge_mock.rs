@@ -3,10 +3,9 @@
 //! the source no longer has is reported, not passed over in silence.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use evd_bridge::{BridgeConfig, Metrics};
+use evd_bridge::{BridgeConfig, BridgeParts, CancellationToken, Metrics};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -85,11 +84,12 @@ fn read(bootstrap: &str, topic: &str, n: usize) -> Vec<(String, String, usize, i
     out
 }
 
-fn start(config: BridgeConfig) -> (Arc<Metrics>, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+fn start(config: BridgeConfig) -> (Arc<Metrics>, CancellationToken, std::thread::JoinHandle<()>) {
     let metrics = Arc::new(Metrics::default());
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
     let (m, s) = (metrics.clone(), stop.clone());
-    let handle = std::thread::spawn(move || evd_bridge::run(&config, m, s).unwrap());
+    let parts = BridgeParts { config, metrics: m };
+    let handle = std::thread::spawn(move || evd_bridge::run(parts, s).unwrap());
     (metrics, stop, handle)
 }
 
@@ -107,7 +107,7 @@ fn records_cross_byte_for_byte_and_acks_come_back() {
     let (metrics, stop, handle) = start(config(edge.bootstrap(), central.bootstrap(), "g1"));
     let mut got = read(central.bootstrap(), MAPPED, 1_000);
     let acks = read(edge.bootstrap(), "evd.acks", 10);
-    stop.store(true, Ordering::Relaxed);
+    stop.cancel();
     handle.join().unwrap();
 
     got.sort_by_key(|r| r.2);
@@ -154,7 +154,7 @@ fn a_committed_offset_the_source_no_longer_has_is_reported() {
 
     let (metrics, stop, handle) = start(config(edge.bootstrap(), central.bootstrap(), "g2"));
     let got = read(central.bootstrap(), MAPPED, 100);
-    stop.store(true, Ordering::Relaxed);
+    stop.cancel();
     handle.join().unwrap();
     assert_eq!(got.len(), 100, "carried again from the earliest offset");
     assert!(
@@ -179,7 +179,7 @@ fn two_bridges_in_one_group_share_the_partitions() {
     produce(edge.bootstrap(), EVENTS, 2_000);
     let got = read(central.bootstrap(), MAPPED, 2_000);
     for stop in [&stop1, &stop2] {
-        stop.store(true, Ordering::Relaxed);
+        stop.cancel();
     }
     h1.join().unwrap();
     h2.join().unwrap();

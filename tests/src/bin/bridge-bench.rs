@@ -7,11 +7,10 @@
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use evd_bridge::{BridgeConfig, Metrics};
+use evd_bridge::{BridgeConfig, BridgeParts, CancellationToken, Metrics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tests::MockBroker;
@@ -117,12 +116,15 @@ fn evd_bridge(records: u64, value_bytes: usize, rtt: Duration) -> Result<f64> {
             central.bootstrap()
         ),
     )?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = CancellationToken::new();
     let s = stop.clone();
-    let bridge =
-        std::thread::spawn(move || evd_bridge::run(&config, Arc::new(Metrics::default()), s));
+    let parts = BridgeParts {
+        config,
+        metrics: Arc::new(Metrics::default()),
+    };
+    let bridge = std::thread::spawn(move || evd_bridge::run(parts, s));
     let secs = copy_seconds(central.bootstrap(), TOPIC, held, || !bridge.is_finished());
-    stop.store(true, Ordering::Relaxed);
+    stop.cancel();
     bridge.join().expect("bridge thread")?;
     secs
 }
