@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use evd_runtime::Stop as CancellationToken;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::tracker::Tp;

@@ -41,9 +41,9 @@ pub mod tracker;
 use std::sync::Arc;
 
 pub use config::BridgeConfig;
+pub use evd_runtime::Stop as CancellationToken;
 pub use metrics::Metrics;
 use route::{Route, RouteSpec};
-pub use tokio_util::sync::CancellationToken;
 
 /// Why the bridge stopped, by what the operator does next.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,12 @@ pub enum BridgeError {
     /// undelivered was committed.
     #[error("fatal: {0}")]
     Fatal(String),
+}
+
+impl From<evd_schemas::kafka_client::SettingError> for BridgeError {
+    fn from(e: evd_schemas::kafka_client::SettingError) -> Self {
+        BridgeError::Config(e.to_string())
+    }
 }
 
 /// The routes a config asks for.

@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use evd_runtime::Stop as CancellationToken;
+use evd_runtime::kafka::client_config;
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio_util::sync::CancellationToken;
 
 use crate::BridgeError;
 use crate::config::{ClusterConfig, TuningConfig};
@@ -217,7 +217,7 @@ impl Route {
     pub fn new(spec: RouteSpec, metrics: Arc<Metrics>) -> Result<Route, BridgeError> {
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let fatal = Arc::new(Mutex::new(None));
-        let pcfg = client_config(crate::kafka_clients::producer(&spec))?;
+        let pcfg = client_config(&crate::kafka_clients::producer(&spec))?;
         let producer: Dest = pcfg
             .create_with_context(ProducerCtx {
                 route: spec.name,
@@ -228,7 +228,7 @@ impl Route {
             .map_err(|e| BridgeError::Config(format!("{} producer: {e}", spec.name)))?;
         let producer = Arc::new(producer);
 
-        let ccfg = client_config(crate::kafka_clients::consumer(&spec))?;
+        let ccfg = client_config(&crate::kafka_clients::consumer(&spec))?;
         let ctx = ConsumerCtx {
             route: spec.name,
             tracker: tracker.clone(),
@@ -469,14 +469,4 @@ impl Route {
             tracing::warn!(route = self.spec.name, "source: {e}");
         }
     }
-}
-
-/// A client's librdkafka configuration from its layered settings.
-fn client_config(
-    spec: evd_schemas::kafka_client::ClientSpec<'_>,
-) -> Result<ClientConfig, BridgeError> {
-    let settings = spec
-        .settings()
-        .map_err(|e| BridgeError::Config(e.to_string()))?;
-    Ok(settings.into_iter().collect())
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use evd_runtime::Stop as CancellationToken;
+use evd_runtime::kafka::client_config;
 use evd_schemas::wire::batch;
 use evd_schemas::{MasterKeyring, Registry};
-use rdkafka::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
-use tokio_util::sync::CancellationToken;
 
 use crate::acker::Acker;
 use crate::commit::{CommitError, Output};
@@ -35,6 +35,12 @@ pub enum ConsumerError {
     /// (nothing uncommitted was acked, so nothing is lost).
     #[error("fatal: {0}")]
     Fatal(String),
+}
+
+impl From<evd_schemas::kafka_client::SettingError> for ConsumerError {
+    fn from(e: evd_schemas::kafka_client::SettingError) -> Self {
+        ConsumerError::Config(e.to_string())
+    }
 }
 
 impl From<CommitError> for ConsumerError {
@@ -116,7 +122,7 @@ impl ConsumerLoop {
             topics.len()
         );
         let rebalanced = Arc::new(AtomicBool::new(false));
-        let cfg = client_config(crate::kafka_clients::batch_consumer(&config.kafka))?;
+        let cfg = client_config(&crate::kafka_clients::batch_consumer(&config.kafka))?;
         let consumer: Arc<GroupConsumer> = Arc::new(
             cfg.create_with_context(RebalanceFlag(rebalanced.clone(), metrics.clone()))
                 .map_err(|e| ConsumerError::Config(format!("kafka consumer: {e}")))?,
@@ -125,7 +131,7 @@ impl ConsumerLoop {
         consumer
             .subscribe(&topic_refs)
             .map_err(|e| ConsumerError::Config(e.to_string()))?;
-        let pcfg = client_config(crate::kafka_clients::acks_producer(&config.kafka))?;
+        let pcfg = client_config(&crate::kafka_clients::acks_producer(&config.kafka))?;
         let acks_producer: FutureProducer = pcfg
             .create()
             .map_err(|e| ConsumerError::Config(format!("acks producer: {e}")))?;
@@ -377,9 +383,9 @@ async fn recover(
 /// Commits repeated in a row after a store error the request retries did not cure.
 const STORE_RETRIES: u32 = 10;
 
-/// After a failed commit (its requests already retried, `store_retry`): waits (100 ms
-/// doubling to 5 s) and returns Ok to repeat it, or the error once the repeats are
-/// spent or when repeating cannot help.
+/// After a failed commit (its requests already retried, `store_retry`): waits (from
+/// 100 ms, doubling to 5 s, with jitter) and returns Ok to repeat it, or the error
+/// once the repeats are spent or when repeating cannot help.
 async fn store_backoff(
     attempt: &mut u32,
     error: CommitError,
@@ -391,18 +397,10 @@ async fn store_backoff(
     }
     crate::store_retry::count_retry();
     metrics::set(&metrics.store_retries, crate::store_retry::retries());
-    let wait = Duration::from_millis((100u64 << (*attempt - 1).min(6)).min(5_000));
+    let wait = evd_runtime::backoff::delays(Duration::from_millis(100), Duration::from_secs(5))
+        .nth(*attempt as usize - 1)
+        .unwrap_or(Duration::from_secs(5));
     tracing::warn!("{error}; retry {attempt}/{STORE_RETRIES} in {wait:?}");
     tokio::time::sleep(wait).await;
     Ok(())
-}
-
-/// A client's librdkafka configuration from its layered settings.
-fn client_config(
-    spec: evd_schemas::kafka_client::ClientSpec<'_>,
-) -> Result<ClientConfig, ConsumerError> {
-    let settings = spec
-        .settings()
-        .map_err(|e| ConsumerError::Config(e.to_string()))?;
-    Ok(settings.into_iter().collect())
 }

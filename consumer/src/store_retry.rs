@@ -76,12 +76,14 @@ where
     Fut: std::future::Future<Output = Result<T>>,
 {
     let mut attempt = 0u32;
+    let mut delays =
+        evd_runtime::backoff::delays(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         match op().await {
             Err(e) if !is_answer(&e) && attempt < REQUEST_RETRIES => {
                 attempt += 1;
                 count_retry();
-                let wait = Duration::from_millis((50u64 << (attempt - 1).min(6)).min(2_000));
+                let wait = delays.next().unwrap_or(Duration::from_secs(2));
                 tracing::warn!(
                     "object store {what} {location}: {e}; retry {attempt}/{REQUEST_RETRIES} in {wait:?}"
                 );

@@ -11,7 +11,7 @@ use evd_schemas::MasterKeyring;
 use evd_schemas::wire::audit::AuditRecord;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset};
+use rdkafka::Offset;
 
 use crate::audit::CatchUp;
 use crate::auditor::{OpsError, Shared};
@@ -23,17 +23,13 @@ pub async fn read_audit_topic(
     shared: Arc<Shared>,
     keys: MasterKeyring,
 ) -> Result<(), OpsError> {
-    let settings = config
-        .kafka
-        .audit_consumer(&config.auditor_id)
-        .settings()
+    let cfg = evd_runtime::kafka::client_config(&config.kafka.audit_consumer(&config.auditor_id))
         .map_err(|e| OpsError::Config(e.to_string()))?;
-    let cfg: ClientConfig = settings.into_iter().collect();
     let consumer: StreamConsumer = cfg
         .create()
         .map_err(|e| OpsError::Config(format!("kafka consumer: {e}")))?;
     let topic = config.kafka.audit_topic.as_str();
-    evd_producer::acks::assign_all_partitions(&consumer, topic, Offset::Beginning).await;
+    evd_runtime::kafka::assign_all_partitions(&consumer, topic, Offset::Beginning).await;
     let mut assigned = assigned_partitions(&consumer);
     let mut catch_up = CatchUp::new(watermarks(&consumer, topic, assigned));
     if catch_up.caught_up() {
@@ -127,7 +123,7 @@ fn positions(consumer: &StreamConsumer) -> Vec<(i32, i64)> {
 /// Adds partitions created since the last look, from their beginning; returns the
 /// partition count now assigned.
 fn assign_new_partitions(consumer: &StreamConsumer, topic: &str, assigned: i32) -> i32 {
-    let now = evd_producer::acks::partition_count(consumer, topic).unwrap_or(assigned);
+    let now = evd_runtime::kafka::partition_count(consumer, topic).unwrap_or(assigned);
     if now <= assigned {
         return assigned;
     }

@@ -133,7 +133,7 @@ pub async fn scan_and_close(
     config: &OpsConfig,
     output: &Output,
     shared: Arc<Shared>,
-    stop: tokio_util::sync::CancellationToken,
+    stop: evd_runtime::Stop,
 ) {
     let mut seen = Seen::default();
     let mut tick = tokio::time::interval(Duration::from_millis(config.scan_interval_ms));

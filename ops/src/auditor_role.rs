@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use evd_consumer::commit::Output;
+use evd_runtime::Stop as CancellationToken;
 use evd_schemas::MasterKeyring;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::auditor::{OpsError, Shared, scan_and_close};
 use crate::config::OpsConfig;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use evd_ops::load;
 use evd_producer::agent::{self, AgentParts, Reload};
 use evd_producer::client::{Response, send_lines};
-use tokio_util::sync::CancellationToken;
+use evd_runtime::Stop as CancellationToken;
 
 /// Reads an agent config; relative paths in it are resolved against its directory.
 pub fn load_agent_config(path: &Path) -> Result<evd_producer::config::AgentConfig> {

@@ -10,7 +10,7 @@ use evd_consumer::metrics::Metrics;
 use evd_consumer::run::{ConsumerParts, run};
 use evd_consumer::storage::output_from_url;
 use evd_ops::load;
-use tokio_util::sync::CancellationToken;
+use evd_runtime::Stop as CancellationToken;
 
 /// Reads a consumer config; relative paths are resolved against its directory.
 pub fn load_consumer_config(path: &Path) -> Result<ConsumerConfig> {

@@ -23,9 +23,9 @@ use evd_ops::load;
 use evd_producer::agent::{self, AgentParts};
 use evd_producer::client::{Response, send_lines};
 use evd_producer::clock::{Clock, SystemClock};
+use evd_runtime::Stop as CancellationToken;
 use evd_schemas::{Hour, Key, MasterKeyring};
 use rdkafka::mocking::MockCluster;
-use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {

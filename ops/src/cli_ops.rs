@@ -12,7 +12,7 @@ use evd_ops::auditor_role::{self, AuditorParts};
 use evd_ops::config::OpsConfig;
 use evd_ops::load;
 use evd_producer::clock::Clock;
-use tokio_util::sync::CancellationToken;
+use evd_runtime::Stop as CancellationToken;
 
 #[derive(clap::Args)]
 pub struct OpsArgs {

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use evd_runtime::Stop as CancellationToken;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// Resolves at the first SIGTERM or SIGINT. Installs the handlers when called, so
 /// call it (and keep the future) before the work starts.

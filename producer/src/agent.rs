@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use evd_runtime::Stop as CancellationToken;
+use evd_runtime::kafka::client_config;
 use evd_schemas::{AgentKeyring, Origin, Registry};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{BatchLimits, Batcher};
 use crate::clock::Clock;
@@ -32,6 +33,12 @@ pub enum AgentError {
     /// Durability could not be guaranteed (spool I/O): the process must exit non-zero.
     #[error("fatal: {0}")]
     Fatal(String),
+}
+
+impl From<evd_schemas::kafka_client::SettingError> for AgentError {
+    fn from(e: evd_schemas::kafka_client::SettingError) -> Self {
+        AgentError::Config(e.to_string())
+    }
 }
 
 /// Loads the registry again.
@@ -187,7 +194,7 @@ async fn start(
             agent_id: agent_id.clone(),
             spool_id,
             keys: keys.clone(),
-            producer_config: client_config(crate::kafka_clients::producer(&config.kafka))?,
+            producer_config: client_config(&crate::kafka_clients::producer(&config.kafka))?,
             audit_topic: config.kafka.audit_topic.clone(),
             retransmit_after: Duration::from_millis(config.retransmit_after_ms),
             heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
@@ -200,7 +207,7 @@ async fn start(
     )
     .map_err(|e| AgentError::Config(format!("kafka producer: {e}")))?;
     let sender_task = tokio::spawn(sender.run(sender_rx));
-    let acks_config = client_config(crate::kafka_clients::acks_consumer(
+    let acks_config = client_config(&crate::kafka_clients::acks_consumer(
         &config.kafka,
         &agent_id,
     ))?;
@@ -350,13 +357,3 @@ async fn maybe<T>(
 }
 
 pub use writer::WriterStatus;
-
-/// A client's librdkafka configuration from its layered settings.
-fn client_config(
-    spec: evd_schemas::kafka_client::ClientSpec<'_>,
-) -> Result<rdkafka::ClientConfig, AgentError> {
-    let settings = spec
-        .settings()
-        .map_err(|e| AgentError::Config(e.to_string()))?;
-    Ok(settings.into_iter().collect())
-}

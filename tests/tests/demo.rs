@@ -29,6 +29,8 @@ fn the_demo_runs_and_its_parquet_reads_back_with_the_reported_counts() {
         stdout.contains("every acked event landed exactly once"),
         "{stdout}"
     );
+    // The demo stops every role it started, each draining as at SIGTERM.
+    assert!(stdout.contains("every role stopped"), "{stdout}\n{stderr}");
     let acked: u64 = stdout
         .lines()
         .find_map(|l| {

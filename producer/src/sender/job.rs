@@ -64,7 +64,8 @@ impl SendJob {
     /// Produces until Kafka confirms; recreates the producer after a fatal error.
     async fn deliver(&self, topic: &str, payload: &[u8]) {
         let started = std::time::Instant::now();
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff =
+            evd_runtime::backoff::delays(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             let producer = self.producer.read().expect("producer lock").clone();
             let record = FutureRecord::to(topic)
@@ -95,8 +96,8 @@ impl SendJob {
                     } else {
                         tracing::warn!("produce to {topic} failed, retrying: {err}");
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let wait = backoff.next().unwrap_or(Duration::from_secs(5));
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
