@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use evd_schemas::MasterKeyring;
 use evd_schemas::wire::audit::AuditRecord;
+use rdkafka::Offset;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::Offset;
 
 use crate::audit::CatchUp;
 use crate::auditor::{OpsError, Shared};
