@@ -310,29 +310,9 @@ impl FlushBuilder {
             created_at_ms,
             files,
             batches: acks.iter().map(|(o, set)| agent_batches(o, set)).collect(),
-            delivered: delivered
-                .iter()
-                .map(
-                    |((origin, ty, hour), (events, quarantined, batches))| Delivered {
-                        agent_id: origin.agent_id.clone(),
-                        spool_id: origin.spool_id,
-                        event_type: ty.clone(),
-                        hour: hour.0,
-                        events: *events,
-                        quarantined: *quarantined,
-                        batch_ranges: batches.iter().collect(),
-                    },
-                )
-                .collect(),
+            delivered: delivered_entries(&delivered),
             quarantine,
-            offsets: offsets
-                .iter()
-                .map(|((topic, partition), next)| OffsetEntry {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    next_offset: *next,
-                })
-                .collect(),
+            offsets: offset_entries(&offsets),
             aborted: false,
         };
         Ok(Some(Sealed {
@@ -344,6 +324,34 @@ impl FlushBuilder {
             rows,
         }))
     }
+}
+
+fn delivered_entries(delivered: &DeliveredCounts) -> Vec<Delivered> {
+    delivered
+        .iter()
+        .map(
+            |((origin, ty, hour), (events, quarantined, batches))| Delivered {
+                agent_id: origin.agent_id.clone(),
+                spool_id: origin.spool_id,
+                event_type: ty.clone(),
+                hour: hour.0,
+                events: *events,
+                quarantined: *quarantined,
+                batch_ranges: batches.iter().collect(),
+            },
+        )
+        .collect()
+}
+
+fn offset_entries(offsets: &BTreeMap<Partition, i64>) -> Vec<OffsetEntry> {
+    offsets
+        .iter()
+        .map(|((topic, partition), next)| OffsetEntry {
+            topic: topic.clone(),
+            partition: *partition,
+            next_offset: *next,
+        })
+        .collect()
 }
 
 fn agent_batches(origin: &Origin, set: &SeqRanges) -> AgentBatches {
