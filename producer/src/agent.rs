@@ -134,11 +134,14 @@ pub async fn run(parts: AgentParts, stop: CancellationToken) -> Result<(), Agent
     running.drain(outcome, &config.socket.path).await
 }
 
+/// The writer's thread: it ends with the spool's last error, if any.
+type WriterThread = JoinHandle<Result<(), SpoolError>>;
+
 /// The agent's tasks and threads between `start` and `drain`.
 struct Running {
     registry: Arc<RwLock<Arc<Registry>>>,
     to_writer: std::sync::mpsc::Sender<WriterMsg>,
-    writer_thread: JoinHandle<Result<(), SpoolError>>,
+    writer_thread: WriterThread,
     sender_task: JoinHandle<()>,
     acks_task: JoinHandle<Result<(), rdkafka::error::KafkaError>>,
     socket_task: JoinHandle<()>,
@@ -149,6 +152,9 @@ struct Running {
 /// Recovers the spool, then starts the writer thread, the sender, the acks consumer,
 /// the socket server and the tailer, in that order (nothing is served before the
 /// spool's recovered batches are queued for sending).
+///
+/// Long on purpose: it is the agent's wiring, one block per part in start order, and
+/// the order is the contract; the parts with logic of their own are functions.
 async fn start(
     config: &AgentConfig,
     registry: Registry,
@@ -162,7 +168,7 @@ async fn start(
     let registry = Arc::new(RwLock::new(Arc::new(registry)));
     let (to_sender, sender_rx) = tokio::sync::mpsc::unbounded_channel();
     let (to_writer, writer_rx) = std::sync::mpsc::channel::<WriterMsg>();
-    let mut writer = Writer {
+    let writer = Writer {
         spool,
         batcher: Batcher::new(BatchLimits {
             max_events: config.batch.max_events,
@@ -178,16 +184,7 @@ async fn start(
         ids: IdWindow::new(config.spool.dedup_window_ms as i64 * 1000),
         deferred: writer::Deferred::default(),
     };
-    let tail_positions: Vec<_> = recovered
-        .ids
-        .iter()
-        .filter(|r| evd_schemas::tail::is_tail_id(&r.event_id))
-        .cloned()
-        .collect();
-    writer
-        .resume(recovered.pending, recovered.ids)
-        .map_err(|e| AgentError::Fatal(e.to_string()))?;
-    let writer_thread = tokio::task::spawn_blocking(move || writer.run(writer_rx));
+    let (writer_thread, tail_positions) = start_writer(writer, recovered, writer_rx)?;
 
     let sender = Sender::new(
         SenderSettings {
@@ -220,9 +217,6 @@ async fn start(
         metrics.clone(),
     ));
 
-    let listener = socket::bind(&config.socket.path, config.socket.mode)
-        .await
-        .map_err(|e| AgentError::Config(format!("socket {}: {e}", config.socket.path.display())))?;
     let ctx = Arc::new(SocketContext {
         registry: registry.clone(),
         to_writer: to_writer.clone(),
@@ -231,15 +225,12 @@ async fn start(
         allowed_gids: config.socket.allowed_gids.clone(),
         metrics: metrics.clone(),
     });
-    let socket_task = tokio::spawn(socket::serve(listener, ctx));
+    let socket_task = start_socket(config, ctx).await?;
     Metrics::set(&metrics.ready, 1);
-
     let tail_stop = Arc::new(AtomicBool::new(false));
     let tail_task = if config.sources.is_empty() {
         None
     } else {
-        tail::shell::check_sources(&config.sources, &registry.read().expect("registry lock"))
-            .map_err(AgentError::Config)?;
         let shell = tail::shell::TailShell {
             sources: config.sources.clone(),
             settings: config.tailer.clone(),
@@ -250,9 +241,7 @@ async fn start(
             metrics: metrics.clone(),
             stop: tail_stop.clone(),
         };
-        Some(tokio::task::spawn_blocking(move || {
-            shell.run(&tail_positions)
-        }))
+        Some(start_tail(shell, tail_positions)?)
     };
     Ok(Running {
         registry,
@@ -264,6 +253,53 @@ async fn start(
         tail_task,
         tail_stop,
     })
+}
+
+/// Binds the socket (a path in use is a configuration error) and serves it.
+async fn start_socket(
+    config: &AgentConfig,
+    ctx: Arc<SocketContext>,
+) -> Result<JoinHandle<()>, AgentError> {
+    let listener = socket::bind(&config.socket.path, config.socket.mode)
+        .await
+        .map_err(|e| AgentError::Config(format!("socket {}: {e}", config.socket.path.display())))?;
+    Ok(tokio::spawn(socket::serve(listener, ctx)))
+}
+
+/// Checks the tailed sources against the registry and starts the tailer's thread,
+/// resuming from the read positions the spool holds.
+fn start_tail(
+    shell: tail::shell::TailShell,
+    positions: Vec<crate::spool::RecoveredId>,
+) -> Result<JoinHandle<Result<(), String>>, AgentError> {
+    tail::shell::check_sources(
+        &shell.sources,
+        &shell.registry.read().expect("registry lock"),
+    )
+    .map_err(AgentError::Config)?;
+    Ok(tokio::task::spawn_blocking(move || shell.run(&positions)))
+}
+
+/// Hands the writer what recovery found and starts its thread. Returns the thread and
+/// the tailed read positions the spool holds (where the tailer resumes).
+fn start_writer(
+    mut writer: Writer<DirStore>,
+    recovered: crate::spool::Recovered,
+    rx: std::sync::mpsc::Receiver<WriterMsg>,
+) -> Result<(WriterThread, Vec<crate::spool::RecoveredId>), AgentError> {
+    let tail_positions: Vec<_> = recovered
+        .ids
+        .iter()
+        .filter(|r| evd_schemas::tail::is_tail_id(&r.event_id))
+        .cloned()
+        .collect();
+    writer
+        .resume(recovered.pending, recovered.ids)
+        .map_err(|e| AgentError::Fatal(e.to_string()))?;
+    Ok((
+        tokio::task::spawn_blocking(move || writer.run(rx)),
+        tail_positions,
+    ))
 }
 
 /// Opens the spool and reports what its recovery found.
