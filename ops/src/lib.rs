@@ -7,6 +7,7 @@ pub mod audit_topic;
 pub mod auditor;
 pub mod auditor_metrics;
 pub mod auditor_role;
+mod auditor_scan;
 pub mod config;
 pub mod dashboard;
 pub mod http;
