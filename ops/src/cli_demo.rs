@@ -24,8 +24,10 @@ use evd_producer::agent::{self, AgentParts};
 use evd_producer::client::{Response, send_lines};
 use evd_producer::clock::{Clock, SystemClock};
 use evd_runtime::Stop as CancellationToken;
-use evd_schemas::{Hour, Key, MasterKeyring};
+use evd_schemas::{Hour, Key, MasterKeyring, Registry};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use tokio::task::JoinHandle;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -97,19 +99,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let offset = Hour::from_unix_ms(now).end_ms() - 20_000 - now;
     let clock: Arc<dyn Clock> = Arc::new(ShiftedClock(offset));
 
-    let cluster = MockCluster::new(1).context("starting the in-process Kafka")?;
-    let bootstrap = cluster.bootstrap_servers();
     let registry = load::registry_dir(&dir.join("registry"))?;
-    for ty in registry.types() {
-        cluster.create_topic(&ty.topic(), 3, 1)?;
-    }
-    cluster.create_topic("evd.acks", 3, 1)?;
-    cluster.create_topic("evd.audit", 3, 1)?;
-    for name in ["agent.toml", "consumer.toml", "ops.toml"] {
-        let path = dir.join(name);
-        let text = std::fs::read_to_string(&path)?.replace("BOOTSTRAP", &bootstrap);
-        std::fs::write(&path, text)?;
-    }
+    let cluster = start_cluster(&dir, &registry)?;
 
     let agent_config = crate::cli_agent::load_agent_config(&dir.join("agent.toml"))?;
     let consumer_config = crate::cli_consumer::load_consumer_config(&dir.join("consumer.toml"))?;
@@ -151,9 +142,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             output,
             shared: shared.clone(),
         };
-        let agent_task = tokio::spawn(agent::run(agent, stop.clone()));
-        let consumer_task = tokio::spawn(run_consumer(consumer, stop.clone()));
-        let auditor_task = tokio::spawn(auditor_role::run(auditor, stop.clone()));
+        let (s1, s2, s3) = (stop.clone(), stop.clone(), stop.clone());
+        let agent_task = tokio::spawn(async move { Ok(agent::run(agent, s1).await?) });
+        let consumer_task = tokio::spawn(async move { Ok(run_consumer(consumer, s2).await?) });
+        let auditor_task = tokio::spawn(async move { Ok(auditor_role::run(auditor, s3).await?) });
         wait_for_socket(&socket).await?;
 
         println!("evd demo: data under {}", dir.display());
@@ -185,32 +177,59 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         progress(&load_stats, &shared, started);
         println!();
         let code = summary(&dir, &load_stats, &shared);
-        // Every role drains and stops like its own process at SIGTERM.
-        stop.cancel();
-        let stopping = async {
-            let agent = agent_task.await.map(|r| r.map_err(anyhow::Error::from));
-            let consumer = consumer_task.await.map(|r| r.map_err(anyhow::Error::from));
-            let auditor = auditor_task.await.map(|r| r.map_err(anyhow::Error::from));
-            [("agent", agent), ("consumer", consumer), ("auditor", auditor)]
-        };
-        match tokio::time::timeout(Duration::from_secs(30), stopping).await {
-            Ok(stopped) => {
-                for (role, result) in stopped {
-                    match result {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => eprintln!("evd demo: the {role} stopped with an error: {e:#}"),
-                        Err(e) => eprintln!("evd demo: the {role} panicked: {e}"),
-                    }
-                }
-                println!("evd demo: every role stopped");
-            }
-            Err(_) => eprintln!("evd demo: a role did not stop within 30 s"),
-        }
+        let roles = [("agent", agent_task), ("consumer", consumer_task), ("auditor", auditor_task)];
+        stop_roles(&stop, roles).await;
         Ok(code)
     })?;
     runtime.shutdown_timeout(Duration::from_secs(2));
     drop(cluster);
     Ok(code)
+}
+
+/// The in-process Kafka with every topic the demo's roles use; the config files get
+/// its address.
+fn start_cluster(
+    dir: &Path,
+    registry: &Registry,
+) -> Result<MockCluster<'static, DefaultProducerContext>> {
+    let cluster = MockCluster::new(1).context("starting the in-process Kafka")?;
+    let bootstrap = cluster.bootstrap_servers();
+    for ty in registry.types() {
+        cluster.create_topic(&ty.topic(), 3, 1)?;
+    }
+    cluster.create_topic("evd.acks", 3, 1)?;
+    cluster.create_topic("evd.audit", 3, 1)?;
+    for name in ["agent.toml", "consumer.toml", "ops.toml"] {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path)?.replace("BOOTSTRAP", &bootstrap);
+        std::fs::write(&path, text)?;
+    }
+    Ok(cluster)
+}
+
+/// Every role drains and stops as its own process would at SIGTERM: cancels `stop`,
+/// waits up to 30 s for all of them and says how each stopped.
+async fn stop_roles(stop: &CancellationToken, roles: [(&str, JoinHandle<Result<()>>); 3]) {
+    stop.cancel();
+    let stopping = async {
+        let mut stopped = Vec::new();
+        for (role, task) in roles {
+            stopped.push((role, task.await));
+        }
+        stopped
+    };
+    let Ok(stopped) = tokio::time::timeout(Duration::from_secs(30), stopping).await else {
+        eprintln!("evd demo: a role did not stop within 30 s");
+        return;
+    };
+    for (role, result) in stopped {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("evd demo: the {role} stopped with an error: {e:#}"),
+            Err(e) => eprintln!("evd demo: the {role} panicked: {e}"),
+        }
+    }
+    println!("evd demo: every role stopped");
 }
 
 fn prepare_dir(dir: &Path) -> Result<PathBuf> {
