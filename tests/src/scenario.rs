@@ -343,9 +343,10 @@ pub async fn run(s: Scenario) -> Report {
             let drained = is_drained(&b.agent);
             assert!(
                 drained || load_ended.elapsed() < s.drain_limit,
-                "{}: spool did not drain (EVD_SEED={seed}): {}",
+                "{}: spool did not drain (EVD_SEED={seed}): {}{}",
                 s.name,
-                drain_status(&b.agent, &b.consumer.process)
+                drain_status(&b.agent, &b.consumer.process),
+                bridge_status(&b)
             );
             drained
         };
@@ -553,6 +554,19 @@ fn wait_working(bed: &Mutex<Bed>, metric: &str, pick: fn(&Bed) -> Option<&EvdPro
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// The bridge's part of a drain failure (two-site scenarios): what it forwarded and
+/// its log, so a stalled pipeline shows which hop stalled.
+fn bridge_status(b: &Bed) -> String {
+    match &b.bridge {
+        None => String::new(),
+        Some(bridge) => format!(
+            "\nbridge forwarded {:?}:\n{}",
+            bridge.metric("records_forwarded"),
+            bridge.log_tail()
+        ),
+    }
 }
 
 /// Applies one fault; false if it was skipped.
