@@ -86,6 +86,9 @@ pub struct Sealed {
     pub rejected: Option<(String, Bytes)>,
     /// Batches to ack once the manifest exists.
     pub acks: BTreeMap<Origin, SeqRanges>,
+    /// The next offset to read per partition: committed once the manifest exists
+    /// (the manifest lists them too, as a hint).
+    pub offsets: BTreeMap<Partition, i64>,
     /// Where the flush's partitions began: rewind there if it is not committed.
     pub first_offsets: BTreeMap<Partition, i64>,
     /// Rows in the staged files.
@@ -320,6 +323,7 @@ impl FlushBuilder {
             staged,
             rejected,
             acks,
+            offsets,
             first_offsets,
             rows,
         }))

@@ -56,6 +56,7 @@ fn a_batch_offered_twice_in_one_flush_is_written_once() {
     assert_eq!(sealed.manifest.batches[0].ranges, vec![(1, 1)]);
     assert_eq!(sealed.manifest.delivered[0].events, 2);
     assert_eq!(sealed.manifest.offsets[0].next_offset, 12);
+    assert_eq!(sealed.offsets, BTreeMap::from([(at(0), 12)]));
     assert_eq!(sealed.first_offsets[&at(0)], 10);
     assert!(b.is_empty());
 }

@@ -250,9 +250,7 @@ impl ConsumerLoop {
         let started = Instant::now();
         let sealed = self
             .flush
-            .seal(evd_schemas::clock::unix_now_ms(), |b| {
-                parquet_out::encode(b)
-            })
+            .seal(evd_schemas::clock::unix_now_ms(), parquet_out::encode)
             .map_err(|e| ConsumerError::Fatal(format!("parquet: {e}")))?;
         let Some(mut sealed) = sealed else {
             return Ok(());
@@ -269,13 +267,7 @@ impl ConsumerLoop {
         self.ledger.apply(&sealed.manifest);
         // A failed offset commit (e.g. a rebalance) only means the batches are read
         // again and dropped by the ledger.
-        let offsets = sealed
-            .manifest
-            .offsets
-            .iter()
-            .map(|o| ((o.topic.clone(), o.partition), o.next_offset))
-            .collect();
-        if let Err(e) = commit_offsets(&self.consumer, &offsets).await {
+        if let Err(e) = commit_offsets(&self.consumer, &sealed.offsets).await {
             tracing::warn!("offset commit failed (batches will be re-read and deduplicated): {e}");
         }
         crash_point("offsets");

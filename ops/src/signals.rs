@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 /// Resolves at the first SIGTERM or SIGINT. Installs the handlers when called, so
 /// call it (and keep the future) before the work starts.
-pub fn terminated() -> std::io::Result<impl Future<Output = ()>> {
+fn terminated() -> std::io::Result<impl Future<Output = ()>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     Ok(async move {
