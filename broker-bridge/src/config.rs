@@ -1,6 +1,7 @@
 //! The bridge's configuration file (TOML). Field docs here are the user documentation;
 //! `evd validate bridge.toml` checks a file without starting anything.
 
+use evd_schemas::Invalid;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -180,9 +181,9 @@ const FIXED_CONSUMER_KEYS: [&str; 4] = [
 ];
 
 impl evd_schemas::ValidatedConfig for BridgeConfig {
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Result<(), Invalid> {
         if self.group_id.is_empty() {
-            return Err(("group_id", "must not be empty".into()));
+            return Err(Invalid::at("group_id", "must not be empty".into()));
         }
         let clusters = [
             (
@@ -200,32 +201,38 @@ impl evd_schemas::ValidatedConfig for BridgeConfig {
         ];
         for (servers, producer, consumer, cluster) in clusters {
             if cluster.bootstrap_servers.is_empty() {
-                return Err((servers, "must not be empty".into()));
+                return Err(Invalid::at(servers, "must not be empty".into()));
             }
             let fixed = |keys: &BTreeMap<String, String>, fixed: &[&str]| {
                 keys.keys().find(|k| fixed.contains(&k.as_str())).cloned()
             };
             if let Some(k) = fixed(&cluster.producer, &FIXED_PRODUCER_KEYS) {
-                return Err((producer, format!("`{k}` is fixed by evd")));
+                return Err(Invalid::at(producer, format!("`{k}` is fixed by evd")));
             }
             if let Some(k) = fixed(&cluster.consumer, &FIXED_CONSUMER_KEYS) {
-                return Err((consumer, format!("`{k}` is fixed by evd")));
+                return Err(Invalid::at(consumer, format!("`{k}` is fixed by evd")));
             }
         }
         if self.forward.topics.is_empty() && !self.forward.topic_pattern.starts_with('^') {
-            return Err((
+            return Err(Invalid::at(
                 "forward.topic_pattern",
                 "must start with `^` (librdkafka treats only such names as patterns)".into(),
             ));
         }
         if self.reverse.enabled && self.reverse.topics.is_empty() {
-            return Err(("reverse.topics", "must name the acks topic".into()));
+            return Err(Invalid::at(
+                "reverse.topics",
+                "must name the acks topic".into(),
+            ));
         }
         if !(1..=5).contains(&self.tuning.max_in_flight) {
-            return Err(("tuning.max_in_flight", "must be 1..=5".into()));
+            return Err(Invalid::at("tuning.max_in_flight", "must be 1..=5".into()));
         }
         if self.tuning.commit_interval_ms == 0 {
-            return Err(("tuning.commit_interval_ms", "must be > 0".into()));
+            return Err(Invalid::at(
+                "tuning.commit_interval_ms",
+                "must be > 0".into(),
+            ));
         }
         Ok(())
     }

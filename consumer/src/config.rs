@@ -1,5 +1,6 @@
 //! The consumer's configuration file (TOML). Field docs are the user documentation.
 
+use evd_schemas::Invalid;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -89,16 +90,20 @@ mod defaults {
 }
 
 impl evd_schemas::ValidatedConfig for ConsumerConfig {
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Result<(), Invalid> {
         if let Some(id) = &self.consumer_id {
-            evd_schemas::origin::check_id(id).map_err(|e| ("consumer_id", e.to_string()))?;
+            evd_schemas::origin::check_id(id)
+                .map_err(|e| Invalid::at("consumer_id", e.to_string()))?;
         }
         crate::storage::check_output_url(&self.output_url)?;
         if self.flush_interval_ms == 0 || self.flush_max_rows == 0 {
-            return Err(("flush_interval_ms", "flush limits must be positive".into()));
+            return Err(Invalid::at(
+                "flush_interval_ms",
+                "flush limits must be positive".into(),
+            ));
         }
         if self.kafka.consumer.contains_key("enable.auto.commit") {
-            return Err((
+            return Err(Invalid::at(
                 "kafka.consumer",
                 "`enable.auto.commit` is fixed to false by evd".into(),
             ));

@@ -1,5 +1,6 @@
 //! Choosing the object store from the output URL.
 
+use evd_schemas::Invalid;
 use std::sync::Arc;
 
 use object_store::local::LocalFileSystem;
@@ -15,23 +16,23 @@ pub const OUTPUT_SCHEMES: &str =
 
 /// The `output_url` check every config that names an output shares: a URL, of a
 /// scheme this build includes, and durable.
-pub fn check_output_url(url: &str) -> Result<(), (&'static str, String)> {
+pub fn check_output_url(url: &str) -> Result<(), Invalid> {
     let parsed = url::Url::parse(url).map_err(|_| {
-        (
+        Invalid::at(
             "output_url",
             format!("{url:?} is not a URL ({OUTPUT_SCHEMES})"),
         )
     })?;
     match parsed.scheme() {
         "file" | "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => Ok(()),
-        "memory" => Err((
+        "memory" => Err(Invalid::at(
             "output_url",
             format!(
                 "{url:?} is not durable: committed data would vanish with the process \
                  (after its spool was freed); use one of {OUTPUT_SCHEMES}"
             ),
         )),
-        other => Err((
+        other => Err(Invalid::at(
             "output_url",
             format!(
                 "scheme {other:?} is not an output this build writes to; use one of {OUTPUT_SCHEMES}"
@@ -120,7 +121,7 @@ mod tests {
 
     #[test]
     fn non_durable_and_unknown_outputs_are_refused() {
-        let (key, why) = check_output_url("memory:///").unwrap_err();
+        let Invalid { key, why } = check_output_url("memory:///").unwrap_err();
         assert_eq!(key, "output_url");
         assert!(why.contains("not durable"), "{why}");
         for url in ["http://host/x", "ftp://host/x", "not a url"] {

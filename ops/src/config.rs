@@ -1,5 +1,6 @@
 //! The auditor's configuration file (TOML). Field docs are the user documentation.
 
+use evd_schemas::Invalid;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -129,13 +130,16 @@ mod defaults {
 }
 
 impl evd_schemas::ValidatedConfig for OpsConfig {
-    fn validate(&self) -> Result<(), (&'static str, String)> {
+    fn validate(&self) -> Result<(), Invalid> {
         evd_consumer::storage::check_output_url(&self.output_url)?;
         if self.scan_interval_ms == 0 {
-            return Err(("scan_interval_ms", "must be positive".into()));
+            return Err(Invalid::at("scan_interval_ms", "must be positive".into()));
         }
         if self.window_hours == 0 || self.window_hours > 24 * 14 {
-            return Err(("window_hours", "must be between 1 and 336".into()));
+            return Err(Invalid::at(
+                "window_hours",
+                "must be between 1 and 336".into(),
+            ));
         }
         for (key, v) in [
             ("deadline_high_ms", self.deadline_high_ms),
@@ -143,7 +147,7 @@ impl evd_schemas::ValidatedConfig for OpsConfig {
             ("deadline_low_ms", self.deadline_low_ms),
         ] {
             if v < self.late_after_ms {
-                return Err((
+                return Err(Invalid::at(
                     key,
                     format!("{v} is before late_after_ms ({})", self.late_after_ms),
                 ));

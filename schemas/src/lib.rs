@@ -24,4 +24,4 @@ pub use keys::{AgentKeyring, Key, KeySource, MasterKeyring};
 pub use origin::{Origin, SpoolId};
 pub use ranges::SeqRanges;
 pub use registry::{EventType, FieldSpec, FieldType, Registry, Tier};
-pub use toml_source::{SourceError, TomlSource, ValidatedConfig};
+pub use toml_source::{Invalid, SourceError, TomlSource, ValidatedConfig};

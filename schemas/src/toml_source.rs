@@ -42,8 +42,23 @@ pub struct TomlSource<'a> {
 /// A config file's type: deserialized with `deny_unknown_fields`, then checked as a
 /// whole by `validate`.
 pub trait ValidatedConfig: DeserializeOwned {
-    /// Semantic checks beyond types: `(key, why)` of the first problem.
-    fn validate(&self) -> Result<(), (&'static str, String)>;
+    /// Semantic checks beyond types: the first problem found.
+    fn validate(&self) -> Result<(), Invalid>;
+}
+
+/// A value that has the right type but does not fit: which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key `{key}`: {why}")]
+pub struct Invalid {
+    /// Dotted key path, as in [`SourceError::key`].
+    pub key: &'static str,
+    pub why: String,
+}
+
+impl Invalid {
+    pub fn at(key: &'static str, why: String) -> Invalid {
+        Invalid { key, why }
+    }
 }
 
 impl<'a> TomlSource<'a> {
@@ -58,7 +73,7 @@ impl<'a> TomlSource<'a> {
         let config: T = source.deserialize()?;
         config
             .validate()
-            .map_err(|(key, why)| source.error_at_key(key, &why))?;
+            .map_err(|invalid| source.error_at_key(invalid.key, &invalid.why))?;
         Ok(config)
     }
 
