@@ -45,23 +45,10 @@ pub use evd_runtime::Stop as CancellationToken;
 pub use metrics::Metrics;
 use route::{Route, RouteSpec};
 
-/// Why the bridge stopped, by what the operator does next.
-#[derive(Debug, thiserror::Error)]
-pub enum BridgeError {
-    /// The configuration does not fit: fix what the message names.
-    #[error("configuration: {0}")]
-    Config(String),
-    /// A record could not be delivered for good (or a thread died): restart; nothing
-    /// undelivered was committed.
-    #[error("fatal: {0}")]
-    Fatal(String),
-}
-
-impl From<evd_schemas::kafka_client::SettingError> for BridgeError {
-    fn from(e: evd_schemas::kafka_client::SettingError) -> Self {
-        BridgeError::Config(e.to_string())
-    }
-}
+/// Why the bridge stopped: the role error every role shares (`Fatal`: a record
+/// could not be delivered for good, or a thread died; nothing undelivered was
+/// committed).
+pub type BridgeError = evd_runtime::RoleError;
 
 /// The routes a config asks for.
 pub fn routes(config: &BridgeConfig) -> Vec<RouteSpec> {
@@ -130,9 +117,10 @@ pub fn run(parts: BridgeParts, stop: CancellationToken) -> Result<(), BridgeErro
     tracing::info!("ready: every route runs");
     let mut first_error = None;
     for h in handles {
-        let result = h
-            .join()
-            .unwrap_or_else(|_| Err(BridgeError::Fatal("a route thread panicked".into())));
+        let result = h.join().unwrap_or_else(|_| {
+            let what = "a route thread panicked".to_string();
+            Err(BridgeError::fatal_msg(what))
+        });
         if let Err(e) = result {
             first_error.get_or_insert(e);
         }

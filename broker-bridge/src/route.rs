@@ -67,7 +67,7 @@ struct ProducerCtx {
     metrics: Arc<Metrics>,
     /// A delivery that failed for good: the route stops (its offset is never
     /// committed, so a restart carries the record again).
-    fatal: Arc<Mutex<Option<String>>>,
+    fatal: Arc<Mutex<Option<BridgeError>>>,
 }
 
 /// Which source record a produced record copies.
@@ -117,10 +117,11 @@ impl ProducerContext for ProducerCtx {
                     &[("route", self.route), ("class", &class)],
                     1,
                 );
-                *self.fatal.lock().expect("fatal lock") = Some(format!(
-                    "delivery of {}/{} offset {} failed for good: {e}",
-                    origin.tp.0, origin.tp.1, origin.offset
-                ));
+                let what = format!(
+                    "{}: delivery of {}/{} offset {} failed for good",
+                    self.route, origin.tp.0, origin.tp.1, origin.offset
+                );
+                *self.fatal.lock().expect("fatal lock") = Some(BridgeError::fatal(what, e.clone()));
             }
         }
     }
@@ -208,7 +209,7 @@ pub struct Route {
     producer: Arc<Dest>,
     tracker: Arc<Mutex<Tracker>>,
     metrics: Arc<Metrics>,
-    fatal: Arc<Mutex<Option<String>>>,
+    fatal: Arc<Mutex<Option<BridgeError>>>,
     shared: Arc<Mutex<Shared>>,
     watcher: Option<Watcher>,
 }
@@ -225,7 +226,7 @@ impl Route {
                 metrics: metrics.clone(),
                 fatal: fatal.clone(),
             })
-            .map_err(|e| BridgeError::Config(format!("{} producer: {e}", spec.name)))?;
+            .map_err(|e| BridgeError::config(format!("{} producer", spec.name), e))?;
         let producer = Arc::new(producer);
 
         let ccfg = client_config(&crate::kafka_clients::consumer(&spec))?;
@@ -238,16 +239,16 @@ impl Route {
         let _ = ctx.producer.set(producer.clone());
         let consumer: BaseConsumer<ConsumerCtx> = ccfg
             .create_with_context(ctx)
-            .map_err(|e| BridgeError::Config(format!("{} consumer: {e}", spec.name)))?;
+            .map_err(|e| BridgeError::config(format!("{} consumer", spec.name), e))?;
         let topics: Vec<&str> = spec.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
-            .map_err(|e| BridgeError::Config(format!("{} subscribe: {e}", spec.name)))?;
+            .map_err(|e| BridgeError::config(format!("{} subscribe", spec.name), e))?;
         zero_known_series(&metrics, &spec);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let client: BaseConsumer = ccfg
             .create()
-            .map_err(|e| BridgeError::Config(format!("{} lag client: {e}", spec.name)))?;
+            .map_err(|e| BridgeError::config(format!("{} lag client", spec.name), e))?;
         let watcher = Watcher {
             route: spec.name,
             client,
@@ -285,8 +286,8 @@ impl Route {
         let interval = Duration::from_millis(self.spec.tuning.commit_interval_ms);
         let mut last_commit = Instant::now();
         while !stop.is_cancelled() {
-            if let Some(why) = self.fatal.lock().expect("fatal lock").take() {
-                return Err(BridgeError::Fatal(format!("{}: {why}", self.spec.name)));
+            if let Some(e) = self.fatal.lock().expect("fatal lock").take() {
+                return Err(e);
             }
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(msg)) => {
@@ -318,7 +319,7 @@ impl Route {
         // Clean stop: everything read is delivered, then committed.
         self.producer
             .flush(Duration::from_secs(30))
-            .map_err(|e| BridgeError::Fatal(format!("{}: final flush: {e}", self.spec.name)))?;
+            .map_err(|e| BridgeError::fatal(format!("{}: final flush", self.spec.name), e))?;
         commit(
             &self.consumer,
             &self.tracker,
@@ -413,10 +414,8 @@ impl Route {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
-                    return Err(BridgeError::Fatal(format!(
-                        "{}: producing to {dest_topic}: {e}",
-                        self.spec.name
-                    )));
+                    let what = format!("{}: producing to {dest_topic}", self.spec.name);
+                    return Err(BridgeError::fatal(what, e));
                 }
             }
         }

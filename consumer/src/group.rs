@@ -92,10 +92,20 @@ pub(crate) async fn commit_offsets(
 
 /// Rewinds the partitions still assigned to where an abandoned flush began, so
 /// nothing it held is skipped. Partitions no longer assigned are their new owner's.
+/// A seek back to a flush's first offsets that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("rewinding {topic}/{partition} to {first}")]
+pub(crate) struct RewindError {
+    topic: String,
+    partition: i32,
+    first: i64,
+    source: rdkafka::error::KafkaError,
+}
+
 pub(crate) fn rewind(
     consumer: &GroupConsumer,
     first_offsets: &BTreeMap<Partition, i64>,
-) -> Result<(), String> {
+) -> Result<(), RewindError> {
     let assigned = consumer.assignment().unwrap_or_default();
     for ((topic, partition), first) in first_offsets {
         if assigned.find_partition(topic, *partition).is_none() {
@@ -108,7 +118,12 @@ pub(crate) fn rewind(
                 Offset::Offset(*first),
                 Duration::from_secs(10),
             )
-            .map_err(|e| format!("rewinding {topic}/{partition} to {first}: {e}"))?;
+            .map_err(|source| RewindError {
+                topic: topic.clone(),
+                partition: *partition,
+                first: *first,
+                source,
+            })?;
     }
     Ok(())
 }

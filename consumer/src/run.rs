@@ -26,26 +26,12 @@ use crate::parquet_out;
 use crate::quarantine::{ReadFrom, quarantine_batch};
 use crate::test_faults::crash_point;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConsumerError {
-    /// Fix the configuration the message names.
-    #[error("configuration: {0}")]
-    Config(String),
-    /// Kafka or object storage failed in a way the loop cannot ride out; restart
-    /// (nothing uncommitted was acked, so nothing is lost).
-    #[error("fatal: {0}")]
-    Fatal(String),
-}
-
-impl From<evd_schemas::kafka_client::SettingError> for ConsumerError {
-    fn from(e: evd_schemas::kafka_client::SettingError) -> Self {
-        ConsumerError::Config(e.to_string())
-    }
-}
+/// Why the consumer stopped: the role error every role shares.
+pub type ConsumerError = evd_runtime::RoleError;
 
 impl From<CommitError> for ConsumerError {
     fn from(e: CommitError) -> Self {
-        ConsumerError::Fatal(e.to_string())
+        ConsumerError::fatal("commit", e)
     }
 }
 
@@ -125,16 +111,16 @@ impl ConsumerLoop {
         let cfg = client_config(&crate::kafka_clients::batch_consumer(&config.kafka))?;
         let consumer: Arc<GroupConsumer> = Arc::new(
             cfg.create_with_context(RebalanceFlag(rebalanced.clone(), metrics.clone()))
-                .map_err(|e| ConsumerError::Config(format!("kafka consumer: {e}")))?,
+                .map_err(|e| ConsumerError::config("kafka consumer", e))?,
         );
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topic_refs)
-            .map_err(|e| ConsumerError::Config(e.to_string()))?;
+            .map_err(|e| ConsumerError::config("subscribe", e))?;
         let pcfg = client_config(&crate::kafka_clients::acks_producer(&config.kafka))?;
         let acks_producer: FutureProducer = pcfg
             .create()
-            .map_err(|e| ConsumerError::Config(format!("acks producer: {e}")))?;
+            .map_err(|e| ConsumerError::config("acks producer", e))?;
         let acks = Acker::new(
             acks_producer,
             keys.clone(),
@@ -251,7 +237,7 @@ impl ConsumerLoop {
         let sealed = self
             .flush
             .seal(evd_schemas::clock::unix_now_ms(), parquet_out::encode)
-            .map_err(|e| ConsumerError::Fatal(format!("parquet: {e}")))?;
+            .map_err(|e| ConsumerError::fatal("parquet", e))?;
         let Some(mut sealed) = sealed else {
             return Ok(());
         };
@@ -325,8 +311,8 @@ impl ConsumerLoop {
     }
 }
 
-fn abandon_error(why: String) -> ConsumerError {
-    ConsumerError::Fatal(format!("after an abandoned flush: {why}"))
+fn abandon_error(e: crate::group::RewindError) -> ConsumerError {
+    ConsumerError::fatal("after an abandoned flush", e)
 }
 
 /// The topics of the configured event types (every registered type by default).
@@ -340,7 +326,8 @@ fn topics(config: &ConsumerConfig, registry: &Registry) -> Result<Vec<String>, C
         .iter()
         .map(|name| {
             registry.get(name).map(|ty| ty.topic()).ok_or_else(|| {
-                ConsumerError::Config(format!("kafka.event_types: unknown type {name:?}"))
+                let what = format!("kafka.event_types: unknown type {name:?}");
+                ConsumerError::config_msg(what)
             })
         })
         .collect()

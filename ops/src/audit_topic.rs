@@ -24,10 +24,10 @@ pub async fn read_audit_topic(
     keys: MasterKeyring,
 ) -> Result<(), OpsError> {
     let cfg = evd_runtime::kafka::client_config(&config.kafka.audit_consumer(&config.auditor_id))
-        .map_err(|e| OpsError::Config(e.to_string()))?;
+        .map_err(|e| OpsError::config("kafka settings", e))?;
     let consumer: StreamConsumer = cfg
         .create()
-        .map_err(|e| OpsError::Config(format!("kafka consumer: {e}")))?;
+        .map_err(|e| OpsError::config("kafka consumer", e))?;
     let topic = config.kafka.audit_topic.as_str();
     evd_runtime::kafka::assign_all_partitions(&consumer, topic, Offset::Beginning).await;
     let mut assigned = assigned_partitions(&consumer);

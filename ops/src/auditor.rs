@@ -5,6 +5,7 @@
 //! the output (data files, manifests, closed markers); the auditor persists nothing
 //! else. Each data file is read once (files are immutable), manifests likewise.
 
+use evd_runtime::{BoxError, error_chain};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,29 +22,64 @@ use crate::auditor_scan::take_marker;
 pub use crate::auditor_scan::{Seen, folder_hour, scan};
 use crate::config::OpsConfig;
 
+/// What went wrong in the auditor, by what happens next. `what` says what failed;
+/// `source`, when there is one, is the error underneath.
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     /// Fix the configuration the message names.
-    #[error("configuration: {0}")]
-    Config(String),
+    #[error("configuration: {what}")]
+    Config {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The output could not be read or written; the loop retries on its next scan.
-    #[error("output: {0}")]
-    Output(String),
+    #[error("output: {what}")]
+    Output {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// One object is unreadable (not Parquet, a column missing, bad JSON): it is set
     /// aside and counted; everything else goes on.
-    #[error("unreadable object: {0}")]
-    Unreadable(String),
+    #[error("unreadable object: {what}")]
+    Unreadable {
+        what: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl OpsError {
+    pub(crate) fn config(what: impl Into<String>, source: impl Into<BoxError>) -> OpsError {
+        let (what, source) = (what.into(), Some(source.into()));
+        OpsError::Config { what, source }
+    }
+
+    /// `rel` (an object's name under the output) cannot be read for `source`.
+    pub(crate) fn unreadable(rel: &str, source: impl Into<BoxError>) -> OpsError {
+        let (what, source) = (rel.to_string(), Some(source.into()));
+        OpsError::Unreadable { what, source }
+    }
 }
 
 impl From<CommitError> for OpsError {
     fn from(e: CommitError) -> Self {
-        OpsError::Output(e.to_string())
+        let what = "the commit protocol's objects".to_string();
+        OpsError::Output {
+            what,
+            source: Some(e.into()),
+        }
     }
 }
 
 impl From<object_store::Error> for OpsError {
     fn from(e: object_store::Error) -> Self {
-        OpsError::Output(e.to_string())
+        let what = "object store".to_string();
+        OpsError::Output {
+            what,
+            source: Some(e.into()),
+        }
     }
 }
 
@@ -144,12 +180,12 @@ pub async fn scan_and_close(
         seen.prune(floor);
         if let Err(e) = scan(output, &shared, &mut seen).await {
             shared.scan_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("scan: {e} (retrying)");
+            tracing::warn!("scan: {} (retrying)", error_chain(&e));
             continue;
         }
         if let Err(e) = close_due(config, output, &shared, &mut seen).await {
             shared.scan_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("closing: {e} (retrying)");
+            tracing::warn!("closing: {} (retrying)", error_chain(&e));
         }
     }
 }

@@ -36,7 +36,10 @@ pub async fn run(parts: AuditorParts, stop: CancellationToken) -> Result<(), Ops
         let (config, shared) = (config.clone(), shared.clone());
         tokio::spawn(async move {
             if let Err(e) = crate::audit_topic::read_audit_topic(&config, shared, keys).await {
-                tracing::error!("audit topic reader stopped: {e}");
+                tracing::error!(
+                    "audit topic reader stopped: {}",
+                    evd_runtime::error_chain(&e)
+                );
             }
         })
     };

@@ -44,7 +44,10 @@ impl Seen {
     fn set_aside(&mut self, shared: &Shared, rel: &str, e: &OpsError) {
         if self.bad.insert(rel.to_string()) {
             shared.bad_objects.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("BAD OBJECT {rel} skipped (its rows count as missing): {e}");
+            tracing::warn!(
+                "BAD OBJECT {rel} skipped (its rows count as missing): {}",
+                evd_runtime::error_chain(e)
+            );
         }
     }
 
@@ -56,7 +59,7 @@ impl Seen {
         taken: Result<(), OpsError>,
     ) -> Result<(), OpsError> {
         match taken {
-            Err(e @ OpsError::Unreadable(_)) => {
+            Err(e @ OpsError::Unreadable { .. }) => {
                 self.set_aside(shared, rel, &e);
                 Ok(())
             }
@@ -156,7 +159,7 @@ async fn scan_manifests(output: &Output, shared: &Shared, seen: &mut Seen) -> Re
         let manifest = match Manifest::from_json(&bytes) {
             Ok(m) => m,
             Err(e) => {
-                seen.set_aside(shared, &rel, &OpsError::Unreadable(format!("{rel}: {e}")));
+                seen.set_aside(shared, &rel, &OpsError::unreadable(&rel, e));
                 continue;
             }
         };
@@ -230,8 +233,7 @@ pub(crate) async fn take_marker(
     rel: &str,
 ) -> Result<(), OpsError> {
     let bytes = output.store.get(&output.path(rel)).await?.bytes().await?;
-    let marker =
-        ClosedMarker::from_json(&bytes).map_err(|e| OpsError::Unreadable(format!("{rel}: {e}")))?;
+    let marker = ClosedMarker::from_json(&bytes).map_err(|e| OpsError::unreadable(rel, e))?;
     shared.state().on_closed(marker);
     seen.markers.insert(rel.to_string());
     Ok(())
@@ -247,10 +249,10 @@ async fn scan_file(
     clock_shift_ms: i64,
 ) -> Result<FileScan, OpsError> {
     let rel = output.relative(&meta.location);
-    let folder_hour = folder_hour(&rel)
-        .ok_or_else(|| OpsError::Unreadable(format!("{rel}: not in an hour folder")))?;
+    let folder_hour =
+        folder_hour(&rel).ok_or_else(|| OpsError::unreadable(&rel, "not in an hour folder"))?;
     let bytes = output.store.get(&meta.location).await?.bytes().await?;
-    let bad = |e: parquet::errors::ParquetError| OpsError::Unreadable(format!("{rel}: {e}"));
+    let bad = |e: parquet::errors::ParquetError| OpsError::unreadable(&rel, e);
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
     let mask = ProjectionMask::columns(
         builder.parquet_schema(),
@@ -264,11 +266,11 @@ async fn scan_file(
         ..FileScan::default()
     };
     for batch in reader {
-        let batch = batch.map_err(|e| OpsError::Unreadable(format!("{rel}: {e}")))?;
+        let batch = batch.map_err(|e| OpsError::unreadable(&rel, e))?;
         let column = |name: &str| {
             batch
                 .column_by_name(name)
-                .ok_or_else(|| OpsError::Unreadable(format!("{rel}: no column {name}")))
+                .ok_or_else(|| OpsError::unreadable(&rel, format!("no column {name}")))
         };
         let received = column("received_at")?.as_primitive::<TimestampMicrosecondType>();
         let ts = column("ts")?.as_primitive::<TimestampMicrosecondType>();
@@ -283,7 +285,7 @@ async fn scan_file(
                 Some(s) => s
                     .value(i)
                     .parse()
-                    .map_err(|e| OpsError::Unreadable(format!("{rel}: row {i}: {e}")))?,
+                    .map_err(|e| OpsError::unreadable(&rel, format!("row {i}: {e}")))?,
             };
             *scan
                 .rows

@@ -24,22 +24,8 @@ use crate::spool::{DirStore, Spool, SpoolError, SpoolLimits};
 use crate::writer::{Writer, WriterMsg};
 use crate::{acks, tail, writer};
 
-/// Why the agent stopped, by what the operator does next.
-#[derive(Debug, thiserror::Error)]
-pub enum AgentError {
-    /// The configuration, keyring or spool does not fit: fix what the message names.
-    #[error("configuration: {0}")]
-    Config(String),
-    /// Durability could not be guaranteed (spool I/O): the process must exit non-zero.
-    #[error("fatal: {0}")]
-    Fatal(String),
-}
-
-impl From<evd_schemas::kafka_client::SettingError> for AgentError {
-    fn from(e: evd_schemas::kafka_client::SettingError) -> Self {
-        AgentError::Config(e.to_string())
-    }
-}
+/// Why the agent stopped: the role error every role shares.
+pub type AgentError = evd_runtime::RoleError;
 
 /// Loads the registry again.
 pub type RegistryLoader = Box<dyn Fn() -> Result<Registry, String> + Send + Sync>;
@@ -71,7 +57,7 @@ async fn open_spool(
     let mut logged = false;
     loop {
         let store = DirStore::open(dir)
-            .map_err(|e| AgentError::Fatal(format!("spool dir {}: {e}", dir.display())))?;
+            .map_err(|e| AgentError::fatal(format!("spool dir {}", dir.display()), e))?;
         match Spool::open(store, agent_id, limits) {
             Ok(opened) => return Ok(opened),
             Err(e @ SpoolError::DiskFull { .. }) => {
@@ -82,9 +68,9 @@ async fn open_spool(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e @ (SpoolError::WrongAgent { .. } | SpoolError::MixedSpools { .. })) => {
-                return Err(AgentError::Config(e.to_string()));
+                return Err(AgentError::config("spool", e));
             }
-            Err(other) => return Err(AgentError::Fatal(other.to_string())),
+            Err(other) => return Err(AgentError::fatal("spool", other)),
         }
     }
 }
@@ -102,10 +88,11 @@ pub async fn run(parts: AgentParts, stop: CancellationToken) -> Result<(), Agent
     } = parts;
     let agent_id = config.agent_id();
     if keys.agent_id() != agent_id {
-        return Err(AgentError::Config(format!(
+        let what = format!(
             "keyring is for agent {:?} but this agent is {agent_id:?}; derive one with `evd keys derive --agent {agent_id}`",
             keys.agent_id()
-        )));
+        );
+        return Err(AgentError::config_msg(what));
     }
     let mut running = start(&config, registry, keys, clock, &metrics).await?;
     tracing::info!(
@@ -126,8 +113,8 @@ pub async fn run(parts: AgentParts, stop: CancellationToken) -> Result<(), Agent
             done = &mut running.writer_thread => break Some(done),
             Some(done) = maybe(&mut running.tail_task) => match done {
                 Ok(Ok(())) => running.tail_task = None,
-                Ok(Err(e)) => return Err(AgentError::Fatal(e)),
-                Err(e) => return Err(AgentError::Fatal(format!("tailer panicked: {e}"))),
+                Ok(Err(e)) => return Err(AgentError::fatal("tailer", e)),
+                Err(e) => return Err(AgentError::fatal("tailer panicked", e)),
             },
         }
     };
@@ -202,7 +189,7 @@ async fn start(
         clock.clone(),
         metrics.clone(),
     )
-    .map_err(|e| AgentError::Config(format!("kafka producer: {e}")))?;
+    .map_err(|e| AgentError::config("kafka producer", e))?;
     let sender_task = tokio::spawn(sender.run(sender_rx));
     let acks_config = client_config(&crate::kafka_clients::acks_consumer(
         &config.kafka,
@@ -262,7 +249,7 @@ async fn start_socket(
 ) -> Result<JoinHandle<()>, AgentError> {
     let listener = socket::bind(&config.socket.path, config.socket.mode)
         .await
-        .map_err(|e| AgentError::Config(format!("socket {}: {e}", config.socket.path.display())))?;
+        .map_err(|e| AgentError::config(format!("socket {}", config.socket.path.display()), e))?;
     Ok(tokio::spawn(socket::serve(listener, ctx)))
 }
 
@@ -276,7 +263,7 @@ fn start_tail(
         &shell.sources,
         &shell.registry.read().expect("registry lock"),
     )
-    .map_err(AgentError::Config)?;
+    .map_err(|e| AgentError::config("sources", e))?;
     Ok(tokio::task::spawn_blocking(move || shell.run(&positions)))
 }
 
@@ -295,7 +282,7 @@ fn start_writer(
         .collect();
     writer
         .resume(recovered.pending, recovered.ids)
-        .map_err(|e| AgentError::Fatal(e.to_string()))?;
+        .map_err(|e| AgentError::fatal("spool resume", e))?;
     Ok((
         tokio::task::spawn_blocking(move || writer.run(rx)),
         tail_positions,
@@ -365,8 +352,8 @@ impl Running {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.sender_task).await;
         match writer_result {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(AgentError::Fatal(e.to_string())),
-            Err(e) => Err(AgentError::Fatal(format!("writer thread panicked: {e}"))),
+            Ok(Err(e)) => Err(AgentError::fatal("writer", e)),
+            Err(e) => Err(AgentError::fatal("writer thread panicked", e)),
         }
     }
 }
