@@ -128,42 +128,7 @@ fn per_type(s: &mut Scrape, shared: &Shared) {
             &type_labels,
             unverified as i64,
         );
-        for r in mine.iter().filter(|r| r.unverified()) {
-            let hour = r.hour.to_string();
-            for agent in r.unreported_agents() {
-                let labels = [
-                    type_labels[0],
-                    type_labels[1],
-                    ("hour", hour.as_str()),
-                    ("agent_id", agent.as_str()),
-                ];
-                s.gauge(
-                    "unreported_host_hours",
-                    "A live host that never reported for a closed hour (value 1).",
-                    &labels,
-                    1,
-                );
-            }
-        }
-        for r in mine.iter().filter(|r| r.open_loss()) {
-            let hour = r.hour.to_string();
-            for a in r.agents.iter().filter(|a| a.missing > 0) {
-                let spool = a.spool_id.to_string();
-                let labels = [
-                    type_labels[0],
-                    type_labels[1],
-                    ("hour", hour.as_str()),
-                    ("agent_id", a.agent_id.as_str()),
-                    ("spool_id", spool.as_str()),
-                ];
-                s.gauge(
-                    "lost_events",
-                    "Events published and not delivered, per hour and host.",
-                    &labels,
-                    a.missing as i64,
-                );
-            }
-        }
+        per_host(s, &type_labels, &mine);
         let quarantined: u64 = mine.iter().map(|r| r.quarantined).sum();
         s.gauge(
             "quarantined_events",
@@ -199,6 +164,47 @@ fn per_type(s: &mut Scrape, shared: &Shared) {
             &type_labels,
             latency.exposition(),
         );
+    }
+}
+
+/// The hosts behind a type's problem hours: who never reported for a closed hour,
+/// and how many events each lost.
+fn per_host(s: &mut Scrape, type_labels: &[(&'static str, &str); 2], mine: &[&HourReport]) {
+    for r in mine.iter().filter(|r| r.unverified()) {
+        let hour = r.hour.to_string();
+        for agent in r.unreported_agents() {
+            let labels = [
+                type_labels[0],
+                type_labels[1],
+                ("hour", hour.as_str()),
+                ("agent_id", agent.as_str()),
+            ];
+            s.gauge(
+                "unreported_host_hours",
+                "A live host that never reported for a closed hour (value 1).",
+                &labels,
+                1,
+            );
+        }
+    }
+    for r in mine.iter().filter(|r| r.open_loss()) {
+        let hour = r.hour.to_string();
+        for a in r.agents.iter().filter(|a| a.missing > 0) {
+            let spool = a.spool_id.to_string();
+            let labels = [
+                type_labels[0],
+                type_labels[1],
+                ("hour", hour.as_str()),
+                ("agent_id", a.agent_id.as_str()),
+                ("spool_id", spool.as_str()),
+            ];
+            s.gauge(
+                "lost_events",
+                "Events published and not delivered, per hour and host.",
+                &labels,
+                a.missing as i64,
+            );
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! durable (spool rule 3). Any spool I/O error ends the thread with an error: the agent
 //! must exit rather than continue without durability.
 
+mod append;
+
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -193,44 +195,7 @@ impl<S: SegmentStore> Writer<S> {
         for msg in msgs {
             match msg {
                 WriterMsg::Events { events, reply } => {
-                    let mut results = Vec::with_capacity(events.len());
-                    for ev in events {
-                        if let Some(seq) = ev
-                            .event_id
-                            .as_deref()
-                            .and_then(|id| self.ids.get(id, now_us))
-                        {
-                            // A resend of an event already durable: the first copy's seq.
-                            Metrics::add(&self.metrics.duplicate_ids, 1);
-                            results.push(Ok(seq));
-                            continue;
-                        }
-                        match self.spool.append_event(now_us, &ev.event_type, &ev.body) {
-                            Ok(seq) => {
-                                accepted += 1;
-                                results.push(Ok(seq));
-                                if let Some(id) = ev.event_id {
-                                    self.ids.insert(id, seq, now_us);
-                                }
-                                let pending = PendingEvent {
-                                    event_seq: seq,
-                                    received_at_us: now_us,
-                                    event_type: ev.event_type,
-                                    body: ev.body,
-                                };
-                                ready.extend(self.batcher.push(pending, now_ms));
-                            }
-                            Err(SpoolError::Full { .. }) => {
-                                Metrics::add(&self.metrics.refused_spool_full, 1);
-                                results.push(Err(Refusal::SpoolFull));
-                            }
-                            Err(SpoolError::DiskFull { free, .. }) => {
-                                Metrics::add(&self.metrics.refused_spool_full, 1);
-                                results.push(Err(Refusal::DiskFull { free }));
-                            }
-                            Err(fatal) => return Err(fatal),
-                        }
-                    }
+                    let results = self.append_events(events, now_us, &mut ready, &mut accepted)?;
                     replies.push((reply, results));
                 }
                 WriterMsg::Acked(ranges) => {
@@ -239,16 +204,7 @@ impl<S: SegmentStore> Writer<S> {
                     }
                 }
                 WriterMsg::ReadSealed { batch_seq, reply } => {
-                    let bytes = match self.spool.read_sealed(batch_seq) {
-                        Ok(b) => Some(b),
-                        Err(SpoolError::UnknownBatch(_)) => None,
-                        Err(e @ SpoolError::CorruptSealed(_)) => {
-                            self.report_corrupt_sealed(&e);
-                            None
-                        }
-                        Err(fatal) => return Err(fatal),
-                    };
-                    let _ = reply.send(bytes);
+                    let _ = reply.send(self.read_sealed_for_send(batch_seq)?);
                 }
                 // Answered after this turn's batches are handed to the sender.
                 WriterMsg::Status(reply) => status_replies.push(reply),

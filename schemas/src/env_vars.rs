@@ -38,29 +38,7 @@ pub fn interpolate(
                 let end = tail
                     .find('}')
                     .ok_or_else(|| error("`${` without its closing `}`".into()))?;
-                let (name, default) = match tail[..end].split_once(":-") {
-                    Some((name, default)) => (name, Some(default)),
-                    None => (&tail[..end], None),
-                };
-                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(error(format!(
-                        "`${{{name}}}`: a variable name is letters, digits and `_`"
-                    )));
-                }
-                let value = match (lookup(name).filter(|v| !v.is_empty()), default) {
-                    (Some(v), _) => v,
-                    (None, Some(d)) => d.to_string(),
-                    (None, None) => {
-                        return Err(error(format!(
-                            "environment variable {name} is not set (write ${{{name}:-default}} for a default)"
-                        )));
-                    }
-                };
-                if value.contains(['\n', '\r']) {
-                    return Err(error(format!(
-                        "environment variable {name} holds a line break"
-                    )));
-                }
+                let value = value_of(&tail[..end], &lookup).map_err(error)?;
                 out.push_str(&value);
                 rest = &tail[end + 1..];
             } else {
@@ -72,6 +50,33 @@ pub fn interpolate(
         out.push_str(comment);
     }
     Ok(out)
+}
+
+/// The value `${inside}` stands for: `inside` is `NAME` or `NAME:-default`; an unset
+/// or empty variable takes the default. The error is the message for the line.
+fn value_of(inside: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let (name, default) = match inside.split_once(":-") {
+        Some((name, default)) => (name, Some(default)),
+        None => (inside, None),
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "`${{{name}}}`: a variable name is letters, digits and `_`"
+        ));
+    }
+    let value = match (lookup(name).filter(|v| !v.is_empty()), default) {
+        (Some(v), _) => v,
+        (None, Some(d)) => d.to_string(),
+        (None, None) => {
+            return Err(format!(
+                "environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+            ));
+        }
+    };
+    if value.contains(['\n', '\r']) {
+        return Err(format!("environment variable {name} holds a line break"));
+    }
+    Ok(value)
 }
 
 /// Where a TOML comment starts on `line` (its length when there is none): the first

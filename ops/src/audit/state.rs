@@ -284,44 +284,13 @@ impl AuditState {
         let (mut duplicates, mut skew) = (0, 0);
         for origin in origins {
             let seqs = published_seqs.and_then(|m| m.get(origin));
-            let mut a = AgentHour {
-                agent_id: origin.agent_id.clone(),
-                spool_id: origin.spool_id,
-                published: 0,
-                delivered: 0,
-                quarantined: if self.quarantined.is_empty() {
-                    0
-                } else {
-                    self.quarantined
-                        .get(&(origin.clone(), event_type.to_string(), hour))
-                        .copied()
-                        .unwrap_or(0)
-                },
-                missing: 0,
-                missing_batch_seqs: vec![],
+            let (a, dup, late) = self.agent_hour(event_type, hour, origin, seqs);
+            duplicates += dup;
+            skew += late;
+            agents.push(AgentHour {
                 reported: !unreported.contains(origin),
-            };
-            let mut short = SeqRanges::default();
-            for seq in seqs.into_iter().flatten() {
-                let key = (origin.clone(), *seq);
-                let events = u64::from(self.batches[&key]);
-                let landed = self.landed.get(&key);
-                let rows: u64 = landed.map_or(0, |m| m.values().sum());
-                skew += landed.map_or(0, |m| {
-                    m.iter().filter(|(h, _)| **h > hour).map(|(_, n)| n).sum()
-                });
-                a.published += events;
-                a.delivered += rows.min(events);
-                duplicates += rows.saturating_sub(events);
-                if rows < events {
-                    short.insert(*seq);
-                }
-            }
-            a.missing = a.published.saturating_sub(a.delivered + a.quarantined);
-            if a.missing > 0 {
-                a.missing_batch_seqs = short.iter().collect();
-            }
-            agents.push(a);
+                ..a
+            });
         }
         let sum = |f: fn(&AgentHour) -> u64| agents.iter().map(f).sum::<u64>();
         let closed = self.closed.get(&(event_type.to_string(), hour)).cloned();
@@ -348,6 +317,57 @@ impl AuditState {
             lateness: self.lateness.get(&key).cloned().unwrap_or_default(),
             delivery_latency: self.latency.get(&key).cloned().unwrap_or_default(),
         }
+    }
+
+    /// One host's row of a cell: what it published (`seqs`, its batches in the cell)
+    /// against what landed, with the rows landed twice and the rows landed in a later
+    /// hour's folder. `reported` is left true for the caller to set.
+    fn agent_hour(
+        &self,
+        event_type: &str,
+        hour: Hour,
+        origin: &Origin,
+        seqs: Option<&Vec<u64>>,
+    ) -> (AgentHour, u64, u64) {
+        let (mut duplicates, mut skew) = (0, 0);
+        let mut a = AgentHour {
+            agent_id: origin.agent_id.clone(),
+            spool_id: origin.spool_id,
+            published: 0,
+            delivered: 0,
+            quarantined: if self.quarantined.is_empty() {
+                0
+            } else {
+                self.quarantined
+                    .get(&(origin.clone(), event_type.to_string(), hour))
+                    .copied()
+                    .unwrap_or(0)
+            },
+            missing: 0,
+            missing_batch_seqs: vec![],
+            reported: true,
+        };
+        let mut short = SeqRanges::default();
+        for seq in seqs.into_iter().flatten() {
+            let key = (origin.clone(), *seq);
+            let events = u64::from(self.batches[&key]);
+            let landed = self.landed.get(&key);
+            let rows: u64 = landed.map_or(0, |m| m.values().sum());
+            skew += landed.map_or(0, |m| {
+                m.iter().filter(|(h, _)| **h > hour).map(|(_, n)| n).sum()
+            });
+            a.published += events;
+            a.delivered += rows.min(events);
+            duplicates += rows.saturating_sub(events);
+            if rows < events {
+                short.insert(*seq);
+            }
+        }
+        a.missing = a.published.saturating_sub(a.delivered + a.quarantined);
+        if a.missing > 0 {
+            a.missing_batch_seqs = short.iter().collect();
+        }
+        (a, duplicates, skew)
     }
 
     /// Reports for every type × the `limit` most recent active hours, newest first.

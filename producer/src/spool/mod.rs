@@ -71,6 +71,7 @@
 //! could have held, so a lost sealed frame's seq is never reused.
 
 mod accounting;
+mod error;
 pub mod frame;
 mod recovery;
 pub mod store;
@@ -79,7 +80,9 @@ use std::collections::BTreeMap;
 
 use evd_schemas::{Hour, SeqRanges, SpoolId};
 
+pub use error::SpoolError;
 use frame::{FRAME_PREFIX, Frame, Read};
+pub use recovery::{Recovered, RecoveredId, RecoveryReport};
 pub use store::{DirStore, MemStore, SegmentStore};
 
 /// Size limits of a spool.
@@ -124,82 +127,6 @@ struct Location {
     segment: u64,
     offset: u64,
     len: usize,
-}
-
-/// What `open` found.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RecoveryReport {
-    pub segments: usize,
-    pub frames: u64,
-    /// Bytes cut from the end of the newest segment (never-synced writes).
-    pub torn_tail_bytes: u64,
-    /// Damaged regions skipped, and their total size.
-    pub corrupt_regions: u64,
-    pub corrupt_bytes: u64,
-    /// Event seqs that were durably accepted and are gone (from the seq gaps).
-    pub lost_events: SeqRanges,
-}
-
-impl RecoveryReport {
-    pub fn lost_event_count(&self) -> u64 {
-        self.lost_events.seq_count()
-    }
-}
-
-/// A client idempotency key found in the spool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecoveredId {
-    pub event_id: String,
-    pub event_seq: u64,
-    pub received_at_us: i64,
-}
-
-/// Everything the agent needs to resume.
-#[derive(Debug)]
-pub struct Recovered {
-    /// In event seq order.
-    pub pending: Vec<PendingEvent>,
-    /// The `event_id` of every event still in the spool (acked or not), for dedup.
-    pub ids: Vec<RecoveredId>,
-    pub report: RecoveryReport,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SpoolError {
-    /// The spool is at its size limit: refuse the event (backpressure), keep going.
-    #[error("spool full: {used} of {max} bytes used")]
-    Full { used: u64, max: u64 },
-    /// The spool belongs to another agent id; fix the config or the spool path.
-    #[error(
-        "spool belongs to agent {found:?}, but this agent is {configured:?}; an agent id never changes for a spool"
-    )]
-    WrongAgent { found: String, configured: String },
-    /// Segments of two spool incarnations in one directory (files copied between
-    /// spools?): refuse to start rather than mix their batch seqs.
-    #[error(
-        "segment {segment} belongs to spool {found}, the rest of the spool to {spool}; do not copy segments between spools"
-    )]
-    MixedSpools {
-        segment: u64,
-        found: SpoolId,
-        spool: SpoolId,
-    },
-    /// The disk has too little room left for another event (the spool keeps a
-    /// segment's worth free so batches can still be sealed and acks recorded): refuse
-    /// the event (backpressure), keep going. Space freed on the disk is found again.
-    #[error("spool full: the disk has {free} bytes free, {reserve} are kept for batching")]
-    DiskFull { free: u64, reserve: u64 },
-    /// A write, sync or read failed: the process must stop; data may not be durable.
-    #[error("spool I/O failed (fatal): {0}")]
-    Io(#[from] std::io::Error),
-    /// A caller asked for a batch the spool does not hold.
-    #[error("batch {0} is not in the spool")]
-    UnknownBatch(u64),
-    /// A sealed frame read again for a (re)send fails its CRC: the disk changed it
-    /// after it was written. The batch is not sent and stays unacked (it shows in
-    /// the heartbeat's oldest unacked batch); an ack for an earlier send still frees it.
-    #[error("sealed frame of batch {0} fails its checksum on re-read (changed on disk); not sent")]
-    CorruptSealed(u64),
 }
 
 #[derive(Debug, Default)]

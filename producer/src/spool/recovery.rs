@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use evd_schemas::SeqRanges;
+use evd_schemas::{SeqRanges, SpoolId};
 
 use super::frame::{self, Frame, Read};
 use super::{
-    CORRUPT_BYTES_PER_SKIPPED_SEQ, Location, PendingEvent, Recovered, RecoveredId, RecoveryReport,
-    Segment, SegmentStore, Spool, SpoolError, UnackedBatch,
+    CORRUPT_BYTES_PER_SKIPPED_SEQ, Location, PendingEvent, Segment, SegmentStore, Spool,
+    SpoolError, UnackedBatch,
 };
 
 impl<S: SegmentStore> Spool<S> {
@@ -78,6 +78,7 @@ impl<S: SegmentStore> Spool<S> {
         })
     }
 
+    /// Replays one frame read at `at` (`len` bytes) of `segment`.
     fn apply(
         &mut self,
         segment: u64,
@@ -94,23 +95,7 @@ impl<S: SegmentStore> Spool<S> {
                 next_batch_seq,
                 ..
             } => {
-                if agent_id != self.agent_id {
-                    return Err(SpoolError::WrongAgent {
-                        found: agent_id,
-                        configured: self.agent_id.clone(),
-                    });
-                }
-                match self.spool_id {
-                    None => self.spool_id = Some(spool_id),
-                    Some(spool) if spool != spool_id => {
-                        return Err(SpoolError::MixedSpools {
-                            segment,
-                            found: spool_id,
-                            spool,
-                        });
-                    }
-                    Some(_) => {}
-                }
+                self.check_owner(segment, spool_id, agent_id)?;
                 replay.advance(next_event_seq, next_event_seq);
                 self.next_event_seq = self.next_event_seq.max(next_event_seq);
                 self.next_batch_seq = self.next_batch_seq.max(next_batch_seq);
@@ -121,21 +106,13 @@ impl<S: SegmentStore> Spool<S> {
                 event_type,
                 body,
             } => {
-                replay.advance(event_seq, event_seq + 1);
-                self.next_event_seq = self.next_event_seq.max(event_seq + 1);
-                let seg = self.segments.get_mut(&segment).expect("current segment");
-                seg.events.insert(event_seq);
-                seg.live_events += 1;
-                seg.last_received_us = seg.last_received_us.max(received_at_us);
-                replay.events.insert(
+                let event = PendingEvent {
                     event_seq,
-                    PendingEvent {
-                        event_seq,
-                        received_at_us,
-                        event_type,
-                        body,
-                    },
-                );
+                    received_at_us,
+                    event_type,
+                    body,
+                };
+                self.replay_event(segment, event, replay);
             }
             Frame::Sealed {
                 batch_seq,
@@ -146,45 +123,20 @@ impl<S: SegmentStore> Spool<S> {
                 events,
                 bytes: _,
             } => {
-                self.next_batch_seq = self.next_batch_seq.max(batch_seq + 1);
-                // Events of a sealed batch are not lost even when their frames are.
-                for (a, b) in events.iter() {
-                    replay.covered.insert_range(a, b);
-                    // Sealed: only the events' ids are still needed, not their bodies
-                    // (so replaying a full spool holds at most the unsealed ones).
-                    let sealed: Vec<u64> = replay.events.range(a..=b).map(|(&s, _)| s).collect();
-                    for seq in sealed {
-                        let e = replay.events.remove(&seq).expect("listed above");
-                        replay.ids.extend(recovered_id(&e));
-                    }
-                }
-                if let Some(max) = events.iter().last().map(|(_, b)| b) {
-                    self.next_event_seq = self.next_event_seq.max(max + 1);
-                }
-                if self.unacked.contains_key(&batch_seq) || replay.acked.contains(batch_seq) {
-                    return Ok(());
-                }
-                let location = Location {
-                    segment,
-                    offset: at as u64,
-                    len,
-                };
-                self.segments
-                    .get_mut(&segment)
-                    .expect("current segment")
-                    .live_batches += 1;
-                self.unacked.insert(
+                let batch = UnackedBatch {
                     batch_seq,
-                    UnackedBatch {
-                        batch_seq,
-                        event_type,
-                        bucket_hour,
-                        sealed_at_ms,
-                        event_count,
-                        events,
-                        location,
+                    event_type,
+                    bucket_hour,
+                    sealed_at_ms,
+                    event_count,
+                    events,
+                    location: Location {
+                        segment,
+                        offset: at as u64,
+                        len,
                     },
-                );
+                };
+                self.replay_sealed(batch, replay);
             }
             Frame::Acked { batch_seqs } => {
                 for (a, b) in batch_seqs.iter() {
@@ -194,6 +146,71 @@ impl<S: SegmentStore> Spool<S> {
             }
         }
         Ok(())
+    }
+
+    /// A header must name this agent and the spool every other segment names.
+    fn check_owner(
+        &mut self,
+        segment: u64,
+        spool_id: SpoolId,
+        agent_id: String,
+    ) -> Result<(), SpoolError> {
+        if agent_id != self.agent_id {
+            return Err(SpoolError::WrongAgent {
+                found: agent_id,
+                configured: self.agent_id.clone(),
+            });
+        }
+        match self.spool_id {
+            None => self.spool_id = Some(spool_id),
+            Some(spool) if spool != spool_id => {
+                return Err(SpoolError::MixedSpools {
+                    segment,
+                    found: spool_id,
+                    spool,
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    fn replay_event(&mut self, segment: u64, event: PendingEvent, replay: &mut Replay) {
+        let seq = event.event_seq;
+        replay.advance(seq, seq + 1);
+        self.next_event_seq = self.next_event_seq.max(seq + 1);
+        let seg = self.segments.get_mut(&segment).expect("current segment");
+        seg.events.insert(seq);
+        seg.live_events += 1;
+        seg.last_received_us = seg.last_received_us.max(event.received_at_us);
+        replay.events.insert(seq, event);
+    }
+
+    /// A sealed batch covers its events (they are not lost even when their frames
+    /// are) and is unacked unless an acked frame read so far freed it.
+    fn replay_sealed(&mut self, batch: UnackedBatch, replay: &mut Replay) {
+        self.next_batch_seq = self.next_batch_seq.max(batch.batch_seq + 1);
+        for (a, b) in batch.events.iter() {
+            replay.covered.insert_range(a, b);
+            // Sealed: only the events' ids are still needed, not their bodies
+            // (so replaying a full spool holds at most the unsealed ones).
+            let sealed: Vec<u64> = replay.events.range(a..=b).map(|(&s, _)| s).collect();
+            for seq in sealed {
+                let e = replay.events.remove(&seq).expect("listed above");
+                replay.ids.extend(recovered_id(&e));
+            }
+        }
+        if let Some(max) = batch.events.iter().last().map(|(_, b)| b) {
+            self.next_event_seq = self.next_event_seq.max(max + 1);
+        }
+        if self.unacked.contains_key(&batch.batch_seq) || replay.acked.contains(batch.batch_seq) {
+            return;
+        }
+        self.segments
+            .get_mut(&batch.location.segment)
+            .expect("current segment")
+            .live_batches += 1;
+        self.unacked.insert(batch.batch_seq, batch);
     }
 }
 
@@ -249,4 +266,42 @@ fn recovered_id(e: &PendingEvent) -> Option<RecoveredId> {
         event_seq: e.event_seq,
         received_at_us: e.received_at_us,
     })
+}
+
+/// What `open` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub frames: u64,
+    /// Bytes cut from the end of the newest segment (never-synced writes).
+    pub torn_tail_bytes: u64,
+    /// Damaged regions skipped, and their total size.
+    pub corrupt_regions: u64,
+    pub corrupt_bytes: u64,
+    /// Event seqs that were durably accepted and are gone (from the seq gaps).
+    pub lost_events: SeqRanges,
+}
+
+impl RecoveryReport {
+    pub fn lost_event_count(&self) -> u64 {
+        self.lost_events.seq_count()
+    }
+}
+
+/// A client idempotency key found in the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredId {
+    pub event_id: String,
+    pub event_seq: u64,
+    pub received_at_us: i64,
+}
+
+/// Everything the agent needs to resume.
+#[derive(Debug)]
+pub struct Recovered {
+    /// In event seq order.
+    pub pending: Vec<PendingEvent>,
+    /// The `event_id` of every event still in the spool (acked or not), for dedup.
+    pub ids: Vec<RecoveredId>,
+    pub report: RecoveryReport,
 }

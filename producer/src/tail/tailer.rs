@@ -117,6 +117,8 @@ struct Known {
 /// How long an unclaimed resume point is kept: at least this, and 4 × `rotate_wait_ms`.
 const KNOWN_RETENTION_MS: i64 = 60_000;
 
+mod read;
+
 pub struct Tailer<F: TailFs> {
     fs: F,
     sources: Vec<SourceSpec>,
@@ -399,75 +401,6 @@ impl<F: TailFs> Tailer<F> {
         Some((len, prefix))
     }
 
-    fn read_file(&mut self, key: FileKey, now_ms: i64, out: &mut Vec<TailLine>) {
-        let Some(w) = self.files.get_mut(&key) else {
-            return;
-        };
-        let Ok(len) = self.fs.len(&w.handle) else {
-            self.stats.read_errors += 1;
-            return;
-        };
-        if len != w.len || !w.fp.is_full() {
-            if len != w.len {
-                w.last_change_ms = now_ms;
-            }
-            let Ok(prefix) = self.fs.read_at(&w.handle, 0, FINGERPRINT_BYTES) else {
-                self.stats.read_errors += 1;
-                return;
-            };
-            if len < w.read || !w.fp.matches(&prefix) {
-                // Truncated (copytruncate) or rewritten: start over from the beginning.
-                self.stats.truncations += 1;
-                w.read = 0;
-                w.durable = 0;
-                w.read_skipping = false;
-                w.durable_skipping = false;
-            }
-            w.fp = Fingerprint::of(&prefix);
-            w.len = len;
-        }
-        if len <= w.read {
-            return;
-        }
-        let spec = &self.sources[w.source];
-        let chunk = self.settings.read_chunk_bytes.max(spec.max_line_bytes + 1);
-        let want = ((len - w.read) as usize).min(chunk);
-        let Ok(buf) = self.fs.read_at(&w.handle, w.read, want) else {
-            self.stats.read_errors += 1;
-            return;
-        };
-        let reached_end = w.read + buf.len() as u64 >= len;
-        let max = spec.max_line_bytes;
-        let mut lines = Lines { out, key, at: 0 };
-        while let Some(nl) = buf[lines.at..].iter().position(|&b| b == b'\n') {
-            let start = lines.at;
-            let line = &buf[start..start + nl];
-            let end = start + nl + 1;
-            if w.read_skipping {
-                lines.push(w, end, LineKind::Skipped, &[], false);
-            } else if line.len() > max {
-                lines.push(w, end, LineKind::TooLong, &line[..max], false);
-            } else {
-                lines.push(w, end, LineKind::Line, line, false);
-            }
-        }
-        let start = lines.at;
-        let rest = &buf[start..];
-        if rest.is_empty() {
-            return;
-        }
-        let idle_ms = now_ms - w.last_change_ms;
-        // A file no pattern names any more gets no newline later: finish it.
-        let finished = !w.matched && idle_ms >= self.settings.rotate_wait_ms;
-        if w.read_skipping {
-            lines.push(w, buf.len(), LineKind::Skipped, &[], true);
-        } else if rest.len() > max {
-            lines.push(w, buf.len(), LineKind::TooLong, &rest[..max], true);
-        } else if reached_end && (finished || spec.partial_flush_ms.is_some_and(|f| idle_ms >= f)) {
-            lines.push(w, buf.len(), LineKind::Partial, rest, false);
-        }
-    }
-
     /// Closes files no pattern matches that are read to their end and idle. Each leaves
     /// its position as a resume point: a rename may have hid it from just this scan.
     fn close_finished(&mut self, now_ms: i64) {
@@ -498,40 +431,5 @@ impl<F: TailFs> Tailer<F> {
 
     fn retention_ms(&self) -> i64 {
         KNOWN_RETENTION_MS.max(4 * self.settings.rotate_wait_ms)
-    }
-}
-
-/// Appends lines of one file, advancing its read position.
-struct Lines<'a> {
-    out: &'a mut Vec<TailLine>,
-    key: FileKey,
-    /// Bytes of the read buffer already handed out.
-    at: usize,
-}
-
-impl Lines<'_> {
-    fn push<H>(
-        &mut self,
-        w: &mut Watched<H>,
-        end: usize,
-        kind: LineKind,
-        bytes: &[u8],
-        skip: bool,
-    ) {
-        w.read += (end - self.at) as u64;
-        w.read_skipping = skip;
-        self.at = end;
-        self.out.push(TailLine {
-            source: w.source,
-            path: w.path.clone(),
-            end: Position {
-                key: self.key,
-                fp: w.fp,
-                offset: w.read,
-            },
-            kind,
-            bytes: bytes.to_vec(),
-            skipping_after: skip,
-        });
     }
 }
