@@ -19,73 +19,50 @@ pub struct ConsumerProcess {
     pub out_dir: PathBuf,
 }
 
+/// Knobs tests change; everything else uses the consumer's defaults.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    pub id: String,
+    pub flush_interval_ms: u64,
+    /// Environment of the consumer process (test-only fault switches, S3 settings).
+    pub env: Vec<(String, String)>,
+    /// `output_url`; `file://<out_dir>` when unset.
+    pub output_url: Option<String>,
+    /// The rest of the config's `[kafka]` table (`consumer = {…}`, `options = {…}`).
+    pub kafka: String,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            id: "c1".into(),
+            flush_interval_ms: 1_000,
+            env: Vec::new(),
+            output_url: None,
+            kafka: format!("consumer = {DEFAULT_KAFKA_CONSUMER}"),
+        }
+    }
+}
+
+impl ConsumerOptions {
+    /// Consumer `id`, flushing every `flush_interval_ms`.
+    pub fn new(id: &str, flush_interval_ms: u64) -> ConsumerOptions {
+        ConsumerOptions {
+            id: id.into(),
+            flush_interval_ms,
+            ..ConsumerOptions::default()
+        }
+    }
+}
+
 impl ConsumerProcess {
-    /// Starts a consumer writing to `out_dir` (a local `file://` store).
+    /// Writes a config and keyring under `dir` and starts a consumer writing to
+    /// `out_dir` (a local `file://` store) unless `opts.output_url` says otherwise.
     pub fn start(
         dir: &Path,
-        id: &str,
         bootstrap: &str,
         out_dir: &Path,
-        flush_interval_ms: u64,
-        env: &[(String, String)],
-    ) -> Result<ConsumerProcess> {
-        Self::start_with_url(
-            dir,
-            id,
-            bootstrap,
-            &format!("file://{}", out_dir.display()),
-            out_dir,
-            flush_interval_ms,
-            env,
-        )
-    }
-
-    /// The usual test consumer: `c1`, state under `dir/consumer`, output in `dir/out`,
-    /// flushing every second.
-    pub fn start_in(dir: &Path, bootstrap: &str) -> Result<ConsumerProcess> {
-        Self::start(
-            &dir.join("consumer"),
-            "c1",
-            bootstrap,
-            &dir.join("out"),
-            1_000,
-            &[],
-        )
-    }
-
-    pub fn start_with_url(
-        dir: &Path,
-        id: &str,
-        bootstrap: &str,
-        url: &str,
-        out_dir: &Path,
-        flush_interval_ms: u64,
-        env: &[(String, String)],
-    ) -> Result<ConsumerProcess> {
-        Self::start_tuned(
-            dir,
-            id,
-            bootstrap,
-            url,
-            out_dir,
-            flush_interval_ms,
-            env,
-            &format!("consumer = {DEFAULT_KAFKA_CONSUMER}"),
-        )
-    }
-
-    /// Like [`start_with_url`](Self::start_with_url), with `kafka` as the rest of the
-    /// config's `[kafka]` table (`consumer = {…}`, `options = {…}`).
-    #[allow(clippy::too_many_arguments)]
-    pub fn start_tuned(
-        dir: &Path,
-        id: &str,
-        bootstrap: &str,
-        url: &str,
-        out_dir: &Path,
-        flush_interval_ms: u64,
-        env: &[(String, String)],
-        kafka: &str,
+        opts: ConsumerOptions,
     ) -> Result<ConsumerProcess> {
         std::fs::create_dir_all(dir)?;
         let keyring = dir.join("master-keys.toml");
@@ -94,6 +71,9 @@ impl ConsumerProcess {
         }
         let metrics_addr = format!("127.0.0.1:{}", crate::free_port());
         let config = dir.join("consumer.toml");
+        let url = opts
+            .output_url
+            .unwrap_or_else(|| format!("file://{}", out_dir.display()));
         std::fs::write(
             &config,
             format!(
@@ -108,20 +88,27 @@ metrics_listen = "{metrics_addr}"
 bootstrap_servers = "{bootstrap}"
 {kafka}
 "#,
+                id = opts.id,
+                flush_interval_ms = opts.flush_interval_ms,
+                kafka = opts.kafka,
                 registry = example_registry_dir().display(),
             ),
         )?;
         let mut process = EvdProcess::new("consumer", dir, config, metrics_addr);
-        process.env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        process.env = opts.env;
         let mut consumer = ConsumerProcess {
             process,
             out_dir: out_dir.to_path_buf(),
         };
         consumer.spawn()?;
         Ok(consumer)
+    }
+
+    /// The usual test consumer: `c1`, state under `dir/consumer`, output in `dir/out`,
+    /// flushing every second.
+    pub fn start_in(dir: &Path, bootstrap: &str) -> Result<ConsumerProcess> {
+        let opts = ConsumerOptions::default();
+        Self::start(&dir.join("consumer"), bootstrap, &dir.join("out"), opts)
     }
 
     pub fn spawn(&mut self) -> Result<()> {

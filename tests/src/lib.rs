@@ -5,8 +5,11 @@
 //! - [`MockBroker`]: librdkafka's `MockCluster` on its own thread (it is not `Send`),
 //!   driven through a handle: broker down/up, request errors, round-trip time.
 //! - [`kafka`]: small rdkafka helpers shared by the tests.
+//! - [`bed::TestBed`]: one builder for an end-to-end pipeline (broker, topics,
+//!   consumers, agents) so a test file states only its scenario.
 
 pub mod agent_proc;
+pub mod bed;
 pub mod bridge_proc;
 pub mod checker;
 pub mod consumer_proc;

@@ -17,7 +17,9 @@ use crate::RealBroker;
 use crate::agent_proc::{AgentOptions, AgentProcess};
 use crate::bridge_proc::BridgeProcess;
 use crate::checker::{Places, Verdict, check};
-use crate::consumer_proc::{ConsumerProcess, count_rows, drain_status, is_drained};
+use crate::consumer_proc::{
+    ConsumerOptions, ConsumerProcess, count_rows, drain_status, is_drained,
+};
 use crate::load::{Load, LoadPlan, OracleLog};
 use crate::oracle::create_pipeline_topics;
 use crate::process::EvdProcess;
@@ -162,11 +164,12 @@ impl Bed {
         let output_cluster = central.as_ref().unwrap_or(&edge).bootstrap();
         let consumer = ConsumerProcess::start(
             &dir.path().join("consumer"),
-            "c1",
             &output_cluster,
             &dir.path().join("out"),
-            s.flush_interval_ms,
-            &s.consumer_env,
+            ConsumerOptions {
+                env: s.consumer_env.clone(),
+                ..ConsumerOptions::new("c1", s.flush_interval_ms)
+            },
         )?;
         let agent = AgentProcess::start(
             &dir.path().join("agent"),

@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use tests::RealBroker;
-use tests::agent_proc::{AgentOptions, AgentProcess, test_master_keyring};
-use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
-use tests::oracle::{TestReader, create_pipeline_topics, persistent_client};
+use tests::agent_proc::{AgentOptions, test_master_keyring};
+use tests::bed::TestBed;
+use tests::consumer_proc::{ConsumerOptions, assert_exactly_once, wait_drained};
+use tests::oracle::{TestReader, persistent_client};
 use tests::rng::Rng;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,22 +19,17 @@ async fn acked_events_survive_20_agent_kill_9s() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let kills = 20;
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
     let opts = AgentOptions {
         retransmit_after_ms: 5_000,
         ..AgentOptions::default()
     };
-    let mut agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-k",
-        &broker.bootstrap(),
-        opts,
-    )
-    .unwrap();
+    let mut bed = TestBed::builder()
+        .consumer(ConsumerOptions::default())
+        .agent("host-k", opts)
+        .start()
+        .unwrap();
+    let mut agent = bed.agents.remove(0);
+    let (consumer, out) = (bed.consumer(), bed.out());
 
     let clients = 4;
     let mut handles = Vec::new();
@@ -66,7 +61,7 @@ async fn acked_events_survive_20_agent_kill_9s() {
         acked.len()
     );
 
-    let bootstrap = broker.bootstrap();
+    let bootstrap = bed.bootstrap();
     let started = Instant::now();
     let expected = acked.clone();
     let (missing, reader) = tokio::task::spawn_blocking(move || {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::ConsumerProcess;
+use tests::consumer_proc::{ConsumerOptions, ConsumerProcess};
 use tests::oracle::send_ids;
 
 async fn wait_for(what: impl Fn() -> String, limit: Duration, done: impl Fn() -> bool) {
@@ -31,11 +31,9 @@ async fn undeliverable_acks_do_not_stop_the_consumer() {
     let out = dir.path().join("out");
     let consumer = ConsumerProcess::start(
         &dir.path().join("consumer"),
-        "c1",
         mock.bootstrap(),
         &out,
-        300,
-        &[],
+        ConsumerOptions::new("c1", 300),
     )
     .unwrap();
     let agent = AgentProcess::start(

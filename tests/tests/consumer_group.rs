@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained, wait_settled};
+use tests::consumer_proc::{
+    ConsumerOptions, ConsumerProcess, assert_exactly_once, wait_drained, wait_settled,
+};
 use tests::oracle::send_ids;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,20 +22,16 @@ async fn two_consumers_split_the_work_and_survive_losing_one() {
     let out = dir.path().join("out");
     let c1 = ConsumerProcess::start(
         &dir.path().join("c1"),
-        "c1",
         broker.bootstrap(),
         &out,
-        300,
-        &[],
+        ConsumerOptions::new("c1", 300),
     )
     .unwrap();
     let mut c2 = ConsumerProcess::start(
         &dir.path().join("c2"),
-        "c2",
         broker.bootstrap(),
         &out,
-        300,
-        &[],
+        ConsumerOptions::new("c2", 300),
     )
     .unwrap();
     // Batches are keyed by agent id, so several agents spread over the partitions.
@@ -120,20 +118,16 @@ async fn a_consumer_paused_past_its_session_timeout_writes_nothing_twice() {
     // Long flushes, so the paused consumer holds a buffer.
     let c1 = ConsumerProcess::start(
         &dir.path().join("c1"),
-        "c1",
         broker.bootstrap(),
         &out,
-        4_000,
-        &[],
+        ConsumerOptions::new("c1", 4_000),
     )
     .unwrap();
     let c2 = ConsumerProcess::start(
         &dir.path().join("c2"),
-        "c2",
         broker.bootstrap(),
         &out,
-        4_000,
-        &[],
+        ConsumerOptions::new("c2", 4_000),
     )
     .unwrap();
     let agent = AgentProcess::start(
@@ -201,22 +195,21 @@ async fn a_flush_slower_than_the_poll_interval_writes_nothing_twice() {
     broker.create_pipeline_topics(4).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let url = format!("file://{}", out.display());
     let props = r#"consumer = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "max.poll.interval.ms" = "7000" }"#;
-    let slow = ConsumerProcess::start_tuned(
-        &dir.path().join("slow"),
-        "slow",
-        broker.bootstrap(),
-        &url,
-        &out,
-        500,
-        &[(
-            "EVD_TEST_STORE_FAULTS".to_string(),
-            "slow_staging_ms=5000".to_string(),
-        )],
-        props,
-    )
-    .unwrap();
+    // Both members take the short poll interval; the slow one's staging uploads stall.
+    let start = |id: &str, env: Vec<(String, String)>| {
+        let opts = ConsumerOptions {
+            env,
+            kafka: props.into(),
+            ..ConsumerOptions::new(id, 500)
+        };
+        ConsumerProcess::start(&dir.path().join(id), broker.bootstrap(), &out, opts).unwrap()
+    };
+    let slow_staging = (
+        "EVD_TEST_STORE_FAULTS".to_string(),
+        "slow_staging_ms=5000".to_string(),
+    );
+    let slow = start("slow", vec![slow_staging]);
     let agent = AgentProcess::start(
         &dir.path().join("a"),
         "host-s",
@@ -241,17 +234,7 @@ async fn a_flush_slower_than_the_poll_interval_writes_nothing_twice() {
     // join (a rebalance noticed before the uploads would abandon the flush early and
     // prove nothing).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let fast = ConsumerProcess::start_tuned(
-        &dir.path().join("fast"),
-        "fast",
-        broker.bootstrap(),
-        &url,
-        &out,
-        500,
-        &[],
-        props,
-    )
-    .unwrap();
+    let fast = start("fast", vec![]);
     for round in 0..10u64 {
         let from = 100_000 + round * 500;
         acked.extend(send_ids(&agent.socket(), from..from + 500).await.unwrap());

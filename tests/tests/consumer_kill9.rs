@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use tests::RealBroker;
-use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
-use tests::oracle::{create_pipeline_topics, send_ids};
+use tests::agent_proc::AgentOptions;
+use tests::bed::TestBed;
+use tests::consumer_proc::{ConsumerOptions, assert_exactly_once, wait_drained};
+use tests::oracle::send_ids;
 use tests::rng::Rng;
 
 const STEPS: [&str; 6] = ["staged", "manifest", "copy", "done", "offsets", "acks"];
@@ -20,30 +20,17 @@ async fn the_consumer_survives_30_deaths_at_every_commit_step() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
     let opts = AgentOptions {
         retransmit_after_ms: 3_000,
         ..AgentOptions::default()
     };
-    let agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-c",
-        &broker.bootstrap(),
-        opts,
-    )
-    .unwrap();
-    let mut consumer = ConsumerProcess::start(
-        &dir.path().join("consumer"),
-        "c1",
-        &broker.bootstrap(),
-        &out,
-        200,
-        &[],
-    )
-    .unwrap();
+    let mut bed = TestBed::builder()
+        .consumer(ConsumerOptions::new("c1", 200))
+        .agent("host-c", opts)
+        .start()
+        .unwrap();
+    let mut consumer = bed.consumers.remove(0);
+    let (agent, out) = (bed.agent(), bed.out());
 
     // Send in the background for as long as the consumer keeps dying, so every death
     // finds flushes in progress.
@@ -103,7 +90,7 @@ async fn the_consumer_survives_30_deaths_at_every_commit_step() {
     // Clean consumer; wait for the agent's spool to drain.
     consumer.process.env = vec![];
     consumer.restart().unwrap();
-    let secs = wait_drained(&[&agent], &consumer.process, Duration::from_secs(240)).await;
+    let secs = wait_drained(&[agent], &consumer.process, Duration::from_secs(240)).await;
     println!("drained {secs:.1}s after the last death");
     assert_exactly_once(&out, &acked, None);
 }

@@ -9,7 +9,7 @@ use evd_schemas::{Hour, Key, MasterKeyring};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tests::RealBroker;
 use tests::agent_proc::test_master_keyring;
-use tests::consumer_proc::{ConsumerProcess, read_back};
+use tests::consumer_proc::{ConsumerOptions, ConsumerProcess, read_back};
 use tests::oracle::{create_pipeline_topics, event_line, topic};
 
 fn sealed(keys: &MasterKeyring, agent: &str, seq: u64, lines: &[String]) -> Vec<u8> {
@@ -46,11 +46,9 @@ async fn bad_batches_are_quarantined_and_the_rest_delivered() {
     let out = dir.path().join("out");
     let consumer = ConsumerProcess::start(
         &dir.path().join("consumer"),
-        "c1",
         &broker.bootstrap(),
         &out,
-        300,
-        &[],
+        ConsumerOptions::new("c1", 300),
     )
     .unwrap();
     let keys = test_master_keyring();

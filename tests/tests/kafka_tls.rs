@@ -10,7 +10,7 @@ use std::time::Duration;
 use tests::RealBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
 use tests::consumer_proc::{
-    ConsumerProcess, DEFAULT_KAFKA_CONSUMER, assert_exactly_once, wait_settled,
+    ConsumerOptions, ConsumerProcess, DEFAULT_KAFKA_CONSUMER, assert_exactly_once, wait_settled,
 };
 use tests::oracle::{create_pipeline_topics_with, send_ids};
 use tests::process::EvdProcess;
@@ -77,17 +77,13 @@ async fn the_pipeline_runs_over_tls_with_verified_certificates() {
 
     let options = front.client_options_toml();
     let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start_tuned(
-        &dir.path().join("consumer"),
-        "c1",
-        &front.bootstrap(),
-        &format!("file://{}", out.display()),
-        &out,
-        1_000,
-        &[],
-        &format!("consumer = {DEFAULT_KAFKA_CONSUMER}\noptions = {options}"),
-    )
-    .unwrap();
+    let opts = ConsumerOptions {
+        kafka: format!("consumer = {DEFAULT_KAFKA_CONSUMER}\noptions = {options}"),
+        ..ConsumerOptions::default()
+    };
+    let consumer =
+        ConsumerProcess::start(&dir.path().join("consumer"), &front.bootstrap(), &out, opts)
+            .unwrap();
     let agent = AgentProcess::start(
         &dir.path().join("agent"),
         "host-tls",

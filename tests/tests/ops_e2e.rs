@@ -14,7 +14,7 @@ use evd_schemas::Hour;
 use serde_json::Value;
 use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess, example_registry_dir};
-use tests::consumer_proc::{ConsumerProcess, read_back};
+use tests::consumer_proc::{ConsumerOptions, ConsumerProcess, read_back};
 use tests::oracle::{TYPES, send_ids};
 use tests::process::{EvdProcess, evd_binary};
 
@@ -152,15 +152,13 @@ async fn hours_close_right_a_lost_batch_is_named_late_data_is_skew_and_the_dashb
         "EVD_TEST_CLOCK_OFFSET_FILE".to_string(),
         clock_file.display().to_string(),
     );
-    let consumer = ConsumerProcess::start(
-        &dir.path().join("consumer"),
-        "c1",
-        bootstrap,
-        &out,
-        300,
-        &[("EVD_TEST_LOSE_BATCH_SEQ".into(), LOST_SEQ.to_string())],
-    )
-    .unwrap();
+    let lose = ("EVD_TEST_LOSE_BATCH_SEQ".to_string(), LOST_SEQ.to_string());
+    let opts = ConsumerOptions {
+        env: vec![lose],
+        ..ConsumerOptions::new("c1", 300)
+    };
+    let consumer =
+        ConsumerProcess::start(&dir.path().join("consumer"), bootstrap, &out, opts).unwrap();
     let agent = AgentProcess::start(
         &dir.path().join("agent"),
         "host-a",

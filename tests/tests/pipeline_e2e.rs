@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use tests::RealBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
-use tests::oracle::{create_pipeline_topics, send_ids};
+use tests::bed::TestBed;
+use tests::consumer_proc::{ConsumerOptions, assert_exactly_once, wait_drained};
+use tests::oracle::send_ids;
 
 fn events() -> u64 {
     std::env::var("EVD_E2E_EVENTS")
@@ -17,24 +17,18 @@ fn events() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_event_lands_in_parquet_exactly_once() {
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
-    let agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-a",
-        &broker.bootstrap(),
-        AgentOptions::default(),
-    )
-    .unwrap();
+    let bed = TestBed::builder()
+        .consumer(ConsumerOptions::default())
+        .agent("host-a", AgentOptions::default())
+        .start()
+        .unwrap();
+    let (agent, consumer, out) = (bed.agent(), bed.consumer(), bed.out());
 
     let total = events();
-    let acked = send_all(&agent, 0..total).await;
+    let acked = send_all(agent, 0..total).await;
     assert_eq!(acked.len() as u64, total);
     // Drain: the spool empties once the consumer has committed and acked everything.
-    let secs = wait_drained(&[&agent], &consumer.process, Duration::from_secs(180)).await;
+    let secs = wait_drained(&[agent], &consumer.process, Duration::from_secs(180)).await;
     println!("drained {secs:.1}s after the last ack");
 
     let back = assert_exactly_once(&out, &acked, Some(total));
@@ -90,39 +84,25 @@ async fn send_all(agent: &AgentProcess, ids: std::ops::Range<u64>) -> Vec<u64> {
 /// copies (and acks them again), the spool drains, nothing is written twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_percent_of_acks_dropped_no_duplicates_and_the_spool_drains() {
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start(
-        &dir.path().join("consumer"),
-        "c1",
-        &broker.bootstrap(),
-        &out,
-        200,
-        &[],
-    )
-    .unwrap();
     let opts = AgentOptions {
         retransmit_after_ms: 1_500,
         env: vec![("EVD_TEST_DROP_ACKS_PERCENT".into(), "30".into())],
         ..AgentOptions::default()
     };
-    let agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-d",
-        &broker.bootstrap(),
-        opts,
-    )
-    .unwrap();
+    let bed = TestBed::builder()
+        .consumer(ConsumerOptions::new("c1", 200))
+        .agent("host-d", opts)
+        .start()
+        .unwrap();
+    let (agent, consumer, out) = (bed.agent(), bed.consumer(), bed.out());
     // Rounds with pauses: many flushes, so many ack messages for the fault to hit.
     let mut acked = Vec::new();
     let round = events() / 100;
     for r in 0..10 {
-        acked.extend(send_all(&agent, r * round..(r + 1) * round).await);
+        acked.extend(send_all(agent, r * round..(r + 1) * round).await);
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    wait_drained(&[&agent], &consumer.process, Duration::from_secs(180)).await;
+    wait_drained(&[agent], &consumer.process, Duration::from_secs(180)).await;
     let retransmitted = agent.metric("batches_retransmitted").unwrap();
     let dropped = consumer.process.metric("duplicates_dropped").unwrap();
     println!("retransmitted {retransmitted} batches; consumer dropped {dropped} duplicates");
@@ -137,21 +117,12 @@ async fn thirty_percent_of_acks_dropped_no_duplicates_and_the_spool_drains() {
 /// they were received in, with the counts that were sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hours_of_receive_time_become_three_hour_buckets() {
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let clock_file = dir.path().join("clock-offset-ms");
+    let mut bed = TestBed::builder()
+        .consumer(ConsumerOptions::new("c1", 500))
+        .start()
+        .unwrap();
+    let clock_file = bed.dir.path().join("clock-offset-ms");
     std::fs::write(&clock_file, "0").unwrap();
-    let consumer = ConsumerProcess::start(
-        &dir.path().join("consumer"),
-        "c1",
-        &broker.bootstrap(),
-        &out,
-        500,
-        &[],
-    )
-    .unwrap();
     let opts = AgentOptions {
         env: vec![(
             "EVD_TEST_CLOCK_OFFSET_FILE".into(),
@@ -159,13 +130,8 @@ async fn three_hours_of_receive_time_become_three_hour_buckets() {
         )],
         ..AgentOptions::default()
     };
-    let agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-3h",
-        &broker.bootstrap(),
-        opts,
-    )
-    .unwrap();
+    bed.add_agent("host-3h", opts).unwrap();
+    let (agent, consumer, out) = (bed.agent(), bed.consumer(), bed.out());
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -184,9 +150,9 @@ async fn three_hours_of_receive_time_become_three_hour_buckets() {
         std::fs::write(&clock_file, (target - now).to_string()).unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         let from = u64::from(h) * per_hour;
-        acked.extend(send_all(&agent, from..from + per_hour).await);
+        acked.extend(send_all(agent, from..from + per_hour).await);
     }
-    wait_drained(&[&agent], &consumer.process, Duration::from_secs(120)).await;
+    wait_drained(&[agent], &consumer.process, Duration::from_secs(120)).await;
     let back = assert_exactly_once(&out, &acked, None);
     for h in 0..3u32 {
         let hour = evd_schemas::Hour(base_hour.0 + h).to_string();
@@ -205,29 +171,20 @@ async fn three_hours_of_receive_time_become_three_hour_buckets() {
 async fn the_s3_output_path_works_end_to_end() {
     let moto = tests::moto::MotoServer::start().unwrap();
     moto.create_bucket("evd-test").unwrap();
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let consumer = ConsumerProcess::start_with_url(
-        &dir.path().join("consumer"),
-        "c1",
-        &broker.bootstrap(),
-        "s3://evd-test/buckets",
-        &dir.path().join("unused"),
-        500,
-        &moto.env(),
-    )
-    .unwrap();
-    let agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-s3",
-        &broker.bootstrap(),
-        AgentOptions::default(),
-    )
-    .unwrap();
-    let acked = send_all(&agent, 0..events() / 25).await;
-    wait_drained(&[&agent], &consumer.process, Duration::from_secs(120)).await;
-    let local = dir.path().join("from-s3");
+    let opts = ConsumerOptions {
+        env: moto.env(),
+        output_url: Some("s3://evd-test/buckets".into()),
+        ..ConsumerOptions::new("c1", 500)
+    };
+    let bed = TestBed::builder()
+        .consumer(opts)
+        .agent("host-s3", AgentOptions::default())
+        .start()
+        .unwrap();
+    let (agent, consumer) = (bed.agent(), bed.consumer());
+    let acked = send_all(agent, 0..events() / 25).await;
+    wait_drained(&[agent], &consumer.process, Duration::from_secs(120)).await;
+    let local = bed.dir.path().join("from-s3");
     moto.download("evd-test", "buckets", &local).unwrap();
     assert_exactly_once(&local, &acked, None);
 }

@@ -9,10 +9,10 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tests::RealBroker;
-use tests::agent_proc::{AgentOptions, AgentProcess, test_master_keyring};
-use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
-use tests::oracle::{TestReader, create_pipeline_topics, event_line};
+use tests::agent_proc::{AgentOptions, test_master_keyring};
+use tests::bed::TestBed;
+use tests::consumer_proc::{ConsumerOptions, assert_exactly_once, wait_drained};
+use tests::oracle::{TestReader, event_line};
 use tests::rng::Rng;
 
 /// How the service rotates its log.
@@ -87,13 +87,12 @@ async fn a_logrotate_cascade_survives_8_agent_kill_9s() {
 async fn run(name: &str, total: u64, every: u64, rotation: Rotation, kills: u64) {
     let mut rng = Rng::from_env(name);
     let per_sec = 25_000;
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
+    let mut bed = TestBed::builder()
+        .consumer(ConsumerOptions::default())
+        .start()
+        .unwrap();
+    let logs = bed.dir.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
-    let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
     let opts = AgentOptions {
         retransmit_after_ms: 5_000,
         tail: format!(
@@ -102,13 +101,9 @@ async fn run(name: &str, total: u64, every: u64, rotation: Rotation, kills: u64)
         ),
         ..AgentOptions::default()
     };
-    let mut agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-tail",
-        &broker.bootstrap(),
-        opts,
-    )
-    .unwrap();
+    bed.add_agent("host-tail", opts).unwrap();
+    let mut agent = bed.agents.remove(0);
+    let (consumer, out) = (bed.consumer(), bed.out());
 
     let writer_logs = logs.clone();
     let writer = std::thread::spawn(move || service(&writer_logs, total, per_sec, every, rotation));
@@ -130,7 +125,7 @@ async fn run(name: &str, total: u64, every: u64, rotation: Rotation, kills: u64)
     println!("{name}: {total} lines written, {rotations} rotations, {kills} agent kill -9s");
 
     let all: Vec<u64> = (0..total).collect();
-    let bootstrap = broker.bootstrap();
+    let bootstrap = bed.bootstrap();
     let started = Instant::now();
     let expected = all.clone();
     let missing = tokio::task::spawn_blocking(move || {
