@@ -143,7 +143,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             shared: shared.clone(),
         };
         let (s1, s2, s3) = (stop.clone(), stop.clone(), stop.clone());
-        let agent_task = tokio::spawn(async move { Ok(agent::run(agent, s1).await?) });
+        let mut agent_task = tokio::spawn(async move { Ok(agent::run(agent, s1).await?) });
         let consumer_task = tokio::spawn(async move { Ok(run_consumer(consumer, s2).await?) });
         let auditor_task = tokio::spawn(async move { Ok(auditor_role::run(auditor, s3).await?) });
         wait_for_socket(&socket).await?;
@@ -157,33 +157,47 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             offset / 1000
         );
         let started = Instant::now();
-        let generator = tokio::spawn(generate(socket.clone(), args.rate, Duration::from_secs(args.duration), load_stats.clone(), clock.clone()));
-        while !generator.is_finished() {
-            progress(&load_stats, &shared, started);
-            if agent_task.is_finished() {
-                bail!("the agent stopped: {:?}", agent_task.await);
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        generator.await??;
-        // Drain: every acked event landed (the auditor counted it in the Parquet files).
-        let drain_until = Instant::now() + Duration::from_secs(120);
-        while shared.rows_scanned.load(Ordering::Relaxed) < load_stats.acked.load(Ordering::Relaxed)
-            && Instant::now() < drain_until
-        {
-            progress(&load_stats, &shared, started);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        let load = generate(socket.clone(), args.rate, Duration::from_secs(args.duration), load_stats.clone(), clock.clone());
+        run_load_and_drain(load, &mut agent_task, &load_stats, &shared, started).await?;
         progress(&load_stats, &shared, started);
         println!();
         let code = summary(&dir, &load_stats, &shared);
         let roles = [("agent", agent_task), ("consumer", consumer_task), ("auditor", auditor_task)];
         stop_roles(&stop, roles).await;
-        Ok(code)
+        Ok::<_, anyhow::Error>(code)
     })?;
     runtime.shutdown_timeout(Duration::from_secs(2));
     drop(cluster);
     Ok(code)
+}
+
+/// Runs the load generator to its end (failing if the agent stops meanwhile), then
+/// waits up to 120 s until every acked event landed (the auditor counted it in the
+/// Parquet files), printing progress each second.
+async fn run_load_and_drain(
+    load: impl std::future::Future<Output = Result<()>> + Send + 'static,
+    agent_task: &mut tokio::task::JoinHandle<Result<()>>,
+    load_stats: &Arc<Load>,
+    shared: &Arc<Shared>,
+    started: Instant,
+) -> Result<()> {
+    let generator = tokio::spawn(load);
+    while !generator.is_finished() {
+        progress(load_stats, shared, started);
+        if agent_task.is_finished() {
+            bail!("the agent stopped: {:?}", agent_task.await);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    generator.await??;
+    let drain_until = Instant::now() + Duration::from_secs(120);
+    while shared.rows_scanned.load(Ordering::Relaxed) < load_stats.acked.load(Ordering::Relaxed)
+        && Instant::now() < drain_until
+    {
+        progress(load_stats, shared, started);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Ok(())
 }
 
 /// The in-process Kafka with every topic the demo's roles use; the config files get
