@@ -9,6 +9,7 @@
 //!   consumers, agents) so a test file states only its scenario.
 
 pub mod agent_proc;
+pub mod auditor_proc;
 pub mod bed;
 pub mod bridge_proc;
 pub mod checker;

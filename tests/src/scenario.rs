@@ -15,13 +15,13 @@ use tempfile::TempDir;
 
 use crate::RealBroker;
 use crate::agent_proc::{AgentOptions, AgentProcess};
+use crate::bed::{Broker, TestBed};
 use crate::bridge_proc::BridgeProcess;
 use crate::checker::{Places, Verdict, check};
 use crate::consumer_proc::{
     ConsumerOptions, ConsumerProcess, count_rows, drain_status, is_drained,
 };
 use crate::load::{Load, LoadPlan, OracleLog};
-use crate::oracle::create_pipeline_topics;
 use crate::process::EvdProcess;
 use crate::rng::Rng;
 
@@ -151,44 +151,37 @@ pub struct Bed {
 
 impl Bed {
     pub fn start(s: &Scenario) -> anyhow::Result<Bed> {
-        let dir = tempfile::Builder::new().prefix("evd-scenario-").tempdir()?;
-        let edge = RealBroker::start_behind_proxy()?;
-        create_pipeline_topics(&edge.bootstrap(), 3)?;
-        let central = if s.two_sites {
-            let c = RealBroker::start_behind_proxy()?;
-            create_pipeline_topics(&c.bootstrap(), 3)?;
-            Some(c)
-        } else {
-            None
-        };
-        let output_cluster = central.as_ref().unwrap_or(&edge).bootstrap();
-        let consumer = ConsumerProcess::start(
-            &dir.path().join("consumer"),
-            &output_cluster,
-            &dir.path().join("out"),
-            ConsumerOptions {
+        let mut builder = TestBed::builder()
+            .behind_proxy()
+            .consumer(ConsumerOptions {
                 env: s.consumer_env.clone(),
                 ..ConsumerOptions::new("c1", s.flush_interval_ms)
-            },
-        )?;
-        let agent = AgentProcess::start(
-            &dir.path().join("agent"),
-            "host-r",
-            &edge.bootstrap(),
-            AgentOptions {
-                retransmit_after_ms: 5_000,
-                env: s.agent_env.clone(),
-                ..AgentOptions::default()
-            },
-        )?;
-        let bridge = match &central {
-            Some(c) => Some(BridgeProcess::start(
-                &dir.path().join("bridge"),
-                &edge.bootstrap(),
-                &c.bootstrap(),
-                "bridge",
-            )?),
-            None => None,
+            })
+            .agent(
+                "host-r",
+                AgentOptions {
+                    retransmit_after_ms: 5_000,
+                    env: s.agent_env.clone(),
+                    ..AgentOptions::default()
+                },
+            );
+        if s.two_sites {
+            builder = builder.bridged();
+        }
+        let TestBed {
+            mut consumers,
+            mut agents,
+            bridge,
+            broker,
+            central,
+            dir,
+            ..
+        } = builder.start()?;
+        let (Some(consumer), Some(agent)) = (consumers.pop(), agents.pop()) else {
+            anyhow::bail!("the bed started no agent or consumer");
+        };
+        let Broker::Real(edge) = broker else {
+            anyhow::bail!("the scenario runs on tansu");
         };
         Ok(Bed {
             edge,

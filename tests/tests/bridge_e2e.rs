@@ -8,61 +8,23 @@ use std::time::{Duration, Instant};
 
 use tests::RealBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess, test_master_keyring};
-use tests::bridge_proc::BridgeProcess;
-use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained};
-use tests::oracle::{TestReader, create_pipeline_topics, persistent_client};
+use tests::bed::TestBed;
+use tests::consumer_proc::{ConsumerOptions, assert_exactly_once, wait_drained};
+use tests::oracle::{TestReader, persistent_client};
 use tests::rng::Rng;
 
 /// Edge and central brokers, a consumer on central, an agent on edge, a bridge.
-struct Sites {
-    edge: RealBroker,
-    central: RealBroker,
-    consumer: ConsumerProcess,
-    agent: AgentProcess,
-    /// Taken by a test thread that kills it, and put back.
-    bridge: Option<BridgeProcess>,
-    dir: tempfile::TempDir,
-}
-
-impl Sites {
-    fn bridge(&self) -> &BridgeProcess {
-        self.bridge.as_ref().expect("bridge present")
-    }
-}
-
-fn sites() -> Sites {
-    let edge = RealBroker::start().unwrap();
-    let central = RealBroker::start().unwrap();
-    create_pipeline_topics(&edge.bootstrap(), 3).unwrap();
-    create_pipeline_topics(&central.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let consumer = ConsumerProcess::start_in(dir.path(), &central.bootstrap()).unwrap();
+fn sites() -> TestBed {
     let opts = AgentOptions {
         retransmit_after_ms: 10_000,
         ..AgentOptions::default()
     };
-    let agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-edge",
-        &edge.bootstrap(),
-        opts,
-    )
-    .unwrap();
-    let bridge = BridgeProcess::start(
-        &dir.path().join("bridge"),
-        &edge.bootstrap(),
-        &central.bootstrap(),
-        "bridge",
-    )
-    .unwrap();
-    Sites {
-        edge,
-        central,
-        consumer,
-        agent,
-        bridge: Some(bridge),
-        dir,
-    }
+    TestBed::builder()
+        .bridged()
+        .consumer(ConsumerOptions::default())
+        .agent("host-edge", opts)
+        .start()
+        .unwrap()
 }
 
 /// Sends `ids` from 4 clients; returns what was acked.
@@ -82,8 +44,8 @@ async fn send(agent: &AgentProcess, ids: std::ops::Range<u64>) -> Vec<u64> {
 
 /// Waits until every acked id is on the central cluster, the agent's spool drained
 /// (acks came back over the bridge), then checks Parquet: each id exactly once.
-async fn check(s: &Sites, acked: &[u64], total: u64) {
-    let central = s.central.bootstrap();
+async fn check(s: &TestBed, acked: &[u64], total: u64) {
+    let central = s.consumer_bootstrap();
     let expected = acked.to_vec();
     let started = Instant::now();
     let missing = tokio::task::spawn_blocking(move || {
@@ -103,9 +65,14 @@ async fn check(s: &Sites, acked: &[u64], total: u64) {
         "all acked ids on central {:.1}s after sending ended",
         started.elapsed().as_secs_f64()
     );
-    let secs = wait_drained(&[&s.agent], &s.consumer.process, Duration::from_secs(300)).await;
+    let secs = wait_drained(
+        &[s.agent()],
+        &s.consumer().process,
+        Duration::from_secs(300),
+    )
+    .await;
     println!("agent spool drained (acks came back over the bridge) {secs:.1}s later");
-    assert_exactly_once(&s.dir.path().join("out"), acked, Some(total));
+    assert_exactly_once(&s.out(), acked, Some(total));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +106,7 @@ async fn events_and_acks_cross_20_bridge_kill_9s() {
         }
         bridge
     });
-    let acked = send(&s.agent, 0..total).await;
+    let acked = send(s.agent(), 0..total).await;
     s.bridge = Some(killer.await.unwrap());
     println!("{} events acked across 20 bridge kill -9s", acked.len());
     check(&s, &acked, total).await;
@@ -150,29 +117,28 @@ async fn events_and_acks_cross_20_bridge_kill_9s() {
 async fn the_bridge_waits_out_a_dead_then_a_paused_destination() {
     let total: u64 = 30_000;
     let mut s = sites();
-    let mut acked = send(&s.agent, 0..10_000).await;
-    s.central.kill().unwrap();
+    let mut acked = send(s.agent(), 0..10_000).await;
+    central(&mut s).kill().unwrap();
     let down = Instant::now();
-    acked.extend(send(&s.agent, 10_000..20_000).await);
+    acked.extend(send(s.agent(), 10_000..20_000).await);
     let left = Duration::from_secs(60).saturating_sub(down.elapsed());
     tokio::time::sleep(left).await;
-    s.central.restart().unwrap();
+    central(&mut s).restart().unwrap();
     println!("central was down {:.0}s", down.elapsed().as_secs_f64());
-    s.central.pause().unwrap();
+    central(&mut s).pause().unwrap();
     let paused = Instant::now();
-    acked.extend(send(&s.agent, 20_000..total).await);
+    acked.extend(send(s.agent(), 20_000..total).await);
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(paused.elapsed())).await;
-    s.central.resume().unwrap();
+    central(&mut s).resume().unwrap();
     println!("central was paused {:.0}s", paused.elapsed().as_secs_f64());
     // The central consumer is not under test here, and tansu 0.6.0 sometimes never
     // assigns partitions again to a member whose session timed out across its restart
     // and pause (seen: "assigned 18 partitions", the session timeout during the pause,
     // then nothing for 300 s). An operator restarts it; so does the test, cleanly.
-    s.consumer.process.terminate().unwrap();
-    s.consumer.spawn().unwrap();
+    s.consumers[0].process.terminate().unwrap();
+    s.consumers[0].spawn().unwrap();
     check(&s, &acked, total).await;
     assert_eq!(s.bridge().metric("skipped_offsets"), Some(0));
-    let _ = &s.edge;
 }
 
 /// What a recreated source topic looks like to the bridge: its group's committed
@@ -181,12 +147,12 @@ async fn the_bridge_waits_out_a_dead_then_a_paused_destination() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_past_the_end_of_a_source_topic_are_reported() {
     let mut s = sites();
-    let acked = send(&s.agent, 0..2_000).await;
+    let acked = send(s.agent(), 0..2_000).await;
     let mut bridge = s.bridge.take().unwrap();
     bridge.process.kill9().unwrap();
     // The dead member's session (6 s) must end before the group takes a commit.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let edge = s.edge.bootstrap();
+    let edge = s.bootstrap();
     tokio::task::spawn_blocking(move || {
         let topics: Vec<String> = tests::oracle::TYPES
             .iter()
@@ -216,4 +182,9 @@ async fn offsets_past_the_end_of_a_source_topic_are_reported() {
     assert!(log.contains("RESET"), "a clear log line: {log}");
     // Carried again from the earliest offsets: nothing lost.
     check(&s, &acked, 2_000).await;
+}
+
+/// The central site's broker, to kill, pause and restart it.
+fn central(s: &mut TestBed) -> &mut RealBroker {
+    s.central.as_mut().expect("a bridged bed")
 }

@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use tests::MockBroker;
-use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::{ConsumerOptions, ConsumerProcess};
+use tests::agent_proc::AgentOptions;
+use tests::bed::TestBed;
+use tests::consumer_proc::ConsumerOptions;
 use tests::oracle::send_ids;
 
 async fn wait_for(what: impl Fn() -> String, limit: Duration, done: impl Fn() -> bool) {
@@ -25,24 +25,14 @@ async fn wait_for(what: impl Fn() -> String, limit: Duration, done: impl Fn() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undeliverable_acks_do_not_stop_the_consumer() {
-    let mock = MockBroker::start(1).unwrap();
-    mock.create_pipeline_topics(1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start(
-        &dir.path().join("consumer"),
-        mock.bootstrap(),
-        &out,
-        ConsumerOptions::new("c1", 300),
-    )
-    .unwrap();
-    let agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-s",
-        mock.bootstrap(),
-        AgentOptions::default(),
-    )
-    .unwrap();
+    let bed = TestBed::builder()
+        .mock(1)
+        .partitions(1)
+        .consumer(ConsumerOptions::new("c1", 300))
+        .agent("host-s", AgentOptions::default())
+        .start()
+        .unwrap();
+    let (mock, consumer, agent) = (bed.broker.mock(), bed.consumer(), bed.agent());
     let written = || consumer.process.metric("events_written").unwrap_or(0);
 
     mock.partition_leader("evd.acks", 0, None).unwrap();

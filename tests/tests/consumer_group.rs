@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
+use tests::bed::TestBed;
 use tests::consumer_proc::{
     ConsumerOptions, ConsumerProcess, assert_exactly_once, wait_drained, wait_settled,
 };
@@ -16,40 +16,23 @@ use tests::oracle::send_ids;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_split_the_work_and_survive_losing_one() {
-    let broker = MockBroker::start(3).unwrap();
-    broker.create_pipeline_topics(6).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let c1 = ConsumerProcess::start(
-        &dir.path().join("c1"),
-        broker.bootstrap(),
-        &out,
-        ConsumerOptions::new("c1", 300),
-    )
-    .unwrap();
-    let mut c2 = ConsumerProcess::start(
-        &dir.path().join("c2"),
-        broker.bootstrap(),
-        &out,
-        ConsumerOptions::new("c2", 300),
-    )
-    .unwrap();
     // Batches are keyed by agent id, so several agents spread over the partitions.
-    let agents: Vec<AgentProcess> = (0..3)
-        .map(|i| {
-            let opts = AgentOptions {
-                retransmit_after_ms: 3_000,
-                ..AgentOptions::default()
-            };
-            AgentProcess::start(
-                &dir.path().join(format!("a{i}")),
-                &format!("host-{i}"),
-                broker.bootstrap(),
-                opts,
-            )
-            .unwrap()
-        })
-        .collect();
+    let opts = || AgentOptions {
+        retransmit_after_ms: 3_000,
+        ..AgentOptions::default()
+    };
+    let mut bed = TestBed::builder()
+        .mock(3)
+        .partitions(6)
+        .consumer(ConsumerOptions::new("c1", 300))
+        .consumer(ConsumerOptions::new("c2", 300))
+        .agent("host-0", opts())
+        .agent("host-1", opts())
+        .agent("host-2", opts())
+        .start()
+        .unwrap();
+    let mut c2 = bed.consumers.pop().unwrap();
+    let (c1, agents, out) = (bed.consumer(), &bed.agents, bed.out());
     let per_round = std::env::var("EVD_E2E_EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -111,35 +94,21 @@ async fn two_consumers_split_the_work_and_survive_losing_one() {
 /// committed meanwhile (the zombie fence in `consumer/src/run.rs`): 0 duplicate rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_paused_past_its_session_timeout_writes_nothing_twice() {
-    let broker = MockBroker::start(1).unwrap();
-    broker.create_pipeline_topics(4).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
     // Long flushes, so the paused consumer holds a buffer.
-    let c1 = ConsumerProcess::start(
-        &dir.path().join("c1"),
-        broker.bootstrap(),
-        &out,
-        ConsumerOptions::new("c1", 4_000),
-    )
-    .unwrap();
-    let c2 = ConsumerProcess::start(
-        &dir.path().join("c2"),
-        broker.bootstrap(),
-        &out,
-        ConsumerOptions::new("c2", 4_000),
-    )
-    .unwrap();
-    let agent = AgentProcess::start(
-        &dir.path().join("a"),
-        "host-z",
-        broker.bootstrap(),
-        AgentOptions {
-            retransmit_after_ms: 5_000,
-            ..AgentOptions::default()
-        },
-    )
-    .unwrap();
+    let opts = AgentOptions {
+        retransmit_after_ms: 5_000,
+        ..AgentOptions::default()
+    };
+    let bed = TestBed::builder()
+        .mock(1)
+        .partitions(4)
+        .consumer(ConsumerOptions::new("c1", 4_000))
+        .consumer(ConsumerOptions::new("c2", 4_000))
+        .agent("host-z", opts)
+        .start()
+        .unwrap();
+    let (c1, c2) = (&bed.consumers[0], &bed.consumers[1]);
+    let (agent, out) = (bed.agent(), bed.out());
     let mut acked = send_ids(&agent.socket(), 0..5_000).await.unwrap();
     // One agent's batches share a key, so one consumer gets them: that one is frozen
     // mid-buffer for 20 s (its session timeout is 6 s) while events keep coming, long
@@ -147,18 +116,14 @@ async fn a_consumer_paused_past_its_session_timeout_writes_nothing_twice() {
     // thousands of rows twice.
     let started = Instant::now();
     let busy = |c: &ConsumerProcess| c.process.metric("batches_consumed").unwrap_or(0);
-    while busy(&c1) + busy(&c2) == 0 {
+    while busy(c1) + busy(c2) == 0 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "nothing consumed"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (zombie, survivor) = if busy(&c1) > 0 {
-        (&c1, &c2)
-    } else {
-        (&c2, &c1)
-    };
+    let (zombie, survivor) = if busy(c1) > 0 { (c1, c2) } else { (c2, c1) };
     let before = busy(zombie);
     acked.extend(send_ids(&agent.socket(), 200_000..202_000).await.unwrap());
     let wait = Instant::now();
@@ -176,7 +141,7 @@ async fn a_consumer_paused_past_its_session_timeout_writes_nothing_twice() {
     // `wait_settled`, not `wait_drained`: right after the last send nothing may be
     // sealed yet, and the spool would look drained before the last 1,000 events left
     // (seen: "drained 0.0s", then 1,000 acked ids not in Parquet 6 s later).
-    let sealed = wait_settled(&agent, &survivor.process, Duration::from_secs(120)).await;
+    let sealed = wait_settled(agent, &survivor.process, Duration::from_secs(120)).await;
     println!("drained after the pause ({sealed} batches sealed)");
     // Give the resumed consumer time for a stale flush, then check: every id once.
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -191,35 +156,30 @@ async fn a_consumer_paused_past_its_session_timeout_writes_nothing_twice() {
 /// the manifests committed since): 0 duplicate rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_slower_than_the_poll_interval_writes_nothing_twice() {
-    let broker = MockBroker::start(1).unwrap();
-    broker.create_pipeline_topics(4).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
     let props = r#"consumer = { "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500", "max.poll.interval.ms" = "7000" }"#;
     // Both members take the short poll interval; the slow one's staging uploads stall.
-    let start = |id: &str, env: Vec<(String, String)>| {
-        let opts = ConsumerOptions {
-            env,
-            kafka: props.into(),
-            ..ConsumerOptions::new(id, 500)
-        };
-        ConsumerProcess::start(&dir.path().join(id), broker.bootstrap(), &out, opts).unwrap()
+    let member = |id: &str, env: Vec<(String, String)>| ConsumerOptions {
+        env,
+        kafka: props.into(),
+        ..ConsumerOptions::new(id, 500)
     };
     let slow_staging = (
         "EVD_TEST_STORE_FAULTS".to_string(),
         "slow_staging_ms=5000".to_string(),
     );
-    let slow = start("slow", vec![slow_staging]);
-    let agent = AgentProcess::start(
-        &dir.path().join("a"),
-        "host-s",
-        broker.bootstrap(),
-        AgentOptions {
-            retransmit_after_ms: 5_000,
-            ..AgentOptions::default()
-        },
-    )
-    .unwrap();
+    let opts = AgentOptions {
+        retransmit_after_ms: 5_000,
+        ..AgentOptions::default()
+    };
+    let mut bed = TestBed::builder()
+        .mock(1)
+        .partitions(4)
+        .consumer(member("slow", vec![slow_staging]))
+        .agent("host-s", opts)
+        .start()
+        .unwrap();
+    let (agent, slow) = (bed.agents.remove(0), bed.consumers.remove(0));
+    let out = bed.out();
     let mut acked = send_ids(&agent.socket(), 0..2_000).await.unwrap();
     let started = Instant::now();
     while slow.process.metric("batches_consumed").unwrap_or(0) == 0 {
@@ -234,7 +194,7 @@ async fn a_flush_slower_than_the_poll_interval_writes_nothing_twice() {
     // join (a rebalance noticed before the uploads would abandon the flush early and
     // prove nothing).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let fast = start("fast", vec![]);
+    let fast = bed.add_consumer(member("fast", vec![])).unwrap();
     for round in 0..10u64 {
         let from = 100_000 + round * 500;
         acked.extend(send_ids(&agent.socket(), from..from + 500).await.unwrap());

@@ -12,11 +12,12 @@ use std::time::{Duration, Instant};
 
 use evd_schemas::Hour;
 use serde_json::Value;
-use tests::MockBroker;
-use tests::agent_proc::{AgentOptions, AgentProcess, example_registry_dir};
-use tests::consumer_proc::{ConsumerOptions, ConsumerProcess, read_back};
+use tests::agent_proc::AgentOptions;
+use tests::auditor_proc::AuditorOptions;
+use tests::bed::TestBed;
+use tests::consumer_proc::{ConsumerOptions, read_back};
 use tests::oracle::{TYPES, send_ids};
-use tests::process::{EvdProcess, evd_binary};
+use tests::process::evd_binary;
 
 const LOST_SEQ: u64 = 3;
 const PER_HOUR: u64 = 2_000;
@@ -32,36 +33,6 @@ fn now_ms() -> i64 {
 /// 10 s closing deadline of the hour before at once.)
 fn set_clock(file: &Path, hour: Hour, secs: i64) {
     std::fs::write(file, (hour.start_ms() + secs * 1000 - now_ms()).to_string()).unwrap();
-}
-
-fn start_ops(dir: &Path, bootstrap: &str, out: &Path, clock_file: &Path) -> EvdProcess {
-    std::fs::create_dir_all(dir).unwrap();
-    let listen = format!("127.0.0.1:{}", tests::free_port());
-    let config = dir.join("ops.toml");
-    std::fs::write(
-        dir.join("master.toml"),
-        tests::agent_proc::test_master_keyring().to_toml(),
-    )
-    .unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "auditor_id = \"ops-test\"\nregistry_dir = \"{}\"\nkeyring_path = \"master.toml\"\noutput_url = \"file://{}\"\nlisten = \"{listen}\"\n\
-             scan_interval_ms = 300\nlate_after_ms = 1000\ndeadline_high_ms = 10000\n\
-             deadline_normal_ms = 10000\ndeadline_low_ms = 10000\n[kafka]\nbootstrap_servers = \"{bootstrap}\"\n",
-            example_registry_dir().display(),
-            out.display()
-        ),
-    )
-    .unwrap();
-    let mut ops = EvdProcess::new("ops", dir, config, listen);
-    ops.env = vec![(
-        "EVD_TEST_CLOCK_OFFSET_FILE".into(),
-        clock_file.display().to_string(),
-    )];
-    ops.spawn(|p| p.metric("files_scanned_total").is_some())
-        .unwrap();
-    ops
 }
 
 /// Every `_CLOSED.json` under `out`, by (type, hour number).
@@ -140,36 +111,34 @@ fn evd(args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hours_close_right_a_lost_batch_is_named_late_data_is_skew_and_the_dashboard_shows_it() {
-    let mock = MockBroker::start(1).unwrap();
-    mock.create_pipeline_topics(2).unwrap();
-    let bootstrap = mock.bootstrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let clock_file = dir.path().join("clock-offset-ms");
+    let lose = ("EVD_TEST_LOSE_BATCH_SEQ".to_string(), LOST_SEQ.to_string());
+    let mut bed = TestBed::builder()
+        .mock(1)
+        .partitions(2)
+        .consumer(ConsumerOptions {
+            env: vec![lose],
+            ..ConsumerOptions::new("c1", 300)
+        })
+        .start()
+        .unwrap();
+    let clock_file = bed.dir.path().join("clock-offset-ms");
     let base = Hour::from_unix_ms(now_ms()).next().next();
     set_clock(&clock_file, base, 5);
     let clock_env = (
         "EVD_TEST_CLOCK_OFFSET_FILE".to_string(),
         clock_file.display().to_string(),
     );
-    let lose = ("EVD_TEST_LOSE_BATCH_SEQ".to_string(), LOST_SEQ.to_string());
-    let opts = ConsumerOptions {
-        env: vec![lose],
-        ..ConsumerOptions::new("c1", 300)
+    let agent_opts = AgentOptions {
+        env: vec![clock_env.clone()],
+        ..AgentOptions::default()
     };
-    let consumer =
-        ConsumerProcess::start(&dir.path().join("consumer"), bootstrap, &out, opts).unwrap();
-    let agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-a",
-        bootstrap,
-        AgentOptions {
-            env: vec![clock_env],
-            ..AgentOptions::default()
-        },
-    )
-    .unwrap();
-    let ops = start_ops(&dir.path().join("ops"), bootstrap, &out, &clock_file);
+    bed.add_agent("host-a", agent_opts).unwrap();
+    let auditor_opts = AuditorOptions {
+        env: vec![clock_env],
+        ..AuditorOptions::default()
+    };
+    bed.add_auditor(auditor_opts).unwrap();
+    let (consumer, agent, ops, out) = (bed.consumer(), bed.agent(), bed.auditor(), bed.out());
 
     let closed_in = |hours: std::ops::Range<u32>| {
         markers(&out)
