@@ -5,8 +5,9 @@
 //! - [`MockBroker`]: librdkafka's `MockCluster` on its own thread (it is not `Send`),
 //!   driven through a handle: broker down/up, request errors, round-trip time.
 //! - [`kafka`]: small rdkafka helpers shared by the tests.
-//! - [`bed::TestBed`]: one builder for an end-to-end pipeline (broker, topics,
-//!   consumers, agents) so a test file states only its scenario.
+//! - [`bed::TestBed`]: one builder for an end-to-end pipeline (tansu, MockCluster or
+//!   two bridged sites; topics, consumers, agents, auditor) so a test file states only
+//!   its scenario.
 
 pub mod agent_proc;
 pub mod auditor_proc;

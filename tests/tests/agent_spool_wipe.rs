@@ -6,27 +6,22 @@
 
 use std::time::Duration;
 
-use tests::RealBroker;
-use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_settled};
-use tests::oracle::{create_pipeline_topics, send_ids};
+use tests::agent_proc::AgentOptions;
+use tests::bed::TestBed;
+use tests::consumer_proc::{ConsumerOptions, assert_exactly_once, wait_settled};
+use tests::oracle::send_ids;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spool_wiped_under_the_same_agent_id_loses_nothing() {
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
-    let mut agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-w",
-        &broker.bootstrap(),
-        AgentOptions::default(),
-    )
-    .unwrap();
+    let mut bed = TestBed::builder()
+        .consumer(ConsumerOptions::default())
+        .agent("host-w", AgentOptions::default())
+        .start()
+        .unwrap();
+    let mut agent = bed.agents.remove(0);
+    let (consumer, out) = (bed.consumer(), bed.out());
     let mut acked = send_ids(&agent.socket(), 0..3_000).await.unwrap();
     assert_eq!(acked.len(), 3_000);
     let first_sealed = wait_settled(&agent, &consumer.process, LIMIT).await;

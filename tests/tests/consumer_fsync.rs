@@ -10,19 +10,20 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tests::RealBroker;
-use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_settled};
-use tests::oracle::{create_pipeline_topics, send_ids};
+use tests::agent_proc::AgentOptions;
+use tests::bed::TestBed;
+use tests::consumer_proc::{ConsumerOptions, assert_exactly_once, wait_settled};
+use tests::oracle::send_ids;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_flush_of_a_file_output_is_fsynced() {
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
-    let trace = dir.path().join("fsyncs.txt");
+    let mut bed = TestBed::builder()
+        .consumer(ConsumerOptions::default())
+        .start()
+        .unwrap();
+    let consumer = bed.consumers.remove(0);
+    let out = bed.out();
+    let trace = bed.dir.path().join("fsyncs.txt");
     let pid = consumer.process.pid().unwrap().to_string();
     let mut strace = Command::new("strace")
         .args(["-f", "-qq", "-e", "trace=fsync,fdatasync", "-o"])
@@ -32,15 +33,9 @@ async fn every_flush_of_a_file_output_is_fsynced() {
         .spawn()
         .expect("strace (scripts/install-test-deps installs it)");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-f",
-        &broker.bootstrap(),
-        AgentOptions::default(),
-    )
-    .unwrap();
+    let agent = bed.add_agent("host-f", AgentOptions::default()).unwrap();
     let acked = send_ids(&agent.socket(), 0..2_000).await.unwrap();
-    wait_settled(&agent, &consumer.process, Duration::from_secs(120)).await;
+    wait_settled(agent, &consumer.process, Duration::from_secs(120)).await;
     let flushes = consumer.process.metric("flushes").unwrap();
     // SIGINT detaches strace and flushes its output.
     unsafe { libc::kill(strace.id() as i32, libc::SIGINT) };
