@@ -10,10 +10,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use evd_producer::client::{Response, send_lines};
-use tests::RealBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::{ConsumerProcess, assert_exactly_once, wait_drained, wait_settled};
-use tests::oracle::{create_pipeline_topics, event_line_with_id, persistent_client};
+use tests::bed::{TestBed, agent_dir};
+use tests::consumer_proc::{ConsumerOptions, assert_exactly_once, wait_drained, wait_settled};
+use tests::oracle::{event_line_with_id, persistent_client};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -78,18 +78,11 @@ async fn send(agent: &AgentProcess, ids: std::ops::Range<u64>) -> (Vec<u64>, Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_new_events_keeps_the_acked_and_recovers() {
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let agent_dir = dir.path().join("agent");
-    let disk = Tmpfs::mount(&agent_dir.join("spool"), "16m");
-    let mut agent = AgentProcess::start(
-        &agent_dir,
-        "host-full",
-        &broker.bootstrap(),
-        AgentOptions::default(),
-    )
-    .unwrap();
+    let mut bed = TestBed::builder().start().unwrap();
+    let disk = Tmpfs::mount(&agent_dir(bed.dir.path(), "host-full").join("spool"), "16m");
+    bed.add_agent("host-full", AgentOptions::default()).unwrap();
+    // Owned here, so it stops before the tmpfs under its spool is unmounted.
+    let mut agent = bed.agents.remove(0);
 
     // Leave 6 MiB: the spool keeps one segment (4 MiB) free for batching.
     let filler = disk.0.join("filler");
@@ -134,13 +127,14 @@ async fn a_full_disk_refuses_new_events_keeps_the_acked_and_recovers() {
     acked.extend(persistent_client(agent.socket(), (next..next + 1_000).collect()).await);
     next += 1_000;
 
-    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
+    let out = bed.out();
+    let consumer = bed.add_consumer(ConsumerOptions::default()).unwrap();
     let secs = wait_drained(&[&agent], &consumer.process, Duration::from_secs(120)).await;
     println!(
         "{} acked events drained {secs:.1}s after the consumer started",
         acked.len()
     );
-    assert_exactly_once(&dir.path().join("out"), &acked, Some(next));
+    assert_exactly_once(&out, &acked, Some(next));
     assert!(
         agent.metric("refused_spool_full").unwrap_or(0) > 0,
         "refusals are counted"
@@ -174,23 +168,23 @@ fn fill_completely(path: &Path) {
 /// write, and once space returns every acked event is delivered exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_another_process_fills_is_survived() {
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let agent_dir = dir.path().join("agent");
-    let disk = Tmpfs::mount(&agent_dir.join("spool"), "16m");
-    let consumer = ConsumerProcess::start_in(dir.path(), &broker.bootstrap()).unwrap();
-    let mut agent = AgentProcess::start(
-        &agent_dir,
-        "host-filled",
-        &broker.bootstrap(),
-        AgentOptions {
-            // Accepted events wait 2 s for their batch: the seal comes after the fill.
-            tail: "[batch]\nmax_age_ms = 2000\n".into(),
-            ..AgentOptions::default()
-        },
-    )
-    .unwrap();
+    let mut bed = TestBed::builder()
+        .consumer(ConsumerOptions::default())
+        .start()
+        .unwrap();
+    let disk = Tmpfs::mount(
+        &agent_dir(bed.dir.path(), "host-filled").join("spool"),
+        "16m",
+    );
+    let opts = AgentOptions {
+        // Accepted events wait 2 s for their batch: the seal comes after the fill.
+        tail: "[batch]\nmax_age_ms = 2000\n".into(),
+        ..AgentOptions::default()
+    };
+    bed.add_agent("host-filled", opts).unwrap();
+    // Owned here, so it stops before the tmpfs under its spool is unmounted.
+    let mut agent = bed.agents.remove(0);
+    let consumer = bed.consumer();
     let (mut acked, refused) = send(&agent, 0..3_000).await;
     assert!(refused.is_empty(), "{refused:?}");
     let filler = disk.0.join("filler");
@@ -223,7 +217,7 @@ async fn a_disk_another_process_fills_is_survived() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     wait_settled(&agent, &consumer.process, Duration::from_secs(120)).await;
     assert!(agent.process.is_running(), "{}", agent.log_tail());
-    assert_exactly_once(&dir.path().join("out"), &acked, Some(next));
+    assert_exactly_once(&bed.out(), &acked, Some(next));
     drop(agent);
     drop(disk);
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use evd_schemas::wire::audit::{AuditBody, AuditRecord};
 use tests::RealBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess, test_master_keyring};
+use tests::bed::TestBed;
 use tests::oracle::{TestReader, create_pipeline_topics, send_ids};
 
 fn events() -> u64 {
@@ -16,16 +17,11 @@ fn events() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acked_event_from_8_clients_reaches_kafka_and_the_spool_drains() {
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let agent = AgentProcess::start(
-        dir.path(),
-        "host-a",
-        &broker.bootstrap(),
-        AgentOptions::default(),
-    )
-    .unwrap();
+    let bed = TestBed::builder()
+        .agent("host-a", AgentOptions::default())
+        .start()
+        .unwrap();
+    let agent = bed.agent();
 
     let total = events();
     let clients = 8;
@@ -51,7 +47,7 @@ async fn every_acked_event_from_8_clients_reaches_kafka_and_the_spool_drains() {
         agent.log_tail()
     );
 
-    let bootstrap = broker.bootstrap();
+    let bootstrap = bed.bootstrap();
     let (missing, reader) = tokio::task::spawn_blocking(move || {
         let mut reader = TestReader::new(&bootstrap, test_master_keyring(), true).unwrap();
         let missing = reader.wait_for(&acked, Duration::from_secs(180));
@@ -75,7 +71,7 @@ async fn every_acked_event_from_8_clients_reaches_kafka_and_the_spool_drains() {
 
     // The audit topic announces every batch (idempotent per batch seq) and carries
     // heartbeats.
-    let bootstrap = broker.bootstrap();
+    let bootstrap = bed.bootstrap();
     let audit = tokio::task::spawn_blocking(move || {
         tests::kafka::consume_n(&bootstrap, "evd.audit", usize::MAX, Duration::from_secs(5))
             .unwrap()

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use evd_producer::client::{Response, send_lines};
-use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
+use tests::bed::TestBed;
 
 const BOUND_MIB: u64 = 256;
 
@@ -78,17 +78,10 @@ async fn memory_stays_bounded_while_kafka_is_down_and_after_a_restart() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(512);
-    let mock = MockBroker::start(1).unwrap();
-    mock.create_pipeline_topics(1).unwrap();
-    mock.broker_down(1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut agent = AgentProcess::start(
-        dir.path(),
-        "host-mem",
-        mock.bootstrap(),
-        AgentOptions::default(),
-    )
-    .unwrap();
+    let mut bed = TestBed::builder().mock(1).partitions(1).start().unwrap();
+    bed.broker.mock().broker_down(1).unwrap();
+    bed.add_agent("host-mem", AgentOptions::default()).unwrap();
+    let mut agent = bed.agents.remove(0);
     let events = (mib << 20) / 3_100;
     let started = Instant::now();
     let mut acked = 0;

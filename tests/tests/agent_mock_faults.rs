@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tests::MockBroker;
-use tests::agent_proc::{AgentOptions, AgentProcess, test_master_keyring};
+use tests::agent_proc::{AgentOptions, test_master_keyring};
+use tests::bed::TestBed;
 use tests::oracle::{TestReader, send_ids};
 
 const ERRORS: [RDKafkaRespErr; 4] = [
@@ -20,14 +21,18 @@ type Inject = Box<dyn Fn(&MockBroker)>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_batch_is_delivered_through_injected_faults() {
-    let mock = MockBroker::start(3).unwrap();
-    mock.create_pipeline_topics(3).unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let opts = AgentOptions {
         retransmit_after_ms: 5_000,
         ..AgentOptions::default()
     };
-    let agent = AgentProcess::start(dir.path(), "host-m", mock.bootstrap(), opts).unwrap();
+    let mut bed = TestBed::builder()
+        .mock(3)
+        .partitions(3)
+        .agent("host-m", opts)
+        .start()
+        .unwrap();
+    let agent = bed.agents.remove(0);
+    let mock = bed.broker.mock();
     let bootstrap = mock.bootstrap().to_string();
     let mut reader = tokio::task::spawn_blocking(move || {
         TestReader::new(&bootstrap, test_master_keyring(), true).unwrap()
@@ -61,7 +66,7 @@ async fn every_batch_is_delivered_through_injected_faults() {
         }),
     ));
     for (name, inject) in &scenarios {
-        inject(&mock);
+        inject(mock);
         let ids: Vec<u64> = (next_id..next_id + 2_000).collect();
         next_id += 2_000;
         let acked = send_ids(&agent.socket(), ids.iter().copied())
@@ -146,14 +151,18 @@ async fn every_batch_is_delivered_through_injected_faults() {
 /// seconds, forever, with nothing for an alert to see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_produce_error_is_reported_and_the_batch_kept() {
-    let mock = MockBroker::start(1).unwrap();
-    mock.create_pipeline_topics(1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let opts = AgentOptions {
         retransmit_after_ms: 3_000,
         ..AgentOptions::default()
     };
-    let agent = AgentProcess::start(dir.path(), "host-p", mock.bootstrap(), opts).unwrap();
+    let mut bed = TestBed::builder()
+        .mock(1)
+        .partitions(1)
+        .agent("host-p", opts)
+        .start()
+        .unwrap();
+    let agent = bed.agents.remove(0);
+    let mock = bed.broker.mock();
     let bootstrap = mock.bootstrap().to_string();
     let mut reader = tokio::task::spawn_blocking(move || {
         TestReader::new(&bootstrap, test_master_keyring(), true).unwrap()

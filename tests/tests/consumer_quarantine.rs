@@ -7,10 +7,10 @@ use evd_schemas::wire::batch::{self, BatchMeta};
 use evd_schemas::wire::record::put_record;
 use evd_schemas::{Hour, Key, MasterKeyring};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tests::RealBroker;
 use tests::agent_proc::test_master_keyring;
-use tests::consumer_proc::{ConsumerOptions, ConsumerProcess, read_back};
-use tests::oracle::{create_pipeline_topics, event_line, topic};
+use tests::bed::TestBed;
+use tests::consumer_proc::{ConsumerOptions, read_back};
+use tests::oracle::{event_line, topic};
 
 fn sealed(keys: &MasterKeyring, agent: &str, seq: u64, lines: &[String]) -> Vec<u8> {
     let now_ms = std::time::SystemTime::now()
@@ -40,17 +40,12 @@ fn sealed(keys: &MasterKeyring, agent: &str, seq: u64, lines: &[String]) -> Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_batches_are_quarantined_and_the_rest_delivered() {
-    let broker = RealBroker::start().unwrap();
-    create_pipeline_topics(&broker.bootstrap(), 1).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let consumer = ConsumerProcess::start(
-        &dir.path().join("consumer"),
-        &broker.bootstrap(),
-        &out,
-        ConsumerOptions::new("c1", 300),
-    )
-    .unwrap();
+    let bed = TestBed::builder()
+        .partitions(1)
+        .consumer(ConsumerOptions::new("c1", 300))
+        .start()
+        .unwrap();
+    let (consumer, out) = (bed.consumer(), bed.out());
     let keys = test_master_keyring();
     let good = |seq: u64, id: u64| sealed(&keys, "host-q", seq, &[event_line(id * 5)]);
 
@@ -71,7 +66,7 @@ async fn bad_batches_are_quarantined_and_the_rest_delivered() {
     let bad_event = r#"{"type":"PageView","ts":1,"user_id":42,"url":"/x"}"#.to_string();
     let mixed = sealed(&keys, "host-q", 5, &[event_line(25), bad_event]);
 
-    let producer: FutureProducer = tests::kafka::client_config(&broker.bootstrap())
+    let producer: FutureProducer = tests::kafka::client_config(&bed.bootstrap())
         .create()
         .unwrap();
     let t = topic("PageView");

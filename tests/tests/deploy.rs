@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use tests::MockBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
-use tests::consumer_proc::ConsumerProcess;
+use tests::bed::TestBed;
+use tests::consumer_proc::ConsumerOptions;
 use tests::process::EvdProcess;
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
@@ -19,16 +20,13 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn every_role_answers_health_and_readiness() {
-    let broker = MockBroker::start(1).unwrap();
-    broker.create_pipeline_topics(2).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let agent = AgentProcess::start(
-        &dir.path().join("agent"),
-        "host-h",
-        broker.bootstrap(),
-        AgentOptions::default(),
-    )
-    .unwrap();
+    let mut bed = TestBed::builder()
+        .mock(1)
+        .partitions(2)
+        .agent("host-h", AgentOptions::default())
+        .start()
+        .unwrap();
+    let agent = bed.agent();
     // The agent is started once its socket accepts: it is ready.
     assert_eq!(agent.process.http_get("/healthz").unwrap().0, 200);
     let (status, body) = agent.process.http_get("/readyz").unwrap();
@@ -36,7 +34,7 @@ fn every_role_answers_health_and_readiness() {
     assert_eq!(agent.process.http_get("/nope").unwrap().0, 404);
     assert_eq!(agent.metric("ready"), Some(1));
 
-    let consumer = ConsumerProcess::start_in(dir.path(), broker.bootstrap()).unwrap();
+    let consumer = bed.add_consumer(ConsumerOptions::default()).unwrap();
     assert_eq!(consumer.process.http_get("/healthz").unwrap().0, 200);
     wait_for("the consumer ready", Duration::from_secs(30), || {
         consumer
