@@ -11,7 +11,6 @@ use std::sync::{Arc, RwLock};
 
 use evd_schemas::Registry;
 use evd_schemas::error::Reason;
-use evd_schemas::event::parse_event_line;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
@@ -290,11 +289,10 @@ pub(crate) fn check_line(
             format!("invalid UTF-8 at byte {}", e.valid_up_to()),
         ));
     }
-    let parsed = parse_event_line(&bytes, max_line_bytes)?;
-    let ty = registry.validate(&parsed)?;
+    let accepted = registry.check_line(&bytes, max_line_bytes)?;
     Ok(Incoming {
-        event_type: ty.name.clone(),
-        event_id: parsed.event_id,
+        event_type: accepted.ty.name.clone(),
+        event_id: accepted.event_id,
         body: bytes,
     })
 }

@@ -92,12 +92,15 @@ pub fn event_id_of(line: &[u8]) -> Option<String> {
 pub fn parse_timestamp_us(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64()?.checked_mul(1000),
-        Value::String(s) => {
-            let dt = OffsetDateTime::parse(s, &Rfc3339).ok()?;
-            i64::try_from(dt.unix_timestamp_nanos() / 1000).ok()
-        }
+        Value::String(s) => parse_rfc3339_us(s),
         _ => None,
     }
+}
+
+/// An RFC 3339 timestamp as µs since the epoch.
+pub fn parse_rfc3339_us(s: &str) -> Option<i64> {
+    let dt = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    i64::try_from(dt.unix_timestamp_nanos() / 1000).ok()
 }
 
 /// A short description of a JSON value for error messages (never the whole value).

@@ -20,6 +20,7 @@
 //! the binaries read the directory. Every error names the file, line and key.
 
 mod arrow;
+mod check;
 mod evolution;
 mod validate;
 
@@ -31,6 +32,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::toml_source::{SourceError, TomlSource};
 
+pub use check::Accepted;
 pub use evolution::{IncompatibleChange, check_evolution};
 
 /// Columns every event row has besides its type's fields; field names may not use them.
