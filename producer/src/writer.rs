@@ -414,32 +414,12 @@ mod tests {
             segment_bytes: 1 << 20,
         };
         let (spool, _) = Spool::open(store, "a", limits).unwrap();
-        let (to_sender, _sender_rx) = tokio::sync::mpsc::unbounded_channel();
-        let writer = Writer {
-            spool,
-            batcher: Batcher::new(BatchLimits {
-                max_events: 10,
-                max_bytes: 1 << 20,
-                max_age_ms: 100,
-            }),
-            keys: MasterKeyring::new([(1, Key([1; 32]))]).derive_agent_keyring("a"),
-            zstd_level: 1,
-            group_commit_delay: Duration::ZERO,
-            clock: Arc::new(SystemClock),
-            metrics: Arc::new(Metrics::default()),
-            to_sender,
-            ids: IdWindow::new(0),
-            deferred: Deferred::default(),
-        };
+        let (writer, _sender_rx) = writer_over(spool);
         let (tx, rx) = std::sync::mpsc::channel();
         let (reply_tx, mut reply_rx) = oneshot::channel();
         fail.store(true, std::sync::atomic::Ordering::SeqCst);
         tx.send(WriterMsg::Events {
-            events: vec![Incoming {
-                event_type: "T".into(),
-                event_id: None,
-                body: b"{}".to_vec(),
-            }],
+            events: vec![incoming(None)],
             reply: reply_tx,
         })
         .unwrap();
@@ -456,5 +436,64 @@ mod tests {
             ),
             "the client must never hear ok"
         );
+    }
+
+    /// Events are written in groups; an id repeated within one request is still a
+    /// duplicate of its first copy, as when events came one at a time.
+    #[test]
+    fn a_repeated_id_within_one_request_is_spooled_once() {
+        let limits = SpoolLimits {
+            dedup_window_us: 60_000_000,
+            max_bytes: 1 << 30,
+            segment_bytes: 1 << 20,
+        };
+        let (spool, _) = Spool::open(MemStore::default(), "a", limits).unwrap();
+        let (mut writer, _sender_rx) = writer_over(spool);
+        writer.ids = IdWindow::new(60_000_000);
+        let events = vec![
+            incoming(Some("x")),
+            incoming(None),
+            incoming(Some("x")),
+            incoming(Some("y")),
+        ];
+        let (mut ready, mut accepted) = (Vec::new(), 0);
+        let results = writer
+            .append_events(events, 1_000, &mut ready, &mut accepted)
+            .unwrap();
+        assert_eq!(results, vec![Ok(1), Ok(2), Ok(1), Ok(3)]);
+        assert_eq!(accepted, 3);
+        assert_eq!(writer.spool.stats().next_event_seq, 4);
+        assert_eq!(writer.batcher.open_events(), 3);
+    }
+
+    fn incoming(event_id: Option<&str>) -> Incoming {
+        Incoming {
+            event_type: "T".into(),
+            event_id: event_id.map(str::to_string),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    fn writer_over<S: SegmentStore>(
+        spool: Spool<S>,
+    ) -> (Writer<S>, tokio::sync::mpsc::UnboundedReceiver<SenderMsg>) {
+        let (to_sender, sender_rx) = tokio::sync::mpsc::unbounded_channel();
+        let writer = Writer {
+            spool,
+            batcher: Batcher::new(BatchLimits {
+                max_events: 10,
+                max_bytes: 1 << 20,
+                max_age_ms: 100,
+            }),
+            keys: MasterKeyring::new([(1, Key([1; 32]))]).derive_agent_keyring("a"),
+            zstd_level: 1,
+            group_commit_delay: Duration::ZERO,
+            clock: Arc::new(SystemClock),
+            metrics: Arc::new(Metrics::default()),
+            to_sender,
+            ids: IdWindow::new(0),
+            deferred: Deferred::default(),
+        };
+        (writer, sender_rx)
     }
 }

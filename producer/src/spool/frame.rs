@@ -50,8 +50,6 @@ pub enum Frame {
 
 /// Appends a frame to `out`.
 pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; FRAME_PREFIX]);
     match frame {
         Frame::Header {
             segment_id,
@@ -59,8 +57,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             agent_id,
             next_event_seq,
             next_batch_seq,
-        } => {
-            out.push(KIND_HEADER);
+        } => framed(out, KIND_HEADER, |out| {
             out.extend_from_slice(SEGMENT_MAGIC);
             out.push(FORMAT_VERSION);
             out.extend_from_slice(&segment_id.to_le_bytes());
@@ -68,19 +65,13 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             put_name(out, agent_id);
             out.extend_from_slice(&next_event_seq.to_le_bytes());
             out.extend_from_slice(&next_batch_seq.to_le_bytes());
-        }
+        }),
         Frame::Event {
             event_seq,
             received_at_us,
             event_type,
             body,
-        } => {
-            out.push(KIND_EVENT);
-            out.extend_from_slice(&event_seq.to_le_bytes());
-            out.extend_from_slice(&received_at_us.to_le_bytes());
-            put_name(out, event_type);
-            out.extend_from_slice(body);
-        }
+        } => encode_event(*event_seq, *received_at_us, event_type, body, out),
         Frame::Sealed {
             batch_seq,
             bucket_hour,
@@ -89,21 +80,68 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             event_count,
             events,
             bytes,
-        } => {
-            out.push(KIND_SEALED);
-            out.extend_from_slice(&batch_seq.to_le_bytes());
-            out.extend_from_slice(&bucket_hour.0.to_le_bytes());
-            out.extend_from_slice(&sealed_at_ms.to_le_bytes());
-            put_name(out, event_type);
-            out.extend_from_slice(&event_count.to_le_bytes());
-            put_ranges(out, events);
-            out.extend_from_slice(bytes);
-        }
-        Frame::Acked { batch_seqs } => {
-            out.push(KIND_ACKED);
-            put_ranges(out, batch_seqs);
-        }
+        } => encode_sealed(
+            &SealedFields {
+                batch_seq: *batch_seq,
+                bucket_hour: *bucket_hour,
+                sealed_at_ms: *sealed_at_ms,
+                event_type,
+                event_count: *event_count,
+                events,
+            },
+            bytes,
+            out,
+        ),
+        Frame::Acked { batch_seqs } => framed(out, KIND_ACKED, |out| put_ranges(out, batch_seqs)),
     }
+}
+
+/// Appends an event frame from borrowed parts (the agent's hot path: no copy of the
+/// body besides the one into `out`).
+pub fn encode_event(
+    event_seq: u64,
+    received_at_us: i64,
+    event_type: &str,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
+    framed(out, KIND_EVENT, |out| {
+        out.extend_from_slice(&event_seq.to_le_bytes());
+        out.extend_from_slice(&received_at_us.to_le_bytes());
+        put_name(out, event_type);
+        out.extend_from_slice(body);
+    })
+}
+
+/// A sealed frame's fields before its batch bytes.
+pub struct SealedFields<'a> {
+    pub batch_seq: u64,
+    pub bucket_hour: Hour,
+    pub sealed_at_ms: i64,
+    pub event_type: &'a str,
+    pub event_count: u32,
+    pub events: &'a SeqRanges,
+}
+
+/// Appends a sealed frame from borrowed parts.
+pub fn encode_sealed(fields: &SealedFields<'_>, bytes: &[u8], out: &mut Vec<u8>) {
+    framed(out, KIND_SEALED, |out| {
+        out.extend_from_slice(&fields.batch_seq.to_le_bytes());
+        out.extend_from_slice(&fields.bucket_hour.0.to_le_bytes());
+        out.extend_from_slice(&fields.sealed_at_ms.to_le_bytes());
+        put_name(out, fields.event_type);
+        out.extend_from_slice(&fields.event_count.to_le_bytes());
+        put_ranges(out, fields.events);
+        out.extend_from_slice(bytes);
+    })
+}
+
+/// Appends `len`, `crc`, `kind` and what `body` writes.
+fn framed(out: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_PREFIX]);
+    out.push(kind);
+    body(out);
     let len = (out.len() - start - FRAME_PREFIX) as u32;
     let crc = crc32c::crc32c(&out[start + FRAME_PREFIX..]);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());

@@ -71,6 +71,7 @@
 //! could have held, so a lost sealed frame's seq is never reused.
 
 mod accounting;
+mod append;
 mod error;
 pub mod frame;
 mod recovery;
@@ -165,6 +166,8 @@ pub struct Spool<S: SegmentStore> {
     next_batch_seq: u64,
     unacked: BTreeMap<u64, UnackedBatch>,
     scratch: Vec<u8>,
+    /// Event frames of one `append_events` call, written to the store at once.
+    group: Vec<u8>,
     /// The latest time the caller told (`append_event`, `expire`), and the first one
     /// since open: dead segments are kept for the dedup window after both.
     now_us: Option<i64>,
@@ -205,6 +208,7 @@ impl<S: SegmentStore> Spool<S> {
             next_batch_seq: 1,
             unacked: BTreeMap::new(),
             scratch: Vec::new(),
+            group: Vec::new(),
             now_us: None,
             first_now_us: None,
             disk_free: None,
@@ -268,11 +272,16 @@ impl<S: SegmentStore> Spool<S> {
 
     /// Appends `frame` to the active segment (not yet durable); returns its offset.
     fn write(&mut self, frame: &Frame) -> Result<u64, SpoolError> {
+        self.write_with(|out| frame::encode(frame, out))
+    }
+
+    /// Appends the frame `encode` puts in its buffer; returns its offset.
+    fn write_with(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<u64, SpoolError> {
         if self.segments[&self.active].bytes >= self.limits.segment_bytes {
             self.start_segment()?;
         }
         self.scratch.clear();
-        frame::encode(frame, &mut self.scratch);
+        encode(&mut self.scratch);
         if let Err(e) = self.store.append(self.active, &self.scratch) {
             if !store::is_storage_full(&e) {
                 return Err(e.into());
@@ -297,55 +306,6 @@ impl<S: SegmentStore> Spool<S> {
         Ok(offset)
     }
 
-    /// Bytes an event frame of this size takes.
-    pub fn event_frame_bytes(event_type: &str, body_len: usize) -> u64 {
-        (FRAME_PREFIX + 1 + 16 + 1 + event_type.len() + body_len) as u64
-    }
-
-    /// Appends an accepted event; durable after the next [`sync`](Self::sync).
-    /// Refused with [`SpoolError::Full`] when the spool is at its event quota.
-    pub fn append_event(
-        &mut self,
-        received_at_us: i64,
-        event_type: &str,
-        body: &[u8],
-    ) -> Result<u64, SpoolError> {
-        self.tick(received_at_us);
-        let need = Self::event_frame_bytes(event_type, body.len());
-        let quota = self.limits.max_bytes / 10 * 9;
-        if self.total_bytes + need > quota {
-            // Room for new events comes before remembering ids for dedup.
-            self.free_dead_segments(true)?;
-        }
-        if self.total_bytes + need > quota {
-            return Err(SpoolError::Full {
-                used: self.total_bytes,
-                max: self.limits.max_bytes,
-            });
-        }
-        let reserve = self.disk_reserve();
-        if self.disk_free.is_some_and(|free| need + reserve > free) {
-            self.free_dead_segments(true)?;
-            self.disk_free = self.store.available_bytes()?;
-            if let Some(free) = self.disk_free.filter(|free| need + reserve > *free) {
-                return Err(SpoolError::DiskFull { free, reserve });
-            }
-        }
-        let event_seq = self.next_event_seq;
-        self.write(&Frame::Event {
-            event_seq,
-            received_at_us,
-            event_type: event_type.to_string(),
-            body: body.to_vec(),
-        })?;
-        self.next_event_seq += 1;
-        let seg = self.segments.get_mut(&self.active).expect("active exists");
-        seg.events.insert(event_seq);
-        seg.live_events += 1;
-        seg.last_received_us = seg.last_received_us.max(received_at_us);
-        Ok(event_seq)
-    }
-
     /// Reserves the seq for the next batch (to put in its header before sealing).
     /// A reserved seq that is never written is simply skipped.
     /// This spool's incarnation: batch seqs are unique within it.
@@ -361,16 +321,15 @@ impl<S: SegmentStore> Spool<S> {
 
     /// Stores a sealed batch. It must be synced before the batch is produced.
     pub fn append_sealed(&mut self, batch: SealedBatch<'_>) -> Result<(), SpoolError> {
-        let frame = Frame::Sealed {
+        let fields = frame::SealedFields {
             batch_seq: batch.batch_seq,
             bucket_hour: batch.bucket_hour,
             sealed_at_ms: batch.sealed_at_ms,
-            event_type: batch.event_type.to_string(),
+            event_type: batch.event_type,
             event_count: batch.event_count,
-            events: batch.events.clone(),
-            bytes: batch.bytes.to_vec(),
+            events: batch.events,
         };
-        let offset = self.write(&frame)?;
+        let offset = self.write_with(|out| frame::encode_sealed(&fields, batch.bytes, out))?;
         let seg = self.segments.get_mut(&self.active).expect("active exists");
         seg.live_batches += 1;
         self.unacked.insert(

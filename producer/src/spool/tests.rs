@@ -87,7 +87,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..3usize, 1..6usize).prop_map(|(ty, n)| Op::Append { ty, n }),
+        4 => (0..3usize, 1..16usize).prop_map(|(ty, n)| Op::Append { ty, n }),
         3 => Just(Op::Sync),
         2 => (0..3usize).prop_map(|ty| Op::Seal { ty }),
         2 => any::<usize>().prop_map(|pick| Op::Ack { pick }),
@@ -114,8 +114,11 @@ proptest! {
         for op in ops {
             match op {
                 Op::Append { ty, n } => {
-                    for _ in 0..n {
-                        let seq = spool.append_event(7, TYPES[ty], &body(0)).unwrap();
+                    // One group: a single write, split where a segment fills.
+                    let b = body(0);
+                    let results = spool.append_events(7, (0..n).map(|_| (TYPES[ty], b.as_slice()))).unwrap();
+                    for result in results {
+                        let seq = result.unwrap();
                         pending.insert(seq, PendingEvent { event_seq: seq, received_at_us: 7, event_type: TYPES[ty].into(), body: body(0) });
                         written.push(seq);
                     }
@@ -336,6 +339,69 @@ fn a_short_write_on_a_full_disk_is_cut_back() {
         "no partial frame was left"
     );
     assert_eq!(recovered.report.lost_event_count(), 0);
+}
+
+/// A group is written at once; when that write runs out of disk, every event of it
+/// is refused, nothing of it stays on disk, and its seqs are used by the next events.
+#[test]
+fn a_group_cut_short_by_a_full_disk_is_refused_whole() {
+    let (mut spool, _) = open(MemStore::with_capacity(u64::MAX));
+    let first = spool.append_event(1, "A", &body(1)).unwrap();
+    spool.sync().unwrap();
+    let used: u64 = {
+        let store = &mut spool.store;
+        let ids = store.list().unwrap();
+        ids.iter()
+            .map(|&id| store.read_all(id).unwrap().len() as u64)
+            .sum()
+    };
+    // Room for two and a half of the group's five frames, in a spool that believes
+    // there is plenty.
+    let frame = Spool::<MemStore>::event_frame_bytes("A", 40);
+    spool.store.set_capacity(Some(used + frame * 5 / 2));
+    let bodies = [[b'x'; 40]; 5];
+    let results = spool
+        .append_events(2, bodies.iter().map(|b| ("A", b.as_slice())))
+        .unwrap();
+    assert_eq!(results.len(), 5);
+    for r in &results {
+        assert!(matches!(r, Err(SpoolError::DiskFull { .. })), "{r:?}");
+    }
+    spool.store.set_capacity(None);
+    let again = spool.append_event(3, "A", &body(3)).unwrap();
+    assert_eq!(again, first + 1, "the refused group's seqs are not skipped");
+    spool.sync().unwrap();
+    let (_, recovered) = open(spool.into_store());
+    assert_eq!(
+        recovered.report.torn_tail_bytes, 0,
+        "no partial frame was left"
+    );
+    assert_eq!(recovered.report.lost_event_count(), 0);
+    let seqs: Vec<u64> = recovered.pending.iter().map(|e| e.event_seq).collect();
+    assert_eq!(seqs, vec![first, again]);
+}
+
+/// A group larger than a segment continues in new segments, each starting with its
+/// header, and every event of it is recovered once, in order.
+#[test]
+fn a_group_spans_segments() {
+    let (mut spool, _) = open(MemStore::default());
+    let bodies: Vec<Vec<u8>> = (0..100).map(body).collect();
+    let results = spool
+        .append_events(1, bodies.iter().map(|b| ("Bee", b.as_slice())))
+        .unwrap();
+    let seqs: Vec<u64> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    assert!(spool.stats().segments > 5, "{:?}", spool.stats());
+    spool.sync().unwrap();
+    let (_, recovered) = open(spool.into_store());
+    let got: Vec<(u64, Vec<u8>)> = recovered
+        .pending
+        .into_iter()
+        .map(|e| (e.event_seq, e.body))
+        .collect();
+    let want: Vec<(u64, Vec<u8>)> = (1..=100).zip(bodies).collect();
+    assert_eq!(got, want);
 }
 
 /// Rule 8: the incarnation survives every reopen (also when every older segment was

@@ -10,6 +10,10 @@ impl<S: SegmentStore> Writer<S> {
     /// Appends `events` to the spool (not yet synced: the turn syncs once for all),
     /// each answered by its event seq or a refusal; batches they complete go to
     /// `ready`. An I/O error is returned: nothing of this turn may be acked.
+    ///
+    /// Events go to the spool in runs, one write each; a run ends before an
+    /// `event_id` it already holds, so the repeat is answered as a duplicate of the
+    /// first, as if the events had come one at a time.
     pub(super) fn append_events(
         &mut self,
         events: Vec<Incoming>,
@@ -18,43 +22,66 @@ impl<S: SegmentStore> Writer<S> {
         accepted: &mut u64,
     ) -> Result<Vec<Result<u64, Refusal>>, SpoolError> {
         let now_ms = now_us.div_euclid(1000);
-        let mut results = Vec::with_capacity(events.len());
-        for ev in events {
-            if let Some(seq) = ev
-                .event_id
-                .as_deref()
-                .and_then(|id| self.ids.get(id, now_us))
-            {
-                // A resend of an event already durable: the first copy's seq.
-                Metrics::add(&self.metrics.duplicate_ids, 1);
-                results.push(Ok(seq));
-                continue;
-            }
-            match self.spool.append_event(now_us, &ev.event_type, &ev.body) {
-                Ok(seq) => {
-                    *accepted += 1;
-                    results.push(Ok(seq));
-                    if let Some(id) = ev.event_id {
-                        self.ids.insert(id, seq, now_us);
+        // Each event's answer, and whether it was appended now (not a duplicate).
+        let mut answers: Vec<(Result<u64, Refusal>, bool)> = Vec::with_capacity(events.len());
+        let mut next = 0;
+        while next < events.len() {
+            let mut run = Vec::new();
+            let mut run_ids = std::collections::HashSet::new();
+            while let Some(ev) = events.get(next) {
+                if let Some(id) = ev.event_id.as_deref() {
+                    if let Some(seq) = self.ids.get(id, now_us) {
+                        // A resend of an event already durable: the first copy's seq.
+                        Metrics::add(&self.metrics.duplicate_ids, 1);
+                        answers.push((Ok(seq), false));
+                        next += 1;
+                        continue;
                     }
-                    let pending = PendingEvent {
-                        event_seq: seq,
-                        received_at_us: now_us,
-                        event_type: ev.event_type,
-                        body: ev.body,
-                    };
-                    ready.extend(self.batcher.push(pending, now_ms));
+                    if !run_ids.insert(id) {
+                        break;
+                    }
                 }
-                Err(SpoolError::Full { .. }) => {
-                    Metrics::add(&self.metrics.refused_spool_full, 1);
-                    results.push(Err(Refusal::SpoolFull));
-                }
-                Err(SpoolError::DiskFull { free, .. }) => {
-                    Metrics::add(&self.metrics.refused_spool_full, 1);
-                    results.push(Err(Refusal::DiskFull { free }));
-                }
-                Err(fatal) => return Err(fatal),
+                run.push(next);
+                answers.push((Err(Refusal::SpoolFull), false));
+                next += 1;
             }
+            let bodies = run
+                .iter()
+                .map(|&i| (events[i].event_type.as_str(), events[i].body.as_slice()));
+            let results = self.spool.append_events(now_us, bodies)?;
+            for (&i, result) in run.iter().zip(results) {
+                answers[i] = match result {
+                    Ok(seq) => {
+                        *accepted += 1;
+                        if let Some(id) = &events[i].event_id {
+                            self.ids.insert(id.clone(), seq, now_us);
+                        }
+                        (Ok(seq), true)
+                    }
+                    Err(SpoolError::Full { .. }) => {
+                        Metrics::add(&self.metrics.refused_spool_full, 1);
+                        (Err(Refusal::SpoolFull), false)
+                    }
+                    Err(SpoolError::DiskFull { free, .. }) => {
+                        Metrics::add(&self.metrics.refused_spool_full, 1);
+                        (Err(Refusal::DiskFull { free }), false)
+                    }
+                    Err(fatal) => return Err(fatal),
+                };
+            }
+        }
+        let mut results = Vec::with_capacity(events.len());
+        for (ev, (answer, appended)) in events.into_iter().zip(answers) {
+            if let (Ok(seq), true) = (&answer, appended) {
+                let pending = PendingEvent {
+                    event_seq: *seq,
+                    received_at_us: now_us,
+                    event_type: ev.event_type,
+                    body: ev.body,
+                };
+                ready.extend(self.batcher.push(pending, now_ms));
+            }
+            results.push(answer);
         }
         Ok(results)
     }
