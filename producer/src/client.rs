@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::UnixStream;
 
 /// The agent's answer to one line.
@@ -18,6 +18,14 @@ pub enum Response {
 
 impl Response {
     pub fn parse(text: &str) -> Option<Response> {
+        // The common answer, as the agent writes it, without a JSON parse.
+        if let Some(seq) = text
+            .strip_prefix("{\"ok\":")
+            .and_then(|rest| rest.strip_suffix('}'))
+            .and_then(|n| n.parse().ok())
+        {
+            return Some(Response::Ok(seq));
+        }
         let v: serde_json::Value = serde_json::from_str(text).ok()?;
         if let Some(seq) = v.get("ok").and_then(|s| s.as_u64()) {
             return Some(Response::Ok(seq));
@@ -37,9 +45,12 @@ where
     F: FnMut(u64, Response),
 {
     let stream = UnixStream::connect(socket).await?;
-    let (rd, mut wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
     let writer = tokio::spawn(async move {
-        let mut lines = BufReader::new(input);
+        let mut lines = BufReader::with_capacity(64 << 10, input);
+        // Lines go out in as few writes as the input allows: flushed whenever no more
+        // input is at hand, so a slow producer of lines is never held back.
+        let mut wr = BufWriter::with_capacity(64 << 10, wr);
         let mut buf = Vec::new();
         let mut sent = 0u64;
         loop {
@@ -52,7 +63,11 @@ where
             }
             wr.write_all(&buf).await?;
             sent += 1;
+            if lines.buffer().is_empty() {
+                wr.flush().await?;
+            }
         }
+        wr.flush().await?;
         wr.shutdown().await?;
         std::io::Result::Ok(sent)
     });
@@ -74,4 +89,24 @@ where
         ));
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Response;
+
+    #[test]
+    fn responses_parse_with_and_without_the_short_cut() {
+        assert_eq!(Response::parse("{\"ok\":17}"), Some(Response::Ok(17)));
+        assert_eq!(Response::parse("{ \"ok\" : 17 }"), Some(Response::Ok(17)));
+        assert_eq!(
+            Response::parse("{\"error\":\"spool_full: retry\",\"line\":3}"),
+            Some(Response::Error {
+                line: 3,
+                error: "spool_full: retry".into()
+            })
+        );
+        assert_eq!(Response::parse("{\"ok\":-1}"), None);
+        assert_eq!(Response::parse("nonsense"), None);
+    }
 }
