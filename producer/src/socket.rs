@@ -205,7 +205,7 @@ async fn read_line(
                 _ => LineStatus::Line,
             });
         }
-        let (part, found) = match buf.iter().position(|&b| b == b'\n') {
+        let (part, found) = match memchr::memchr(b'\n', buf) {
             Some(i) => (&buf[..i], Some(i)),
             None => (buf, None),
         };

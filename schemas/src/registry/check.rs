@@ -93,6 +93,35 @@ impl Registry {
     }
 }
 
+/// Which envelope keys a line that is one JSON object holds at its top level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeKeys {
+    /// How many keys the object has.
+    pub count: usize,
+    pub has_type: bool,
+    pub has_ts: bool,
+    pub has_event_id: bool,
+}
+
+/// The top-level keys of `line` if it is exactly one JSON object with no repeated key
+/// (whitespace around it allowed); `None` otherwise. Reads the line once, no DOM.
+pub fn envelope_keys(line: &[u8]) -> Option<EnvelopeKeys> {
+    let mut entries = Vec::with_capacity(16);
+    let mut de = serde_json::Deserializer::from_slice(line);
+    de.deserialize_map(EntriesVisitor(&mut entries)).ok()?;
+    de.end().ok()?;
+    if has_repeated_key(&entries) {
+        return None;
+    }
+    let has = |name: &str| entries.iter().any(|(k, _)| k == name);
+    Some(EnvelopeKeys {
+        count: entries.len(),
+        has_type: has("type"),
+        has_ts: has("ts"),
+        has_event_id: has("event_id"),
+    })
+}
+
 /// Whether two entries share a key (the DOM keeps the last; the one-pass reader defers).
 fn has_repeated_key(entries: &[(Cow<'_, str>, Scalar<'_>)]) -> bool {
     if entries.len() <= 24 {

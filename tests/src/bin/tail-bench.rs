@@ -15,7 +15,6 @@ use evd_producer::tail::{
     CheckpointStore, FileCheckpointStore, LineFormat, LineKind, RealFs, SourceSpec, TailSettings,
     Tailer, event_body,
 };
-use evd_schemas::event::parse_event_line;
 use tests::agent_proc::example_registry_dir;
 use tests::oracle::event_line;
 
@@ -73,12 +72,22 @@ fn tail_into_spool(dir: &Path, logs: &Path, lines: u64) -> Result<f64> {
         let now_ms = started.elapsed().as_millis() as i64;
         let batch = tailer.poll(now_ms);
         let now_us = now_ms * 1000;
+        // As the agent's tail shell: each line becomes its event and is checked, and
+        // the poll's events go to the spool as one group.
+        let mut bodies = Vec::with_capacity(batch.len());
         for line in batch.iter().filter(|l| l.kind == LineKind::Line) {
             let body = event_body(line, "PageView", LineFormat::Json, now_ms)
                 .map_err(anyhow::Error::msg)?;
-            let parsed = parse_event_line(&body, usize::MAX)?;
-            let ty = registry.validate(&parsed)?;
-            spool.append_event(now_us, &ty.name, &body)?;
+            let accepted = registry.check_line(&body, usize::MAX)?;
+            bodies.push((accepted.ty.name.clone(), body));
+        }
+        for result in spool.append_events(
+            now_us,
+            bodies
+                .iter()
+                .map(|(ty, body)| (ty.as_str(), body.as_slice())),
+        )? {
+            result?;
             spooled += 1;
         }
         spool.sync()?;

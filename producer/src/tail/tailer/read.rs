@@ -47,7 +47,7 @@ impl<F: TailFs> Tailer<F> {
         let reached_end = w.read + buf.len() as u64 >= len;
         let max = spec.max_line_bytes;
         let mut lines = Lines { out, key, at: 0 };
-        while let Some(nl) = buf[lines.at..].iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', &buf[lines.at..]) {
             let start = lines.at;
             let line = &buf[start..start + nl];
             let end = start + nl + 1;
