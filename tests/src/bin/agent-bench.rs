@@ -1,5 +1,7 @@
 //! Agent throughput: socket → spool → zstd → AEAD → Kafka, beside `kcat -P` producing
-//! the same lines to the same broker. Not a test: prints a table.
+//! the same lines to the same broker and rsyslog (imfile → omkafka, Debian's
+//! `rsyslog-kafka`) shipping them from a file, the peer a log shipper would pick. Not a
+//! test: prints a table; a reference that is not installed gets a row saying so.
 //!
 //! `cargo build --release -p evd-ops && cargo run --release -p tests --bin agent-bench -- [EVENTS]`
 
@@ -106,6 +108,89 @@ fn run_kcat(bootstrap: &str, events: u64) -> Result<Option<Row>> {
     }))
 }
 
+/// Records in every partition of `topic` (the sum of high watermarks).
+fn records_in(bootstrap: &str, topic: &str) -> Result<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = tests::kafka::client_config(bootstrap).create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
+    let mut total = 0;
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            total += consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(5))?
+                .1;
+        }
+    }
+    Ok(total)
+}
+
+/// rsyslog reading the same lines from a file (imfile, inotify) and producing them to
+/// `topic` with omkafka (acks=all, idempotent), timed from its start until every line
+/// is in the topic.
+fn run_rsyslog(bootstrap: &str, topic: &str, events: u64) -> Result<Option<Row>> {
+    let Some(modules) = [
+        "/usr/lib/x86_64-linux-gnu/rsyslog",
+        "/usr/lib/aarch64-linux-gnu/rsyslog",
+    ]
+    .into_iter()
+    .map(Path::new)
+    .find(|dir| dir.join("omkafka.so").is_file()) else {
+        return Ok(None);
+    };
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("lines.log");
+    let text: String = (0..events).map(|i| event_line(i) + "\n").collect();
+    std::fs::write(&file, text)?;
+    let conf = dir.path().join("rsyslog.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{work}" maxMessageSize="64k")
+module(load="{modules}/imfile.so")
+module(load="{modules}/omkafka.so")
+template(name="raw" type="string" string="%msg%")
+input(type="imfile" file="{file}" tag="bench" ruleset="kafka")
+ruleset(name="kafka") {{
+  action(type="omkafka" broker=["{bootstrap}"] topic="{topic}" template="raw"
+         confParam=["acks=all", "enable.idempotence=true"])
+}}
+"#,
+            work = dir.path().display(),
+            modules = modules.display(),
+            file = file.display(),
+        ),
+    )?;
+    let started = Instant::now();
+    let mut child = Command::new("rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(&conf)
+        .arg("-i")
+        .arg(dir.path().join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("rsyslogd")?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let result = loop {
+        if records_in(bootstrap, topic)? >= events as i64 {
+            break Ok(started.elapsed().as_secs_f64());
+        }
+        if Instant::now() > deadline {
+            break Err(anyhow::anyhow!("rsyslog delivered too little in 600 s"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(Some(Row {
+        what: "rsyslog imfile → omkafka (same lines from a file)".into(),
+        events,
+        secs: result?,
+        cpu_secs: None,
+    }))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let events: u64 = std::env::args()
@@ -124,6 +209,11 @@ async fn main() -> Result<()> {
     rows.push(run_agent("MockCluster", mock.bootstrap(), events, clients).await?);
     if let Some(row) = run_kcat(mock.bootstrap(), events)? {
         rows.push(row);
+    }
+    mock.create_topic("bench.rsyslog", 3)?;
+    match run_rsyslog(mock.bootstrap(), "bench.rsyslog", events)? {
+        Some(row) => rows.push(row),
+        None => println!("rsyslog-kafka is not installed: no rsyslog row"),
     }
     drop(mock);
 

@@ -1,6 +1,8 @@
 //! Consumer throughput on one core: sealed batches → open (AEAD + zstd) → validate →
-//! Arrow → zstd Parquet → commit on the local store, beside arrow-rs writing the same
-//! rows straight from memory. Not a test: prints a table.
+//! Arrow → zstd Parquet → commit on the local store, beside DuckDB (one thread)
+//! turning the same lines from a JSONL file into zstd Parquet, and arrow-rs writing
+//! the same rows straight from memory. Then sizes: evd's file beside DuckDB rewriting
+//! the same rows and columns. Not a test: prints tables.
 //!
 //! `cargo run --release -p tests --bin consumer-bench -- [EVENTS]`
 
@@ -170,6 +172,8 @@ async fn main() -> Result<()> {
     std::fs::write(dir.path().join("direct.parquet"), &bytes)?;
     let direct_secs = started.elapsed().as_secs_f64();
 
+    let duck = duckdb(dir.path(), events)?;
+
     let mb = json_bytes as f64 / 1e6;
     println!("\n| path (1 core) | events | seconds | events/s | JSON MB/s | Parquet bytes |");
     println!("|---|---:|---:|---:|---:|---:|");
@@ -184,5 +188,87 @@ async fn main() -> Result<()> {
         mb / direct_secs,
         bytes.len()
     );
+    match duck {
+        Some(d) => {
+            println!(
+                "| DuckDB 1 thread: same lines, JSONL file → zstd Parquet | {events} | {:.2} | {:.0} | {:.0} | {} |",
+                d.secs,
+                events as f64 / d.secs,
+                mb / d.secs,
+                d.bytes
+            );
+            println!("\n| same rows and columns | files | Parquet bytes | vs DuckDB |");
+            println!("|---|---:|---:|---:|");
+            println!(
+                "| evd consumer | 1 | {parquet_bytes} | {:.2}× |",
+                parquet_bytes as f64 / d.rewrite_bytes as f64
+            );
+            println!(
+                "| DuckDB rewriting evd's file (zstd) | 1 | {} | 1.00× |",
+                d.rewrite_bytes
+            );
+        }
+        None => println!("| DuckDB (python3 -m pip install duckdb) is not installed | | | | | |"),
+    }
+    if std::env::var_os("EVD_BENCH_KEEP").is_some() {
+        println!("\nfiles kept in {}", dir.keep().display());
+    }
     Ok(())
+}
+
+struct Duck {
+    secs: f64,
+    bytes: u64,
+    rewrite_bytes: u64,
+}
+
+/// DuckDB on one thread: the bench's lines as a JSONL file → zstd Parquet (timed inside
+/// DuckDB's process, file already in the page cache), and evd's Parquet rewritten by
+/// DuckDB for the size comparison. `None` when the duckdb module is missing.
+fn duckdb(dir: &std::path::Path, events: u64) -> Result<Option<Duck>> {
+    let jsonl = dir.join("lines.jsonl");
+    let text: String = (0..events).map(|i| line(i) + "\n").collect();
+    std::fs::write(&jsonl, text)?;
+    let evd_files = dir.join("PageView").join("**").join("*.parquet");
+    let script = r#"
+import sys, time, os, duckdb
+jsonl, evd_files, out, rewrite = sys.argv[1:5]
+con = duckdb.connect()
+con.execute("SET threads=1")
+open(jsonl, "rb").read()
+t = time.perf_counter()
+con.execute(f"""COPY (SELECT * FROM read_json('{jsonl}', format='newline_delimited',
+  columns={{'type':'VARCHAR','ts':'BIGINT','user_id':'VARCHAR','url':'VARCHAR',
+           'referrer':'VARCHAR','load_ms':'BIGINT'}}))
+  TO '{out}' (FORMAT parquet, COMPRESSION zstd)""")
+secs = time.perf_counter() - t
+con.execute(f"COPY (SELECT * FROM read_parquet('{evd_files}')) TO '{rewrite}' (FORMAT parquet, COMPRESSION zstd)")
+print(secs, os.path.getsize(out), os.path.getsize(rewrite))
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&jsonl)
+        .arg(&evd_files)
+        .arg(dir.join("duck.parquet"))
+        .arg(dir.join("rewrite.parquet"))
+        .output()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("No module named 'duckdb'") {
+            return Ok(None);
+        }
+        anyhow::bail!("duckdb: {err}");
+    }
+    let text = String::from_utf8(out.stdout)?;
+    let mut f = text.split_whitespace();
+    let mut next = || {
+        f.next()
+            .ok_or_else(|| anyhow::anyhow!("duckdb printed {text:?}"))
+    };
+    Ok(Some(Duck {
+        secs: next()?.parse()?,
+        bytes: next()?.parse()?,
+        rewrite_bytes: next()?.parse()?,
+    }))
 }
