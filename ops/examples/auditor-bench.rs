@@ -35,6 +35,11 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
+    run(&args);
+}
+
+/// The bench with `[AGENTS TYPES HOURS TYPES_PER_AGENT]` (defaults for those missing).
+fn run(args: &[usize]) {
     let arg = |i: usize, d: usize| args.get(i).copied().unwrap_or(d);
     let (agents, types, hours, per_agent) = (arg(0, 10_000), arg(1, 250), arg(2, 48), arg(3, 5));
     let names: Vec<String> = (0..types).map(|t| format!("Type{t:03}")).collect();
@@ -165,4 +170,10 @@ fn main() {
         size_after.batches
     );
     println!("| peak RSS | {:.0} MiB |", rss_mib("VmHWM:"));
+}
+
+/// `cargo test` runs the bench at a tiny size so it cannot rot (nothing is timed).
+#[test]
+fn runs_at_a_tiny_size() {
+    run(&[20, 5, 3, 2]);
 }
