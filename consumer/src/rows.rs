@@ -9,7 +9,8 @@ use arrow_array::builder::{
     UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use evd_schemas::event::{parse_event_line, parse_timestamp_us};
+use evd_schemas::event::{EventLine, parse_event_line, parse_timestamp_us};
+use evd_schemas::registry::{FieldValue, LineView};
 use evd_schemas::wire::batch::OpenedBatch;
 use evd_schemas::{EventType, FieldType, Hour, Origin, Registry};
 use serde_json::Value;
@@ -58,6 +59,29 @@ impl Column {
             Column::F64(b) => b.append_option(value.and_then(Value::as_f64)),
             Column::Bool(b) => b.append_option(value.and_then(Value::as_bool)),
             Column::Ts(b) => b.append_option(value.and_then(parse_timestamp_us)),
+        }
+    }
+
+    /// Appends a value read in one pass as this column's type (or null). Never given
+    /// `FieldValue::Json`: rows with a `json` value take the DOM path.
+    fn push_read(&mut self, value: Option<FieldValue<'_>>) {
+        match (self, value) {
+            (Column::Str(b), Some(FieldValue::Str(s))) => b.append_value(s),
+            (Column::I64(b), Some(FieldValue::Int(n))) => b.append_value(n),
+            (Column::F64(b), Some(FieldValue::Float(x))) => b.append_value(x),
+            (Column::Bool(b), Some(FieldValue::Bool(v))) => b.append_value(v),
+            (Column::Ts(b), Some(FieldValue::TimestampUs(t))) => b.append_value(t),
+            (column, _) => column.push_null(),
+        }
+    }
+
+    fn push_null(&mut self) {
+        match self {
+            Column::Str(b) => b.append_null(),
+            Column::I64(b) => b.append_null(),
+            Column::F64(b) => b.append_null(),
+            Column::Bool(b) => b.append_null(),
+            Column::Ts(b) => b.append_null(),
         }
     }
 
@@ -126,9 +150,23 @@ pub struct Added {
 }
 
 /// Buffers rows per (type, hour) until a flush takes them.
+///
+/// Each event is read in one pass straight into its columns
+/// ([`EventType::read_line`]); an event that pass is not sure of (invalid, a repeated
+/// key, a `json` value to keep as text) is read through a DOM, which also gives the
+/// reason for a rejection. Both give the same row (tested).
 #[derive(Default)]
 pub struct Assembler {
     buckets: BTreeMap<(String, Hour), Bucket>,
+    /// Tests only: every event through the DOM path, to compare the two.
+    #[cfg(test)]
+    dom_only: bool,
+}
+
+/// An event's row, as read.
+enum Read<'a> {
+    OnePass(LineView<'a>),
+    Dom(EventLine),
 }
 
 /// One (type, hour)'s rows, ready to be written.
@@ -165,41 +203,45 @@ impl Assembler {
         let mut added = Added::default();
         let spool_id = meta.spool_id.to_string();
         for rec in opened.records() {
-            let checked = parse_event_line(rec.body, usize::MAX).and_then(|line| {
-                if line.type_name != ty.name {
-                    return Err(evd_schemas::Error::Rejected {
-                        reason: evd_schemas::Reason::Schema,
-                        source: format!(
-                            "event type {:?} inside a {:?} batch",
-                            line.type_name, ty.name
-                        )
-                        .into(),
-                    });
-                }
-                ty.validate_fields(&line.fields)?;
-                Ok(line)
-            });
-            let line = match checked {
-                Ok(line) => line,
-                Err(e) => {
-                    added.rejected.push(RejectedEvent {
-                        origin: meta.origin(),
-                        batch_seq: meta.batch_seq,
-                        event_seq: rec.event_seq,
-                        reason: e.to_string(),
-                        body: rec.body.to_vec(),
-                    });
-                    continue;
-                }
+            let view = ty
+                .read_line(rec.body)
+                .filter(|v| v.type_name == ty.name && !v.has_json());
+            #[cfg(test)]
+            let view = view.filter(|_| !self.dom_only);
+            let read = match view {
+                Some(view) => Read::OnePass(view),
+                None => match dom_checked(&ty, rec.body) {
+                    Ok(line) => Read::Dom(line),
+                    Err(e) => {
+                        added.rejected.push(RejectedEvent {
+                            origin: meta.origin(),
+                            batch_seq: meta.batch_seq,
+                            event_seq: rec.event_seq,
+                            reason: e.to_string(),
+                            body: rec.body.to_vec(),
+                        });
+                        continue;
+                    }
+                },
             };
             bucket.received_at.append_value(rec.received_at_us);
-            bucket.ts.append_value(line.ts_us);
             bucket.agent_id.append_value(&meta.agent_id);
             bucket.spool_id.append_value(&spool_id);
             bucket.event_seq.append_value(rec.event_seq);
             bucket.batch_seq.append_value(meta.batch_seq);
-            for (spec, column) in ty.fields.iter().zip(bucket.fields.iter_mut()) {
-                column.push(spec.ty, line.fields.get(&spec.name));
+            match read {
+                Read::OnePass(view) => {
+                    bucket.ts.append_value(view.ts_us);
+                    for (column, value) in bucket.fields.iter_mut().zip(view.values) {
+                        column.push_read(value);
+                    }
+                }
+                Read::Dom(line) => {
+                    bucket.ts.append_value(line.ts_us);
+                    for (spec, column) in ty.fields.iter().zip(bucket.fields.iter_mut()) {
+                        column.push(spec.ty, line.fields.get(&spec.name));
+                    }
+                }
             }
             bucket.rows += 1;
             bucket.bytes += rec.body.len();
@@ -231,6 +273,23 @@ impl Assembler {
     pub fn clear(&mut self) {
         self.buckets.clear();
     }
+}
+
+/// An event read through a DOM and validated against `ty`, or why it is refused.
+fn dom_checked(ty: &EventType, body: &[u8]) -> Result<EventLine, evd_schemas::Error> {
+    let line = parse_event_line(body, usize::MAX)?;
+    if line.type_name != ty.name {
+        return Err(evd_schemas::Error::Rejected {
+            reason: evd_schemas::Reason::Schema,
+            source: format!(
+                "event type {:?} inside a {:?} batch",
+                line.type_name, ty.name
+            )
+            .into(),
+        });
+    }
+    ty.validate_fields(&line.fields)?;
+    Ok(line)
 }
 
 #[cfg(test)]

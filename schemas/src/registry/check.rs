@@ -48,49 +48,108 @@ impl Registry {
 
     /// `Some` only for a line that is certainly valid; `None` means "ask the DOM path".
     fn check_one_pass(&self, line: &[u8]) -> Option<Accepted<'_>> {
-        let mut entries = Vec::with_capacity(16);
-        let mut de = serde_json::Deserializer::from_slice(line);
-        de.deserialize_map(EntriesVisitor(&mut entries)).ok()?;
-        de.end().ok()?;
-        if has_repeated_key(&entries) {
-            return None;
-        }
+        let entries = read_entries(line)?;
+        let type_name = entries.iter().find_map(|(k, v)| match (k.as_ref(), v) {
+            ("type", Scalar::Str(name)) => Some(name.as_ref()),
+            _ => None,
+        })?;
+        let ty = self.get(type_name)?;
+        let view = ty.view_entries(entries)?;
+        Some(Accepted {
+            ty,
+            event_id: view.event_id.map(Cow::into_owned),
+            ts_us: view.ts_us,
+        })
+    }
+}
+
+/// A line read in one pass against one event type: valid for it, every value kept as
+/// the type's field declares it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineView<'a> {
+    pub type_name: Cow<'a, str>,
+    /// The service's own timestamp, µs since the Unix epoch.
+    pub ts_us: i64,
+    pub event_id: Option<Cow<'a, str>>,
+    /// One per field of the type, in its order; `None` when absent or null.
+    pub values: Vec<Option<FieldValue<'a>>>,
+}
+
+impl LineView<'_> {
+    /// Whether a `json` field has a value (whose text this view does not keep).
+    pub fn has_json(&self) -> bool {
+        self.values
+            .iter()
+            .any(|v| matches!(v, Some(FieldValue::Json)))
+    }
+}
+
+/// A field's value as its declared type reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    TimestampUs(i64),
+    /// A `json` field is present; its text is not kept.
+    Json,
+}
+
+impl EventType {
+    /// Reads `line` in one pass as an event of this type: `Some` only when it is
+    /// certainly valid for it (its `type` may name another type: the caller compares);
+    /// `None` means "ask the DOM path" ([`parse_event_line`] and
+    /// [`EventType::validate_fields`]), which also gives the reason.
+    pub fn read_line<'a>(&self, line: &'a [u8]) -> Option<LineView<'a>> {
+        self.view_entries(read_entries(line)?)
+    }
+
+    fn view_entries<'a>(&self, entries: Vec<(Cow<'a, str>, Scalar<'a>)>) -> Option<LineView<'a>> {
         let mut type_name = None;
         let mut ts_us = None;
         let mut event_id = None;
-        let mut fields = Vec::with_capacity(entries.len());
-        for (key, value) in &entries {
+        let mut values: Vec<Option<FieldValue<'a>>> = vec![None; self.fields.len()];
+        let mut required_present = 0;
+        for (key, value) in entries {
             match (key.as_ref(), value) {
-                ("type", Scalar::Str(s)) => type_name = Some(s.as_ref()),
+                ("type", Scalar::Str(s)) => type_name = Some(s),
                 ("type", _) => return None,
                 ("ts", v) => ts_us = Some(v.timestamp_us()?),
                 ("event_id", Scalar::Str(id))
                     if !id.is_empty() && id.len() <= MAX_EVENT_ID_BYTES =>
                 {
-                    event_id = Some(id.to_string())
+                    event_id = Some(id)
                 }
                 ("event_id", _) => return None,
-                (k, v) => fields.push((k, v)),
+                (_, Scalar::Null) => {
+                    self.field(&key)?;
+                }
+                (k, v) => {
+                    let i = self.fields.iter().position(|f| f.name == k)?;
+                    let spec = &self.fields[i];
+                    values[i] = Some(v.read_as(spec.ty)?);
+                    required_present += usize::from(spec.required);
+                }
             }
         }
-        let ty = self.get(type_name?)?;
-        let ts_us = ts_us?;
-        let mut required_present = 0;
-        for (key, value) in fields {
-            let spec = ty.field(key)?;
-            match value {
-                Scalar::Null => {}
-                v if v.matches(spec.ty) => required_present += usize::from(spec.required),
-                _ => return None,
-            }
-        }
-        let required = ty.fields.iter().filter(|f| f.required).count();
-        (required_present == required).then_some(Accepted {
-            ty,
+        let required = self.fields.iter().filter(|f| f.required).count();
+        (required_present == required).then_some(LineView {
+            type_name: type_name?,
+            ts_us: ts_us?,
             event_id,
-            ts_us,
+            values,
         })
     }
+}
+
+/// The entries of a line that is exactly one JSON object without a repeated key.
+fn read_entries(line: &[u8]) -> Option<Vec<(Cow<'_, str>, Scalar<'_>)>> {
+    let mut entries = Vec::with_capacity(16);
+    let mut de = serde_json::Deserializer::from_slice(line);
+    de.deserialize_map(EntriesVisitor(&mut entries)).ok()?;
+    de.end().ok()?;
+    (!has_repeated_key(&entries)).then_some(entries)
 }
 
 /// Which envelope keys a line that is one JSON object holds at its top level.
@@ -106,13 +165,7 @@ pub struct EnvelopeKeys {
 /// The top-level keys of `line` if it is exactly one JSON object with no repeated key
 /// (whitespace around it allowed); `None` otherwise. Reads the line once, no DOM.
 pub fn envelope_keys(line: &[u8]) -> Option<EnvelopeKeys> {
-    let mut entries = Vec::with_capacity(16);
-    let mut de = serde_json::Deserializer::from_slice(line);
-    de.deserialize_map(EntriesVisitor(&mut entries)).ok()?;
-    de.end().ok()?;
-    if has_repeated_key(&entries) {
-        return None;
-    }
+    let entries = read_entries(line)?;
     let has = |name: &str| entries.iter().any(|(k, _)| k == name);
     Some(EnvelopeKeys {
         count: entries.len(),
@@ -139,26 +192,33 @@ fn has_repeated_key(entries: &[(Cow<'_, str>, Scalar<'_>)]) -> bool {
 #[derive(Debug)]
 enum Scalar<'a> {
     Null,
-    Bool,
+    Bool(bool),
     /// An integer that fits in i64.
     Int(i64),
-    /// Any other number (a fraction, an exponent, or an integer beyond i64).
-    OtherNumber,
+    /// An integer beyond i64.
+    BigUint(u64),
+    /// A number with a fraction or an exponent.
+    Float(f64),
     Str(Cow<'a, str>),
     /// An array or object (checked for syntax, not kept).
     Composite,
 }
 
-impl Scalar<'_> {
-    fn matches(&self, ty: FieldType) -> bool {
-        match ty {
-            FieldType::String => matches!(self, Scalar::Str(_)),
-            FieldType::Int64 => matches!(self, Scalar::Int(_)),
-            FieldType::Float64 => matches!(self, Scalar::Int(_) | Scalar::OtherNumber),
-            FieldType::Bool => matches!(self, Scalar::Bool),
-            FieldType::Timestamp => self.timestamp_us().is_some(),
-            FieldType::Json => true,
-        }
+impl<'a> Scalar<'a> {
+    /// The value as a field of type `ty` reads it (as `serde_json::Value`'s `as_i64`,
+    /// `as_f64`, … do); `None` when it is not of that type.
+    fn read_as(self, ty: FieldType) -> Option<FieldValue<'a>> {
+        Some(match (ty, self) {
+            (FieldType::String, Scalar::Str(s)) => FieldValue::Str(s),
+            (FieldType::Int64, Scalar::Int(n)) => FieldValue::Int(n),
+            (FieldType::Float64, Scalar::Int(n)) => FieldValue::Float(n as f64),
+            (FieldType::Float64, Scalar::BigUint(n)) => FieldValue::Float(n as f64),
+            (FieldType::Float64, Scalar::Float(x)) => FieldValue::Float(x),
+            (FieldType::Bool, Scalar::Bool(b)) => FieldValue::Bool(b),
+            (FieldType::Timestamp, v) => FieldValue::TimestampUs(v.timestamp_us()?),
+            (FieldType::Json, _) => FieldValue::Json,
+            _ => return None,
+        })
     }
 
     /// As `event::parse_timestamp_us`: integer epoch ms or an RFC 3339 string.
@@ -247,8 +307,8 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Null)
     }
 
-    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
-        Ok(Scalar::Bool)
+    fn visit_bool<E>(self, b: bool) -> std::result::Result<Self::Value, E> {
+        Ok(Scalar::Bool(b))
     }
 
     fn visit_i64<E>(self, n: i64) -> std::result::Result<Self::Value, E> {
@@ -256,11 +316,11 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 
     fn visit_u64<E>(self, n: u64) -> std::result::Result<Self::Value, E> {
-        Ok(i64::try_from(n).map_or(Scalar::OtherNumber, Scalar::Int))
+        Ok(i64::try_from(n).map_or(Scalar::BigUint(n), Scalar::Int))
     }
 
-    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
-        Ok(Scalar::OtherNumber)
+    fn visit_f64<E>(self, x: f64) -> std::result::Result<Self::Value, E> {
+        Ok(Scalar::Float(x))
     }
 
     fn visit_borrowed_str<E>(self, s: &'de str) -> std::result::Result<Self::Value, E> {

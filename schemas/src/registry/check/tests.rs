@@ -2,7 +2,8 @@
 
 use proptest::prelude::*;
 
-use crate::event::parse_event_line;
+use crate::event::{parse_event_line, parse_timestamp_us};
+use crate::registry::FieldValue;
 use crate::registry::Registry;
 
 fn registry() -> Registry {
@@ -146,6 +147,25 @@ proptest! {
         };
         if want.is_ok() && !repeated {
             prop_assert!(reg.check_one_pass(line.as_bytes()).is_some(), "{line} fell back");
+            // Every value read in one pass is the DOM's value, read as its field's type.
+            let parsed = parse_event_line(line.as_bytes(), 1 << 20).unwrap();
+            let ty = reg.get("Play").unwrap();
+            let view = ty.read_line(line.as_bytes()).expect("valid, so read");
+            prop_assert_eq!(view.ts_us, parsed.ts_us);
+            for (spec, value) in ty.fields.iter().zip(&view.values) {
+                let dom = parsed.fields.get(&spec.name).filter(|v| !v.is_null());
+                let same = match (value, dom) {
+                    (None, None) => true,
+                    (Some(FieldValue::Str(s)), Some(v)) => v.as_str() == Some(s.as_ref()),
+                    (Some(FieldValue::Int(n)), Some(v)) => v.as_i64() == Some(*n),
+                    (Some(FieldValue::Float(x)), Some(v)) => v.as_f64() == Some(*x),
+                    (Some(FieldValue::Bool(b)), Some(v)) => v.as_bool() == Some(*b),
+                    (Some(FieldValue::TimestampUs(t)), Some(v)) => parse_timestamp_us(v) == Some(*t),
+                    (Some(FieldValue::Json), Some(_)) => true,
+                    _ => false,
+                };
+                prop_assert!(same, "{}: {:?} vs {:?} in {}", spec.name, value, dom, line);
+            }
         }
     }
 }
