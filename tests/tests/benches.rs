@@ -59,3 +59,9 @@ fn bridge_bench_prints_evd_beside_kcat() {
         "{out}"
     );
 }
+
+#[test]
+fn latency_bench_prints_percentiles_and_memory() {
+    let out = run(env!("CARGO_BIN_EXE_latency-bench"), &["2", "500", "300"]);
+    assert!(out.contains("| every 300 ms | 1000 of 1000 |"), "{out}");
+}
