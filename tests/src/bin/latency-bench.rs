@@ -84,8 +84,7 @@ fn final_files(out: &Path, found: &mut Vec<PathBuf>) {
 }
 
 fn event_seqs(file: &Path) -> Result<Vec<u64>> {
-    let reader =
-        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file)?)?.build()?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file)?)?.build()?;
     let mut seqs = Vec::new();
     for batch in reader {
         let batch = batch?;
@@ -215,7 +214,9 @@ async fn main() -> Result<()> {
         runs.push(run(secs, rate, flush_ms).await?);
     }
     println!("\n{secs} s at {rate} events/s; from client ack to the row visible in Parquet.\n");
-    println!("| consumer flush | events | p50 ms | p90 ms | p99 ms | max ms | agent peak RSS MiB | consumer peak RSS MiB |");
+    println!(
+        "| consumer flush | events | p50 ms | p90 ms | p99 ms | max ms | agent peak RSS MiB | consumer peak RSS MiB |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &runs {
         let l = &r.latencies_ms;
