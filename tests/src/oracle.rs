@@ -37,6 +37,16 @@ pub fn topic(ty: &str) -> String {
     format!("evd.events.{ty}")
 }
 
+/// A PageView line with id `id` whose url carries `pad` bytes of padding.
+pub fn page_view_line(id: u64, pad: usize) -> String {
+    format!(
+        r#"{{"type":"PageView","ts":{},"user_id":"u{id}","url":"/home/{}","referrer":"/search","load_ms":{}}}"#,
+        1_795_000_000_000u64 + id,
+        "x".repeat(pad),
+        id % 900
+    )
+}
+
 /// A valid ~300-byte event line with id `id`.
 pub fn event_line(id: u64) -> String {
     let ts = 1_795_000_000_000u64 + id;
@@ -46,10 +56,7 @@ pub fn event_line(id: u64) -> String {
             r#"{{"type":"ClientCrash","ts":{ts},"app_version":"8.9.{}","platform":"android","signature":"u{id}","details":{{"thread":"main","pad":"{pad}"}}}}"#,
             id % 40
         ),
-        0 => format!(
-            r#"{{"type":"PageView","ts":{ts},"user_id":"u{id}","url":"/home/{pad}","referrer":"/search","load_ms":{}}}"#,
-            id % 900
-        ),
+        0 => page_view_line(id, pad.len()),
         1 => format!(
             r#"{{"type":"SearchViewResponse","ts":{ts},"user_id":"u{id}","query":"songs like {pad}","result_count":{},"latency_ms":12.5}}"#,
             id % 50

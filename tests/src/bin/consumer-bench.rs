@@ -35,12 +35,7 @@ fn registry() -> Result<Registry> {
 
 /// PageView lines only, so both sides write the same single table.
 fn line(id: u64) -> String {
-    format!(
-        r#"{{"type":"PageView","ts":{},"user_id":"u{id}","url":"/home/{}","referrer":"/search","load_ms":{}}}"#,
-        1_795_000_000_000u64 + id,
-        "x".repeat(180),
-        id % 900
-    )
+    tests::oracle::page_view_line(id, 180)
 }
 
 #[tokio::main(flavor = "current_thread")]

@@ -26,12 +26,7 @@ type Acks = Arc<Mutex<HashMap<u64, Instant>>>;
 
 /// A PageView line (one type, so one file per flush).
 fn line(id: u64) -> String {
-    format!(
-        r#"{{"type":"PageView","ts":{},"user_id":"u{id}","url":"/home/{}","referrer":"/search","load_ms":{}}}"#,
-        1_795_000_000_000u64 + id,
-        "x".repeat(120),
-        id % 900
-    )
+    tests::oracle::page_view_line(id, 120)
 }
 
 /// Sends `rate` lines a second for `secs` seconds over one connection, recording
