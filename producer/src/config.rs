@@ -98,6 +98,11 @@ pub struct TailerConfig {
     /// Bytes read from one file per poll (fairness across many files).
     #[serde(default = "defaults::read_chunk_bytes")]
     pub read_chunk_bytes: usize,
+    /// Bytes read from all files together per poll (the agent's memory for tailing:
+    /// about twice this); the next poll goes on with the files after the last one
+    /// read.
+    #[serde(default = "defaults::max_poll_bytes")]
+    pub max_poll_bytes: usize,
 }
 
 impl Default for TailerConfig {
@@ -107,6 +112,7 @@ impl Default for TailerConfig {
             poll_interval_ms: defaults::poll_interval_ms(),
             rotate_wait_ms: defaults::rotate_wait_ms(),
             read_chunk_bytes: defaults::read_chunk_bytes(),
+            max_poll_bytes: defaults::max_poll_bytes(),
         }
     }
 }
@@ -265,6 +271,9 @@ mod defaults {
     }
     pub fn read_chunk_bytes() -> usize {
         4 << 20
+    }
+    pub fn max_poll_bytes() -> usize {
+        16 << 20
     }
 }
 

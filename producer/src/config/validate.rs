@@ -167,10 +167,11 @@ impl AgentConfig {
                 "must be at least 10 × tailer.poll_interval_ms when files are tailed".into(),
             ));
         }
-        if self.tailer.poll_interval_ms == 0 || self.tailer.read_chunk_bytes == 0 {
+        let t = &self.tailer;
+        if t.poll_interval_ms == 0 || t.read_chunk_bytes == 0 || t.max_poll_bytes == 0 {
             return Err(Invalid::at(
                 "tailer",
-                "poll_interval_ms and read_chunk_bytes must be > 0".into(),
+                "poll_interval_ms, read_chunk_bytes and max_poll_bytes must be > 0".into(),
             ));
         }
         Ok(())

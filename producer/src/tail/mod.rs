@@ -51,7 +51,9 @@
 //!    appended after the tailer's last read and before the truncation are lost with
 //!    copytruncate: they are only in the copy, which no pattern should name (or it is
 //!    read as a new file, twice). That window is the method's, and rename rotation
-//!    has none.
+//!    has none. A poll reads at most `read_chunk_bytes` from a file and
+//!    `max_poll_bytes` in all (the next poll goes on with the next files), so a file
+//!    that is behind waits for its turn, and the window lasts until then.
 //! 5. A line longer than `max_line_bytes` is refused once (counted) and skipped up to
 //!    its newline. A last line without newline waits for it, or is taken as a partial
 //!    line after `partial_flush_ms` without growth (its continuation, if one comes, is

@@ -151,10 +151,13 @@ fn sources() -> Vec<SourceSpec> {
     sources_for(false)
 }
 
+/// The model's files never exceed one chunk or the poll budget, so every poll reads
+/// every file to its end; `a_poll_reads_a_bounded_amount_…` covers the budget.
 fn settings() -> TailSettings {
     TailSettings {
         rotate_wait_ms: ROTATE_WAIT_MS,
         read_chunk_bytes: 1 << 16,
+        max_poll_bytes: 1 << 20,
     }
 }
 
@@ -810,4 +813,50 @@ fn a_file_renamed_twice_around_a_racing_scan_and_a_crash_keeps_its_lines() {
     // loss); f2's 5 lines, line 17 among them, must all arrive.
     assert_eq!((lost, delivered.len()), (12, 5), "{delivered:?}");
     assert!(delivered.iter().any(|l| l.starts_with("line-000017")));
+}
+
+/// Before: a poll read a chunk (4 MiB by default) from every file with a backlog, so
+/// 1,000 such files held 4 GiB in one poll, and the number of files decided it. Now a
+/// poll reads at most `max_poll_bytes` (1 MiB here) in all, and the next poll goes on
+/// with the files after the last one read, so every file gets its turn.
+#[test]
+fn a_poll_reads_a_bounded_amount_and_every_file_gets_its_turn() {
+    let fs = MemFs::default();
+    fs.mkdir(&dir());
+    let files = 50;
+    let line = [b'x'; 1023];
+    for f in 0..files {
+        fs.create(&active(f));
+        for _ in 0..64 {
+            fs.append(&active(f), &line);
+            fs.append(&active(f), b"\n");
+        }
+    }
+    let mut t = Tailer::new(fs.clone(), sources(), settings(), None, []);
+    let mut lines_per_file = vec![0usize; files];
+    for now in 0..8 {
+        let lines = t.poll(now);
+        let bytes: usize = lines.iter().map(|l| l.bytes.len() + 1).sum();
+        assert!(bytes <= 1 << 20, "poll {now} read {bytes} bytes");
+        for l in &lines {
+            let name = l.path.file_name().unwrap().to_string_lossy().to_string();
+            let f: usize = name
+                .trim_start_matches('f')
+                .trim_end_matches(".log")
+                .parse()
+                .unwrap();
+            lines_per_file[f] += 1;
+        }
+        t.commit(lines.iter().map(|l| (l, true)));
+        if now == 3 {
+            assert!(
+                lines_per_file.iter().all(|&n| n > 0),
+                "after 4 polls every file was read from: {lines_per_file:?}"
+            );
+        }
+    }
+    assert!(
+        lines_per_file.iter().all(|&n| n == 64),
+        "{lines_per_file:?}"
+    );
 }

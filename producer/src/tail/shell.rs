@@ -110,6 +110,7 @@ impl TailShell {
             TailSettings {
                 rotate_wait_ms: self.settings.rotate_wait_ms as i64,
                 read_chunk_bytes: self.settings.read_chunk_bytes,
+                max_poll_bytes: self.settings.max_poll_bytes,
             },
             checkpoint.as_ref(),
             positions,

@@ -36,6 +36,11 @@ pub struct TailSettings {
     pub rotate_wait_ms: i64,
     /// Bytes read from one file per poll (raised to `max_line_bytes + 1`).
     pub read_chunk_bytes: usize,
+    /// Bytes read from all files together per poll: a poll stops once it has read
+    /// this much (the file it stops in may add up to its `max_line_bytes`), and the
+    /// next poll goes on with the files after the last one read. So a poll's memory
+    /// does not grow with the number of files that have a backlog.
+    pub max_poll_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +132,8 @@ pub struct Tailer<F: TailFs> {
     known: HashMap<FileKey, Vec<Known>>,
     stats: TailStats,
     discovered: bool,
+    /// The last file the previous poll read from: the next poll starts after it.
+    read_last: Option<FileKey>,
 }
 
 impl<F: TailFs> Tailer<F> {
@@ -163,6 +170,7 @@ impl<F: TailFs> Tailer<F> {
             known,
             stats: TailStats::default(),
             discovered: false,
+            read_last: None,
         }
     }
 
@@ -220,8 +228,19 @@ impl<F: TailFs> Tailer<F> {
         self.scan(now_ms);
         let mut out = Vec::new();
         let keys: Vec<FileKey> = self.files.keys().copied().collect();
-        for key in keys {
-            self.read_file(key, now_ms, &mut out);
+        let start = self
+            .read_last
+            .map_or(0, |last| keys.partition_point(|k| *k <= last));
+        let mut budget = self.settings.max_poll_bytes;
+        for &key in keys[start..].iter().chain(&keys[..start]) {
+            if budget == 0 {
+                break;
+            }
+            let read = self.read_file(key, now_ms, budget, &mut out);
+            if read > 0 {
+                budget = budget.saturating_sub(read);
+                self.read_last = Some(key);
+            }
         }
         self.close_finished(now_ms);
         out

@@ -64,6 +64,7 @@ fn tail_into_spool(dir: &Path, logs: &Path, lines: u64) -> Result<f64> {
     let settings = TailSettings {
         rotate_wait_ms: 5_000,
         read_chunk_bytes: 4 << 20,
+        max_poll_bytes: 16 << 20,
     };
     let mut tailer = Tailer::new(RealFs, vec![spec], settings, None, []);
     let started = Instant::now();

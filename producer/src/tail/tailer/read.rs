@@ -6,14 +6,22 @@ use evd_schemas::tail::{FINGERPRINT_BYTES, Fingerprint, Position};
 use super::{FileKey, LineKind, TailFs, TailLine, Tailer, Watched};
 
 impl<F: TailFs> Tailer<F> {
-    /// Reads up to one chunk of `key` past what was handed out, appending its lines.
-    pub(super) fn read_file(&mut self, key: FileKey, now_ms: i64, out: &mut Vec<TailLine>) {
+    /// Reads up to one chunk of `key` past what was handed out (at most `budget`
+    /// bytes, but always enough for one line), appending its lines. Returns the bytes
+    /// read.
+    pub(super) fn read_file(
+        &mut self,
+        key: FileKey,
+        now_ms: i64,
+        budget: usize,
+        out: &mut Vec<TailLine>,
+    ) -> usize {
         let Some(w) = self.files.get_mut(&key) else {
-            return;
+            return 0;
         };
         let Ok(len) = self.fs.len(&w.handle) else {
             self.stats.read_errors += 1;
-            return;
+            return 0;
         };
         if len != w.len || !w.fp.is_full() {
             if len != w.len {
@@ -21,7 +29,7 @@ impl<F: TailFs> Tailer<F> {
             }
             let Ok(prefix) = self.fs.read_at(&w.handle, 0, FINGERPRINT_BYTES) else {
                 self.stats.read_errors += 1;
-                return;
+                return 0;
             };
             if len < w.read || !w.fp.matches(&prefix) {
                 // Truncated (copytruncate) or rewritten: start over from the beginning.
@@ -35,14 +43,18 @@ impl<F: TailFs> Tailer<F> {
             w.len = len;
         }
         if len <= w.read {
-            return;
+            return 0;
         }
         let spec = &self.sources[w.source];
-        let chunk = self.settings.read_chunk_bytes.max(spec.max_line_bytes + 1);
+        let chunk = self
+            .settings
+            .read_chunk_bytes
+            .min(budget)
+            .max(spec.max_line_bytes + 1);
         let want = ((len - w.read) as usize).min(chunk);
         let Ok(buf) = self.fs.read_at(&w.handle, w.read, want) else {
             self.stats.read_errors += 1;
-            return;
+            return 0;
         };
         let reached_end = w.read + buf.len() as u64 >= len;
         let max = spec.max_line_bytes;
@@ -62,7 +74,7 @@ impl<F: TailFs> Tailer<F> {
         let start = lines.at;
         let rest = &buf[start..];
         if rest.is_empty() {
-            return;
+            return buf.len();
         }
         let idle_ms = now_ms - w.last_change_ms;
         // A file no pattern names any more gets no newline later: finish it.
@@ -74,6 +86,7 @@ impl<F: TailFs> Tailer<F> {
         } else if reached_end && (finished || spec.partial_flush_ms.is_some_and(|f| idle_ms >= f)) {
             lines.push(w, buf.len(), LineKind::Partial, rest, false);
         }
+        buf.len()
     }
 }
 
