@@ -159,6 +159,21 @@ fn validate_checks_agent_consumer_and_ops_configs() {
         !ok && err.contains("text lines need a `line` field"),
         "{err}"
     );
+    // A pattern globset cannot compile, and two sources under one name, are refused.
+    let bad_glob = tail.replace("logs/*.log", "logs/[.log");
+    std::fs::write(d.join("agent.toml"), format!("{agent}{bad_glob}")).unwrap();
+    let (ok, _, err) = evd(&["validate", "agent.toml"], d);
+    assert!(!ok && err.contains("bad pattern logs/[.log"), "{err}");
+    std::fs::write(d.join("agent.toml"), format!("{agent}{tail}{tail}")).unwrap();
+    let (ok, _, err) = evd(&["validate", "agent.toml"], d);
+    assert!(
+        !ok && err.contains("\"logs/*.log\": every source needs its own name"),
+        "{err}"
+    );
+    let named = format!("{tail}name = \"app\"\n");
+    std::fs::write(d.join("agent.toml"), format!("{agent}{tail}{named}")).unwrap();
+    let (ok, out, err) = evd(&["validate", "agent.toml"], d);
+    assert!(ok && out.contains("agent config OK"), "{out}{err}");
     let bad_kind = tail.replace("kind = \"file\"", "kind = \"socket\"");
     std::fs::write(d.join("agent.toml"), format!("{agent}{bad_kind}")).unwrap();
     let (ok, _, err) = evd(&["validate", "agent.toml"], d);

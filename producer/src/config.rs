@@ -55,8 +55,14 @@ pub enum SourceKind {
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
     pub kind: SourceKind,
-    /// Glob patterns: `*` and `?` within a path component (`/var/log/app/*.log`,
-    /// `/srv/*/log/app.log`); relative ones resolve against the config's directory.
+    /// The source's name in metrics (`source="…"`) and logs; unique among sources.
+    /// Default: its first `include` pattern.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Glob patterns: `*` and `?` within a path component, classes (`[0-9]`),
+    /// alternatives (`{api,web}`) and `**` for any depth of directories
+    /// (`/var/log/app/*.log`, `/srv/*/log/app.log`, `/var/log/**/*.log`); relative
+    /// ones resolve against the config's directory.
     /// With rename rotation, let the pattern match the rotated names too
     /// (`app.log*`, excluding compressed ones): a file is followed by inode, so a
     /// rename is not a new file, and a file created and rotated away while the agent
@@ -80,6 +86,29 @@ pub struct FileSourceConfig {
     /// its newline (or for its file to be rotated away and idle `rotate_wait_ms`).
     #[serde(default)]
     pub partial_flush_ms: Option<u64>,
+    /// Where a file no checkpoint knows is read from: `"beginning"` (default), or
+    /// `"end"`: past its last complete line, for the files found when the agent
+    /// starts without any tail checkpoint (a first deploy does not ingest old logs).
+    /// Files that appear later, or while a checkpoint exists, are read from their
+    /// beginning: their lines are new.
+    #[serde(default)]
+    pub read_from: crate::tail::ReadFrom,
+    /// A file no checkpoint knows is not read while it was last modified longer ago
+    /// than this; once written to again it is read (from where it stood when first
+    /// seen, under `read_from`). Unset: every file is read.
+    #[serde(default)]
+    pub ignore_older_secs: Option<u64>,
+}
+
+impl FileSourceConfig {
+    /// The name in metrics and logs: `name`, else the first pattern.
+    pub fn display_name(&self) -> String {
+        match (&self.name, self.include.first()) {
+            (Some(name), _) => name.clone(),
+            (None, Some(pattern)) => pattern.display().to_string(),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

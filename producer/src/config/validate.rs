@@ -143,11 +143,23 @@ impl AgentConfig {
 
     /// File sources and the tailer that reads them.
     fn check_sources(&self) -> Result<(), Invalid> {
+        let mut names = std::collections::BTreeSet::new();
         for source in &self.sources {
             if source.include.is_empty() {
                 return Err(Invalid::at(
                     "sources.include",
                     "needs at least one pattern".into(),
+                ));
+            }
+            for pattern in source.include.iter().chain(&source.exclude) {
+                crate::tail::Pattern::new(pattern)
+                    .map_err(|e| Invalid::at("sources.include", format!("bad pattern {e}")))?;
+            }
+            let name = source.display_name();
+            if name.is_empty() || !names.insert(name.clone()) {
+                return Err(Invalid::at(
+                    "sources.name",
+                    format!("{name:?}: every source needs its own name"),
                 ));
             }
             if source.max_line_bytes == 0 || source.max_line_bytes > 16 << 20 {

@@ -27,6 +27,8 @@ pub trait TailFs {
     /// Opens a path for reading; the key is the opened file's own (no race with a
     /// rename between looking and opening).
     fn open(&mut self, path: &Path) -> io::Result<(Self::Handle, FileKey)>;
+    /// When the file a path names was last modified, in ms since the Unix epoch.
+    fn modified_ms(&mut self, path: &Path) -> io::Result<i64>;
     /// The open file's current length.
     fn len(&mut self, file: &Self::Handle) -> io::Result<u64>;
     /// Up to `max` bytes from `offset` (fewer at the end of the file).
@@ -79,6 +81,11 @@ impl TailFs for RealFs {
                 ino: m.ino(),
             },
         ))
+    }
+
+    fn modified_ms(&mut self, path: &Path) -> io::Result<i64> {
+        let m = std::fs::metadata(path)?;
+        Ok(m.mtime().saturating_mul(1000) + m.mtime_nsec() / 1_000_000)
     }
 
     fn len(&mut self, file: &File) -> io::Result<u64> {

@@ -21,6 +21,9 @@ struct State {
     names: BTreeMap<PathBuf, u64>,
     inodes: BTreeMap<u64, Inode>,
     race: Option<Race>,
+    /// The test's clock, and each inode's last change by it.
+    now_ms: i64,
+    modified_ms: BTreeMap<u64, i64>,
 }
 
 /// Clones share one file system (the test writes, the tailer reads).
@@ -34,6 +37,19 @@ fn not_found(path: &Path) -> io::Error {
 }
 
 impl MemFs {
+    /// Sets the clock that stamps changes (`modified_ms`).
+    pub fn set_now(&self, now_ms: i64) {
+        self.0.borrow_mut().now_ms = now_ms;
+    }
+
+    fn touch(&self, path: &Path) {
+        let mut s = self.0.borrow_mut();
+        if let Some(&ino) = s.names.get(path) {
+            let now = s.now_ms;
+            s.modified_ms.insert(ino, now);
+        }
+    }
+
     pub fn mkdir(&self, dir: &Path) {
         self.0.borrow_mut().dirs.insert(dir.to_path_buf());
     }
@@ -51,6 +67,8 @@ impl MemFs {
             .expect("a free number");
         s.inodes.insert(ino, Inode::default());
         s.names.insert(path.to_path_buf(), ino);
+        let now = s.now_ms;
+        s.modified_ms.insert(ino, now);
     }
 
     fn inode(&self, path: &Path) -> Option<Inode> {
@@ -74,12 +92,14 @@ impl MemFs {
         if let Some(inode) = self.inode(path) {
             inode.borrow_mut().extend_from_slice(data);
         }
+        self.touch(path);
     }
 
     pub fn truncate(&self, path: &Path) {
         if let Some(inode) = self.inode(path) {
             inode.borrow_mut().clear();
         }
+        self.touch(path);
     }
 
     pub fn rename(&self, from: &Path, to: &Path) {
@@ -160,6 +180,12 @@ impl TailFs for MemFs {
         let ino = self.ino(path).ok_or_else(|| not_found(path))?;
         let inode = self.inode(path).ok_or_else(|| not_found(path))?;
         Ok((inode, FileKey { dev: DEV, ino }))
+    }
+
+    fn modified_ms(&mut self, path: &Path) -> io::Result<i64> {
+        let s = self.0.borrow();
+        let ino = s.names.get(path).ok_or_else(|| not_found(path))?;
+        Ok(s.modified_ms.get(ino).copied().unwrap_or(0))
     }
 
     fn len(&mut self, file: &Inode) -> io::Result<u64> {

@@ -24,7 +24,12 @@
 //! checkpoint's offset and the offsets in the `event_id`s the spool still holds, so a
 //! crash between the spool's fsync and the checkpoint does not read lines twice, and
 //! a crash before the fsync reads them again (they were never acked to anyone).
-//! Without any position a file is read from its beginning.
+//! Without any position a file is read from its beginning, except under
+//! `read_from = "end"` in the first scan of an agent that has no checkpoint at all
+//! (a first deploy): there it starts past its last complete line, and the checkpoint
+//! saved after that scan fixes the position. A file with no position that was last
+//! modified over `ignore_older_secs` ago is not opened until it is written to; where it
+//! starts was fixed when it was first seen.
 //!
 //! ## Rules
 //!
@@ -75,9 +80,12 @@ pub mod tailer;
 mod memfs;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod start_tests;
 
 pub use evd_schemas::tail::{Checkpoint, Position};
 pub use event::{LineFormat, event_body};
 pub use fs::{FileKey, RealFs, TailFs};
+pub use pattern::{BadPattern, Pattern};
 pub use position::{CheckpointStore, FileCheckpointStore, MemCheckpointStore};
-pub use tailer::{LineKind, SourceSpec, TailLine, TailSettings, TailStats, Tailer};
+pub use tailer::{LineKind, ReadFrom, SourceSpec, TailLine, TailSettings, TailStats, Tailer};

@@ -14,8 +14,9 @@ use proptest::prelude::*;
 use super::memfs::MemFs;
 use evd_schemas::tail::{Checkpoint, Position, RECOGNISABLE_BYTES};
 
+use super::pattern::Pattern;
 use super::position::{CheckpointStore, MemCheckpointStore};
-use super::tailer::{LineKind, SourceSpec, TailSettings, Tailer};
+use super::tailer::{LineKind, ReadFrom, SourceSpec, TailSettings, Tailer};
 use super::{LineFormat, event_body};
 use crate::spool::{MemStore, Spool, SpoolLimits};
 
@@ -140,11 +141,17 @@ fn active(file: usize) -> PathBuf {
 fn sources_for(rotated_too: bool) -> Vec<SourceSpec> {
     let pattern = if rotated_too { "*.log*" } else { "*.log" };
     vec![SourceSpec {
-        include: vec![dir().join(pattern)],
-        exclude: vec![dir().join("*.gz")],
+        include: vec![pat(dir().join(pattern))],
+        exclude: vec![pat(dir().join("*.gz"))],
         max_line_bytes: 1 << 10,
         partial_flush_ms: None,
+        read_from: ReadFrom::Beginning,
+        ignore_older_ms: None,
     }]
+}
+
+fn pat(path: PathBuf) -> Pattern {
+    Pattern::new(&path).expect("a valid pattern")
 }
 
 fn sources() -> Vec<SourceSpec> {
@@ -747,10 +754,12 @@ fn long_lines_are_refused_once_and_partial_lines_flushed_when_idle() {
     fs.mkdir(&dir());
     fs.create(&active(0));
     let spec = SourceSpec {
-        include: vec![dir().join("*.log")],
+        include: vec![pat(dir().join("*.log"))],
         exclude: vec![],
         max_line_bytes: 4,
         partial_flush_ms: Some(500),
+        read_from: ReadFrom::Beginning,
+        ignore_older_ms: None,
     };
     let mut t = Tailer::new(fs.clone(), vec![spec], settings(), None, []);
     fs.append(&active(0), b"ok\n0123456789");

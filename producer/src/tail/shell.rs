@@ -12,6 +12,7 @@ use evd_schemas::Registry;
 use super::fs::RealFs;
 use evd_schemas::tail::{Checkpoint, Position};
 
+use super::pattern::Pattern;
 use super::position::{CheckpointStore, FileCheckpointStore};
 use super::tailer::{LineKind, SourceSpec, TailLine, TailSettings, Tailer};
 use super::{LineFormat, event_body};
@@ -47,28 +48,52 @@ pub fn check_sources(sources: &[FileSourceConfig], registry: &Registry) -> Resul
     for s in sources {
         let Some(ty) = registry.get(&s.event_type) else {
             return Err(format!(
-                "source {:?}: event type {:?} is not in the registry",
-                s.include, s.event_type
+                "source {}: event type {:?} is not in the registry",
+                s.display_name(),
+                s.event_type
             ));
         };
         if s.format == LineFormat::Text {
             for field in ["line", "file"] {
                 if ty.field(field).is_none() {
                     return Err(format!(
-                        "source {:?}: text lines need a `{field}` field in type {:?}",
-                        s.include, s.event_type
+                        "source {}: text lines need a `{field}` field in type {:?}",
+                        s.display_name(),
+                        s.event_type
                     ));
                 }
             }
             if s.partial_flush_ms.is_some() && ty.field("partial").is_none() {
                 return Err(format!(
-                    "source {:?}: partial_flush_ms needs a `partial` field in type {:?}",
-                    s.include, s.event_type
+                    "source {}: partial_flush_ms needs a `partial` field in type {:?}",
+                    s.display_name(),
+                    s.event_type
                 ));
             }
         }
     }
     Ok(())
+}
+
+/// The core's view of a source; a pattern that does not compile is an error
+/// (`evd validate` reports it before start).
+fn source_spec(s: &FileSourceConfig) -> Result<SourceSpec, String> {
+    let compile = |patterns: &[std::path::PathBuf]| {
+        patterns
+            .iter()
+            .map(|p| Pattern::new(p).map_err(|e| format!("source {}: {e}", s.display_name())))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(SourceSpec {
+        include: compile(&s.include)?,
+        exclude: compile(&s.exclude)?,
+        max_line_bytes: s.max_line_bytes,
+        partial_flush_ms: s.partial_flush_ms.map(|ms| ms as i64),
+        read_from: s.read_from,
+        ignore_older_ms: s
+            .ignore_older_secs
+            .map(|secs| secs.saturating_mul(1000).min(i64::MAX as u64) as i64),
+    })
 }
 
 impl TailShell {
@@ -94,13 +119,8 @@ impl TailShell {
         let specs = self
             .sources
             .iter()
-            .map(|s| SourceSpec {
-                include: s.include.clone(),
-                exclude: s.exclude.clone(),
-                max_line_bytes: s.max_line_bytes,
-                partial_flush_ms: s.partial_flush_ms.map(|ms| ms as i64),
-            })
-            .collect();
+            .map(source_spec)
+            .collect::<Result<Vec<_>, _>>()?;
         let positions = spooled
             .iter()
             .filter_map(|r| Position::from_event_id(&r.event_id));
@@ -191,7 +211,8 @@ impl TailShell {
                         .unwrap_or(0);
                     c.refused[reason] += 1;
                     tracing::warn!(
-                        "tail {} line ending at byte {} refused: {error}",
+                        "tail source {}: {} line ending at byte {} refused: {error}",
+                        source.display_name(),
                         line.path.display(),
                         line.end.offset
                     );
@@ -234,9 +255,8 @@ impl TailShell {
                 .sources
                 .iter()
                 .zip(counts)
-                .enumerate()
-                .map(|(i, (s, c))| SourceFigures {
-                    source: i.to_string(),
+                .map(|(s, c)| SourceFigures {
+                    source: s.display_name(),
                     event_type: s.event_type.clone(),
                     bytes: c.bytes,
                     lines: c.lines,

@@ -9,24 +9,41 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::fs::{FileKey, TailFs};
-use super::pattern::{expand, path_matches};
-use evd_schemas::tail::{
-    CHECKPOINT_VERSION, Checkpoint, CheckpointEntry, FINGERPRINT_BYTES, Fingerprint, Position,
-};
+use super::pattern::Pattern;
+use evd_schemas::tail::{CHECKPOINT_VERSION, Checkpoint, CheckpointEntry, Fingerprint, Position};
 
 /// One file source as the core needs it.
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
     /// Glob patterns (see `pattern`), absolute or relative to the working directory.
-    pub include: Vec<PathBuf>,
+    pub include: Vec<Pattern>,
     /// Patterns of files never read, though `include` matches them.
-    pub exclude: Vec<PathBuf>,
+    pub exclude: Vec<Pattern>,
+    /// Where a file no resume point knows is read from (see [`ReadFrom`]).
+    pub read_from: ReadFrom,
+    /// A file no resume point knows is not read while its last modification is
+    /// older than this; where it starts is fixed when it is first seen.
+    pub ignore_older_ms: Option<i64>,
     /// Longest line taken; a longer one becomes one `TooLong` line and the rest of it
     /// up to its newline is skipped.
     pub max_line_bytes: usize,
     /// A last line without newline is emitted as `Partial` once the file has not
     /// grown for this long. `None`: held until its newline comes.
     pub partial_flush_ms: Option<i64>,
+}
+
+/// Where a file is read from when no checkpoint or spooled line knows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// From its first byte: every line the file holds.
+    #[default]
+    Beginning,
+    /// From just past its last complete line, for the files the first scan finds
+    /// when the agent starts with no checkpoint at all (a first deploy skips old
+    /// logs). Files found later, and every file once a checkpoint exists (created
+    /// while the agent was down, say), are read from the beginning: they are new.
+    End,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -122,7 +139,10 @@ struct Known {
 /// How long an unclaimed resume point is kept: at least this, and 4 × `rotate_wait_ms`.
 const KNOWN_RETENTION_MS: i64 = 60_000;
 
+mod open;
 mod read;
+
+use open::Held;
 
 pub struct Tailer<F: TailFs> {
     fs: F,
@@ -134,6 +154,12 @@ pub struct Tailer<F: TailFs> {
     discovered: bool,
     /// The last file the previous poll read from: the next poll starts after it.
     read_last: Option<FileKey>,
+    /// No checkpoint existed at start and no scan has run yet: `ReadFrom::End`
+    /// applies to what the next scan finds.
+    first_deploy_scan: bool,
+    /// Files seen but not opened because they are older than `ignore_older_ms`,
+    /// with where each will start; only while a pattern names them.
+    held: HashMap<FileKey, Held>,
 }
 
 impl<F: TailFs> Tailer<F> {
@@ -171,6 +197,8 @@ impl<F: TailFs> Tailer<F> {
             stats: TailStats::default(),
             discovered: false,
             read_last: None,
+            first_deploy_scan: checkpoint.is_none(),
+            held: HashMap::new(),
         }
     }
 
@@ -277,18 +305,16 @@ impl<F: TailFs> Tailer<F> {
         let mut dirs = BTreeSet::new();
         for (source, spec) in self.sources.iter().enumerate() {
             for pattern in &spec.include {
-                for path in expand(&mut self.fs, pattern, false) {
-                    if spec.exclude.iter().any(|x| path_matches(x, &path)) {
+                for path in pattern.expand(&mut self.fs, false) {
+                    if spec.exclude.iter().any(|x| x.is_match(&path)) {
                         continue;
                     }
                     if let Ok(key) = self.fs.key_of(&path) {
                         named.entry(key).or_insert((source, path));
                     }
                 }
-                if !self.known.is_empty()
-                    && let Some(parent) = pattern.parent()
-                {
-                    dirs.extend(expand(&mut self.fs, parent, true));
+                if !self.known.is_empty() {
+                    dirs.extend(pattern.dirs(&mut self.fs));
                 }
             }
         }
@@ -304,11 +330,13 @@ impl<F: TailFs> Tailer<F> {
                 w.path = Arc::new(path.clone());
             }
         }
+        self.held.retain(|key, _| named.contains_key(key));
         for (key, (source, path)) in named {
-            if !self.files.contains_key(&key) {
+            if !self.files.contains_key(&key) && !self.still_held(&path, &key, source, now_ms) {
                 self.open(&path, source, true, now_ms);
             }
         }
+        self.first_deploy_scan = false;
         // After a restart: files that were rotated away while the agent was down
         // still have lines to finish. Only files the checkpoint or spool knows count.
         if !self.known.is_empty() {
@@ -343,81 +371,12 @@ impl<F: TailFs> Tailer<F> {
     fn source_for_dir(&mut self, dir: &Path) -> usize {
         for (source, spec) in self.sources.iter().enumerate() {
             for pattern in &spec.include {
-                if let Some(parent) = pattern.parent()
-                    && expand(&mut self.fs, parent, true).iter().any(|d| d == dir)
-                {
+                if pattern.dirs(&mut self.fs).iter().any(|d| d == dir) {
                     return source;
                 }
             }
         }
         0
-    }
-
-    fn open(&mut self, path: &Path, source: usize, matched: bool, now_ms: i64) {
-        let (handle, key) = match self.fs.open(path) {
-            Ok(h) => h,
-            Err(_) => {
-                self.stats.open_errors += 1;
-                return;
-            }
-        };
-        if self.files.contains_key(&key) {
-            return; // renamed between listing and opening: already watched
-        }
-        let (len, prefix) = match self.len_and_prefix(&handle) {
-            Some(x) => x,
-            None => return,
-        };
-        let resume = self
-            .known
-            .get(&key)
-            .into_iter()
-            .flatten()
-            // A short fingerprint matches too much to pick out a file no pattern names
-            // (log lines share prefixes): a copy would be read twice.
-            .filter(|k| k.fp.matches(&prefix) && (matched || k.fp.is_recognisable()))
-            .map(|k| k.offset)
-            .max();
-        let start = match resume {
-            Some(offset) if offset <= len => offset,
-            Some(_) => {
-                self.stats.truncations += 1;
-                0
-            }
-            None => 0,
-        };
-        // A file no pattern names is only finished, never started: without a resume
-        // point it is a copy or an old file, and reading it would duplicate lines.
-        // Its resume point stays for a later scan that names it (a rotation may have hid
-        // it from this one's pattern listing): only a watched file consumes it.
-        if !matched && (resume.is_none() || start >= len) {
-            return;
-        }
-        self.known.remove(&key);
-        self.stats.files_opened += 1;
-        self.discovered = true;
-        self.files.insert(
-            key,
-            Watched {
-                handle,
-                source,
-                path: Arc::new(path.to_path_buf()),
-                fp: Fingerprint::of(&prefix),
-                durable: start,
-                durable_skipping: false,
-                read: start,
-                read_skipping: false,
-                matched,
-                len,
-                last_change_ms: now_ms,
-            },
-        );
-    }
-
-    fn len_and_prefix(&mut self, handle: &F::Handle) -> Option<(u64, Vec<u8>)> {
-        let len = self.fs.len(handle).ok()?;
-        let prefix = self.fs.read_at(handle, 0, FINGERPRINT_BYTES).ok()?;
-        Some((len, prefix))
     }
 
     /// Closes files no pattern matches that are read to their end and idle. Each leaves

@@ -12,8 +12,8 @@ use std::time::Instant;
 use anyhow::Result;
 use evd_producer::spool::{DirStore, Spool, SpoolLimits};
 use evd_producer::tail::{
-    CheckpointStore, FileCheckpointStore, LineFormat, LineKind, RealFs, SourceSpec, TailSettings,
-    Tailer, event_body,
+    CheckpointStore, FileCheckpointStore, LineFormat, LineKind, Pattern, ReadFrom, RealFs,
+    SourceSpec, TailSettings, Tailer, event_body,
 };
 use tests::agent_proc::example_registry_dir;
 use tests::oracle::event_line;
@@ -56,10 +56,12 @@ fn tail_into_spool(dir: &Path, logs: &Path, lines: u64) -> Result<f64> {
         path: dir.join("tail-checkpoints.json"),
     };
     let spec = SourceSpec {
-        include: vec![logs.join("*.log")],
+        include: vec![Pattern::new(&logs.join("*.log")).map_err(|e| anyhow::anyhow!("{e}"))?],
         exclude: vec![],
         max_line_bytes: 1 << 20,
         partial_flush_ms: None,
+        read_from: ReadFrom::Beginning,
+        ignore_older_ms: None,
     };
     let settings = TailSettings {
         rotate_wait_ms: 5_000,
