@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{TimestampMicrosecondType, UInt64Type};
+use arrow_array::types::{Int64Type, TimestampMicrosecondType, UInt64Type};
+use arrow_array::{PrimitiveArray, RecordBatch, StringArray};
 use evd_consumer::commit::Output;
 use evd_consumer::layout::{self, CLOSED_MARKER};
 use evd_consumer::ledger::Manifest;
@@ -267,18 +268,14 @@ async fn scan_file(
     };
     for batch in reader {
         let batch = batch.map_err(|e| OpsError::unreadable(&rel, e))?;
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| OpsError::unreadable(&rel, format!("no column {name}")))
-        };
-        let received = column("received_at")?.as_primitive::<TimestampMicrosecondType>();
-        let ts = column("ts")?.as_primitive::<TimestampMicrosecondType>();
-        let agent = column("agent_id")?.as_string::<i32>();
-        let spool = batch
-            .column_by_name("spool_id")
-            .map(|c| c.as_string::<i32>());
-        let seq = column("batch_seq")?.as_primitive::<UInt64Type>();
+        let columns = AuditColumns::of(&batch).map_err(|e| OpsError::unreadable(&rel, e))?;
+        let AuditColumns {
+            received,
+            ts,
+            agent,
+            spool,
+            seq,
+        } = columns;
         for i in 0..batch.num_rows() {
             let spool_id = match spool {
                 None => SpoolId::LEGACY,
@@ -287,9 +284,12 @@ async fn scan_file(
                     .parse()
                     .map_err(|e| OpsError::unreadable(&rel, format!("row {i}: {e}")))?,
             };
+            let seq = seq
+                .value(i)
+                .map_err(|e| OpsError::unreadable(&rel, format!("row {i}: {e}")))?;
             *scan
                 .rows
-                .entry((Origin::new(agent.value(i), spool_id), seq.value(i)))
+                .entry((Origin::new(agent.value(i), spool_id), seq))
                 .or_default() += 1;
             let received_ms = received.value(i) / 1000;
             scan.lateness.observe_ms(received_ms - ts.value(i) / 1000);
@@ -297,6 +297,73 @@ async fn scan_file(
         }
     }
     Ok(scan)
+}
+
+/// The columns of a data file the auditor reads, each of the type evd writes; a
+/// file whose columns have other types is unreadable, not a panic.
+struct AuditColumns<'a> {
+    received: &'a PrimitiveArray<TimestampMicrosecondType>,
+    ts: &'a PrimitiveArray<TimestampMicrosecondType>,
+    agent: &'a StringArray,
+    spool: Option<&'a StringArray>,
+    seq: SeqColumn<'a>,
+}
+
+/// `batch_seq`: signed since data layout 2, unsigned before.
+enum SeqColumn<'a> {
+    Signed(&'a PrimitiveArray<Int64Type>),
+    Unsigned(&'a PrimitiveArray<UInt64Type>),
+}
+
+impl SeqColumn<'_> {
+    fn value(&self, i: usize) -> Result<u64, String> {
+        match self {
+            SeqColumn::Signed(a) => {
+                u64::try_from(a.value(i)).map_err(|_| format!("batch_seq {} < 0", a.value(i)))
+            }
+            SeqColumn::Unsigned(a) => Ok(a.value(i)),
+        }
+    }
+}
+
+impl<'a> AuditColumns<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<AuditColumns<'a>, String> {
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("no column {name}"))
+        };
+        let typed = |name: &str, what: &str| format!("column {name} is not {what}");
+        let timestamps = |name: &str| {
+            column(name)?
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or_else(|| typed(name, "a µs timestamp"))
+        };
+        let seq = column("batch_seq")?;
+        let seq = match (
+            seq.as_primitive_opt::<Int64Type>(),
+            seq.as_primitive_opt::<UInt64Type>(),
+        ) {
+            (Some(signed), _) => SeqColumn::Signed(signed),
+            (None, Some(unsigned)) => SeqColumn::Unsigned(unsigned),
+            (None, None) => return Err(typed("batch_seq", "a 64-bit integer")),
+        };
+        Ok(AuditColumns {
+            received: timestamps("received_at")?,
+            ts: timestamps("ts")?,
+            agent: column("agent_id")?
+                .as_string_opt::<i32>()
+                .ok_or_else(|| typed("agent_id", "a string"))?,
+            spool: match batch.column_by_name("spool_id") {
+                None => None,
+                Some(c) => Some(
+                    c.as_string_opt::<i32>()
+                        .ok_or_else(|| typed("spool_id", "a string"))?,
+                ),
+            },
+            seq,
+        })
+    }
 }
 
 /// `<type>/date=YYYY-MM-DD/hour=HH/<file>` → that hour.

@@ -1,8 +1,13 @@
-//! One unreadable object in the output (a truncated `.parquet`, a broken manifest or
-//! closed marker) must not stop the auditor: it is set aside, counted and logged once,
-//! and every other hour still closes.
+//! One unreadable object in the output (a truncated `.parquet`, a Parquet file whose
+//! audit columns have other types, a broken manifest or closed marker) must not stop
+//! the auditor: it is set aside, counted and logged once, and every other hour still
+//! closes.
 
 mod support;
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 
 use evd_consumer::layout::hour_dir;
 use evd_ops::auditor::{Seen, close_due, scan};
@@ -29,6 +34,13 @@ async fn unreadable_objects_are_set_aside_and_counted_and_hours_still_close() {
     put(
         format!("{}/_CLOSED.json", hour_dir("EndSong", Hour(H.0 - 2))),
         b"{\"version\": 2, \"event_ty",
+    );
+    put(
+        format!(
+            "{}/c-1-000002-0.parquet",
+            hour_dir("PageView", Hour(H.0 - 1))
+        ),
+        &foreign_parquet(),
     );
     put("_evd/manifests/f-1.json".into(), b"not json");
     let output = support::output(dir.path());
@@ -76,7 +88,31 @@ async fn unreadable_objects_are_set_aside_and_counted_and_hours_still_close() {
     assert_eq!(closed["state"], "incomplete", "{closed:#}");
     let metrics = evd_ops::auditor_metrics::render(&shared);
     assert!(
-        metrics.contains("evd_ops_bad_objects_total 3"),
+        metrics.contains("evd_ops_bad_objects_total 4"),
         "each bad object counted once over three scans:\n{metrics}"
     );
+}
+
+/// Parquet with the audit columns' names but other types (`agent_id` a number,
+/// `batch_seq` text), as another writer might leave in the bucket.
+fn foreign_parquet() -> Vec<u8> {
+    let t = H.start_ms() * 1000;
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        (
+            "received_at",
+            Arc::new(TimestampMicrosecondArray::from(vec![t]).with_timezone("UTC")),
+        ),
+        (
+            "ts",
+            Arc::new(TimestampMicrosecondArray::from(vec![t]).with_timezone("UTC")),
+        ),
+        ("agent_id", Arc::new(Int64Array::from(vec![1]))),
+        (
+            "spool_id",
+            Arc::new(StringArray::from(vec!["0000000000000007"])),
+        ),
+        ("batch_seq", Arc::new(StringArray::from(vec!["one"]))),
+    ];
+    let batch = RecordBatch::try_from_iter(cols).unwrap();
+    evd_consumer::parquet_out::encode(&batch).unwrap().to_vec()
 }
