@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-    UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use evd_schemas::event::{EventLine, parse_event_line, parse_timestamp_us};
@@ -103,8 +102,8 @@ struct Bucket {
     ts: TimestampMicrosecondBuilder,
     agent_id: StringBuilder,
     spool_id: StringBuilder,
-    event_seq: UInt64Builder,
-    batch_seq: UInt64Builder,
+    event_seq: Int64Builder,
+    batch_seq: Int64Builder,
     fields: Vec<Column>,
     rows: usize,
     bytes: usize,
@@ -120,8 +119,8 @@ impl Bucket {
             ts: ts(),
             agent_id: StringBuilder::new(),
             spool_id: StringBuilder::new(),
-            event_seq: UInt64Builder::new(),
-            batch_seq: UInt64Builder::new(),
+            event_seq: Int64Builder::new(),
+            batch_seq: Int64Builder::new(),
             rows: 0,
             bytes: 0,
         }
@@ -227,8 +226,9 @@ impl Assembler {
             bucket.received_at.append_value(rec.received_at_us);
             bucket.agent_id.append_value(&meta.agent_id);
             bucket.spool_id.append_value(&spool_id);
-            bucket.event_seq.append_value(rec.event_seq);
-            bucket.batch_seq.append_value(meta.batch_seq);
+            // Both are below 2^63: `batch::open` refuses a batch with more.
+            bucket.event_seq.append_value(rec.event_seq as i64);
+            bucket.batch_seq.append_value(meta.batch_seq as i64);
             match read {
                 Read::OnePass(view) => {
                     bucket.ts.append_value(view.ts_us);

@@ -1,5 +1,5 @@
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int64Type, TimestampMicrosecondType, UInt64Type};
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
 
 use super::*;
 use crate::test_batches::{HOUR, opened, page_view, registry};
@@ -34,11 +34,11 @@ fn fields_land_in_typed_columns_with_the_batch_metadata() {
         pv.header.meta.spool_id.to_string()
     );
     assert_eq!(
-        col("batch_seq").as_primitive::<UInt64Type>().values(),
+        col("batch_seq").as_primitive::<Int64Type>().values(),
         &[42, 42]
     );
     assert_eq!(
-        col("event_seq").as_primitive::<UInt64Type>().values(),
+        col("event_seq").as_primitive::<Int64Type>().values(),
         &[1, 2]
     );
     let received = col("received_at")

@@ -12,6 +12,7 @@ use evd_consumer::commit::Output;
 use evd_consumer::layout::{self, CLOSED_MARKER};
 use evd_consumer::ledger::Manifest;
 use evd_schemas::clock::{Clock, SystemClock};
+use evd_schemas::registry::{DATA_LAYOUT, DATA_LAYOUT_KEY};
 use evd_schemas::{Hour, Origin, SpoolId};
 use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
@@ -255,6 +256,15 @@ async fn scan_file(
     let bytes = output.store.get(&meta.location).await?.bytes().await?;
     let bad = |e: parquet::errors::ParquetError| OpsError::unreadable(&rel, e);
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
+    let layout = builder.schema().metadata().get(DATA_LAYOUT_KEY);
+    if let Some(layout) = layout
+        && layout.parse::<u32>().ok().is_none_or(|v| v == 0 || v > DATA_LAYOUT)
+    {
+        return Err(OpsError::unreadable(
+            &rel,
+            format!("data layout {layout:?} is not one this auditor knows (1..={DATA_LAYOUT})"),
+        ));
+    }
     let mask = ProjectionMask::columns(
         builder.parquet_schema(),
         ["received_at", "ts", "agent_id", "spool_id", "batch_seq"],

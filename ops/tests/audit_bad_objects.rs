@@ -1,5 +1,6 @@
 //! One unreadable object in the output (a truncated `.parquet`, a Parquet file whose
-//! audit columns have other types, a broken manifest or closed marker) must not stop
+//! audit columns have other types or whose data layout is newer than the auditor's,
+//! a broken manifest or closed marker) must not stop
 //! the auditor: it is set aside, counted and logged once, and every other hour still
 //! closes.
 
@@ -41,6 +42,13 @@ async fn unreadable_objects_are_set_aside_and_counted_and_hours_still_close() {
             hour_dir("PageView", Hour(H.0 - 1))
         ),
         &foreign_parquet(),
+    );
+    put(
+        format!(
+            "{}/c-1-000003-0.parquet",
+            hour_dir("PageView", Hour(H.0 - 1))
+        ),
+        &future_layout_parquet(),
     );
     put("_evd/manifests/f-1.json".into(), b"not json");
     let output = support::output(dir.path());
@@ -88,7 +96,7 @@ async fn unreadable_objects_are_set_aside_and_counted_and_hours_still_close() {
     assert_eq!(closed["state"], "incomplete", "{closed:#}");
     let metrics = evd_ops::auditor_metrics::render(&shared);
     assert!(
-        metrics.contains("evd_ops_bad_objects_total 4"),
+        metrics.contains("evd_ops_bad_objects_total 5"),
         "each bad object counted once over three scans:\n{metrics}"
     );
 }
@@ -114,5 +122,17 @@ fn foreign_parquet() -> Vec<u8> {
         ("batch_seq", Arc::new(StringArray::from(vec!["one"]))),
     ];
     let batch = RecordBatch::try_from_iter(cols).unwrap();
+    evd_consumer::parquet_out::encode(&batch).unwrap().to_vec()
+}
+
+/// A well-formed data file of a layout version this auditor does not know.
+fn future_layout_parquet() -> Vec<u8> {
+    let registry = support::registry();
+    let ty = registry.get("PageView").unwrap();
+    let mut schema = ty.arrow_schema();
+    schema
+        .metadata
+        .insert(evd_schemas::registry::DATA_LAYOUT_KEY.to_string(), "9".to_string());
+    let batch = RecordBatch::new_empty(Arc::new(schema));
     evd_consumer::parquet_out::encode(&batch).unwrap().to_vec()
 }

@@ -258,4 +258,26 @@ fn seal_refuses_what_open_would_refuse() {
     let err = batch::seal(&keys, &meta("host-a", 1, 2), &backwards, 1).unwrap_err();
     assert!(err.to_string().contains("does not increase"), "{err}");
     assert!(batch::seal(&keys, &meta("host-a", 1, 0), &[], 1).is_err());
+    let mut huge = Vec::new();
+    put_record(&mut huge, 1 << 63, HOUR.start_ms() * 1000, b"{}");
+    let err = batch::seal(&keys, &meta("host-a", 1, 1), &huge, 1).unwrap_err();
+    assert!(err.to_string().contains("not below 2^63"), "{err}");
+    let err = batch::seal(&keys, &meta("host-a", 1 << 63, 1), &payload(1), 1).unwrap_err();
+    assert!(err.to_string().contains("not below 2^63"), "{err}");
+}
+
+/// Seqs are below 2^63 so that the Parquet columns can be signed: a header claiming
+/// more is refused before anything else is looked at.
+#[test]
+fn a_batch_seq_of_2_pow_63_or_more_is_refused() {
+    let master = master();
+    let seq = 0x0123_4567_89ab_cdef_u64;
+    let mut bytes = sealed("host-a", seq);
+    let at = bytes
+        .windows(8)
+        .position(|w| w == seq.to_le_bytes())
+        .expect("batch_seq in the header");
+    bytes[at..at + 8].copy_from_slice(&(1u64 << 63).to_le_bytes());
+    let err = batch::open(&master, &bytes).unwrap_err();
+    assert!(err.to_string().contains("not below 2^63"), "{err}");
 }

@@ -7,6 +7,15 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 
 use super::{EventType, FieldType};
 
+/// The version of the data files' column layout, in the schema metadata as
+/// `evd.layout`. 2: `event_seq` and `batch_seq` are signed 64-bit (`INT64`), which
+/// Spark, Hive and Athena read as `bigint`. 1 (no `evd.layout` key): they were
+/// unsigned. Readers of evd's files refuse a layout they do not know.
+pub const DATA_LAYOUT: u32 = 2;
+
+/// The schema metadata key of [`DATA_LAYOUT`].
+pub const DATA_LAYOUT_KEY: &str = "evd.layout";
+
 /// Time zone of every timestamp column.
 pub const UTC: &str = "UTC";
 
@@ -28,7 +37,7 @@ impl FieldType {
 
 impl EventType {
     /// Row schema: the fixed columns `received_at`, `ts`, `agent_id`, `spool_id` (the
-    /// spool incarnation, 16 hex digits), `event_seq`, `batch_seq`, then the type's fields in file order (nullable unless required).
+    /// spool incarnation, 16 hex digits), `event_seq`, `batch_seq` (signed, below 2^63), then the type's fields in file order (nullable unless required).
     /// Field metadata keeps `doc`, `pii` and, for `json` fields, `evd.type = json`.
     pub fn arrow_schema(&self) -> Schema {
         let mut fields = vec![
@@ -36,8 +45,8 @@ impl EventType {
             Field::new("ts", timestamp(), false),
             Field::new("agent_id", DataType::Utf8, false),
             Field::new("spool_id", DataType::Utf8, false),
-            Field::new("event_seq", DataType::UInt64, false),
-            Field::new("batch_seq", DataType::UInt64, false),
+            Field::new("event_seq", DataType::Int64, false),
+            Field::new("batch_seq", DataType::Int64, false),
         ];
         for spec in &self.fields {
             let mut meta = HashMap::new();
@@ -57,6 +66,7 @@ impl EventType {
         let meta = HashMap::from([
             ("evd.event_type".to_string(), self.name.clone()),
             ("evd.version".to_string(), self.version.to_string()),
+            (DATA_LAYOUT_KEY.to_string(), DATA_LAYOUT.to_string()),
         ]);
         Schema::new(fields).with_metadata(meta)
     }
@@ -87,6 +97,11 @@ mod tests {
                 "n"
             ]
         );
+        for seq in ["event_seq", "batch_seq"] {
+            let field = schema.field_with_name(seq).unwrap();
+            assert_eq!(field.data_type(), &DataType::Int64, "{seq}: bigint for SQL engines");
+        }
+        assert_eq!(schema.metadata()[DATA_LAYOUT_KEY], "2");
         let n = schema.field_with_name("n").unwrap();
         assert_eq!(n.data_type(), &DataType::Int64);
         assert!(!n.is_nullable());

@@ -20,6 +20,7 @@
 //! the binaries read the directory. Every error names the file, line and key.
 
 mod arrow;
+pub use arrow::{DATA_LAYOUT, DATA_LAYOUT_KEY};
 mod check;
 mod evolution;
 mod validate;

@@ -26,6 +26,10 @@ pub const TAG_LEN: usize = 16;
 /// Hard limit on a batch's plaintext, whatever its header says.
 pub const MAX_UNCOMPRESSED_BYTES: usize = 64 << 20;
 
+/// `batch_seq` and every `event_seq` are below 2^63, so that they fit the signed
+/// 64-bit columns SQL engines read (Parquet `INT64`).
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
 /// The largest a sealed batch of `plaintext` payload bytes can be, with the longest
 /// names: header, nonce, zstd's worst case for incompressible input, tag. What a
 /// Kafka message limit must hold.
@@ -91,6 +95,8 @@ enum SealError {
     TooLarge(usize),
     #[error("zstd failed: {0}")]
     Compress(std::io::Error),
+    #[error("batch_seq {0} is not below 2^63")]
+    SeqRange(u64),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +146,12 @@ pub fn seal_with(
         ));
     }
     // Refuse whatever open() would refuse, so a sealed batch always opens.
+    if meta.batch_seq > MAX_SEQ {
+        return Err(Error::rejected(
+            Reason::Malformed,
+            SealError::SeqRange(meta.batch_seq),
+        ));
+    }
     if meta.event_count == 0 {
         return Err(Error::rejected(
             Reason::Malformed,
@@ -219,6 +231,9 @@ fn parse_header(bytes: &[u8]) -> Result<BatchHeader, CodecError> {
     let header_len = r.u16("header_len")? as usize;
     let key_id = r.u32("key_id")?;
     let batch_seq = r.u64("batch_seq")?;
+    if batch_seq > MAX_SEQ {
+        return Err(r.invalid("batch_seq", format!("{batch_seq} is not below 2^63")));
+    }
     let bucket_hour = r.hour("bucket_hour")?;
     let created_at_ms = r.unix_ms("created_at_ms")?;
     let event_count = r.u32("event_count")?;
@@ -345,6 +360,12 @@ fn check_records(payload: &[u8], meta: &BatchMeta) -> Result<()> {
             }));
         }
         prev = Some(rec.event_seq);
+        if rec.event_seq > MAX_SEQ {
+            return Err(payload_err(OpenError::RecordOrder {
+                index,
+                why: format!("event_seq {} is not below 2^63", rec.event_seq),
+            }));
+        }
         if Hour::from_unix_us(rec.received_at_us) != meta.bucket_hour {
             return Err(payload_err(OpenError::RecordOrder {
                 index,

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use arrow_array::builder::{
-    Int64Builder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+    Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use evd_consumer::commit::Output;
@@ -128,8 +128,8 @@ async fn main() -> Result<()> {
         ts(),
         StringBuilder::new(),
         StringBuilder::new(),
-        UInt64Builder::new(),
-        UInt64Builder::new(),
+        Int64Builder::new(),
+        Int64Builder::new(),
     );
     let (mut user, mut url, mut referrer, mut load) = (
         StringBuilder::new(),
@@ -143,8 +143,8 @@ async fn main() -> Result<()> {
         tsb.append_value((1_795_000_000_000 + id as i64) * 1000);
         agent.append_value("bench");
         spool.append_value("0000000000000001");
-        eseq.append_value(id + 1);
-        bseq.append_value(id / 1000 + 1);
+        eseq.append_value(id as i64 + 1);
+        bseq.append_value((id / 1000) as i64 + 1);
         user.append_value(format!("u{id}"));
         url.append_value(format!("/home/{pad}"));
         referrer.append_value("/search");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use arrow_array::cast::AsArray;
-use arrow_array::types::UInt64Type;
+use arrow_array::types::Int64Type;
 use evd_producer::client::{Response, send_lines};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use tests::agent_proc::AgentOptions;
@@ -84,7 +84,7 @@ fn event_seqs(file: &Path) -> Result<Vec<u64>> {
     for batch in reader {
         let batch = batch?;
         let column = batch.column_by_name("event_seq").context("event_seq")?;
-        seqs.extend(column.as_primitive::<UInt64Type>().values().iter());
+        seqs.extend(column.as_primitive::<Int64Type>().values().iter().map(|&s| s as u64));
     }
     Ok(seqs)
 }
