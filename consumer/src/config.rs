@@ -39,6 +39,10 @@ pub struct ConsumerConfig {
     /// `host:port` for Prometheus metrics (`/metrics`).
     #[serde(default)]
     pub metrics_listen: Option<String>,
+    /// How data files are encoded (`[parquet]`: compression and level, row-group
+    /// size, dictionaries, bloom filters); see `consumer/src/parquet_options.rs`.
+    #[serde(default)]
+    pub parquet: crate::parquet_options::ParquetOptions,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +100,7 @@ impl evd_schemas::ValidatedConfig for ConsumerConfig {
                 .map_err(|e| Invalid::at("consumer_id", e.to_string()))?;
         }
         crate::storage::check_output_url(&self.output_url)?;
+        self.parquet.check()?;
         if self.flush_interval_ms == 0 || self.flush_max_rows == 0 {
             return Err(Invalid::at(
                 "flush_interval_ms",

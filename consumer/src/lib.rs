@@ -19,6 +19,7 @@ pub mod layout;
 pub mod ledger;
 pub mod metrics;
 mod orphans;
+pub mod parquet_options;
 pub mod parquet_out;
 mod quarantine;
 pub mod rows;

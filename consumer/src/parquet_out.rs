@@ -13,13 +13,11 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
-/// Rows per row group: large enough for good compression and fast scans, small enough
-/// that a reader's memory per row group stays modest.
-pub const ROW_GROUP_ROWS: usize = 256 * 1024;
+use crate::parquet_options::{Dictionary, ParquetOptions};
 
 /// Values of a column looked at to decide on its dictionary.
 const DICTIONARY_SAMPLE_ROWS: usize = 4096;
@@ -27,17 +25,36 @@ const DICTIONARY_SAMPLE_ROWS: usize = 4096;
 /// A dictionary pays when at most this share of sampled values is distinct.
 const DICTIONARY_MAX_DISTINCT_SHARE: f64 = 0.5;
 
-/// zstd-compressed Parquet with the Arrow schema embedded (so readers get the UTC
-/// timestamps and field metadata back).
-pub fn encode(batch: &RecordBatch) -> Result<Bytes, parquet::errors::ParquetError> {
+/// Parquet with the default options (zstd 3) and the Arrow schema embedded (so
+/// readers get the UTC timestamps and field metadata back).
+pub fn encode(batch: &RecordBatch) -> Result<Bytes, ParquetError> {
+    encode_with(batch, &ParquetOptions::default())
+}
+
+/// Parquet as `options` say; options that do not compile (a level out of range) are
+/// an error here, though `ParquetOptions::check` refuses them before start.
+pub fn encode_with(batch: &RecordBatch, options: &ParquetOptions) -> Result<Bytes, ParquetError> {
+    let compression = options.compression().map_err(ParquetError::General)?;
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_compression(compression)
+        .set_max_row_group_row_count(Some(options.row_group_rows))
         .set_created_by("evd".into());
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-        if !dictionary_pays(column.as_ref()) {
-            let path = ColumnPath::from(field.name().as_str());
-            props = props.set_column_dictionary_enabled(path, false);
+        let path = ColumnPath::from(field.name().as_str());
+        let dictionary = match options.dictionary {
+            Dictionary::Auto => dictionary_pays(column.as_ref()),
+            Dictionary::Always => true,
+            Dictionary::Never => false,
+        };
+        if !dictionary {
+            props = props.set_column_dictionary_enabled(path.clone(), false);
+        }
+        if options
+            .bloom_filter_columns
+            .iter()
+            .any(|c| c == field.name())
+        {
+            props = props.set_column_bloom_filter_enabled(path, true);
         }
     }
     let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
@@ -86,10 +103,7 @@ mod tests {
 
     use super::*;
 
-    /// Repeating columns get a dictionary, mostly distinct ones are written plain.
-    #[test]
-    fn dictionaries_only_where_values_repeat() {
-        let n = 10_000;
+    fn sample(n: i64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("seq", DataType::Int64, false),
             Field::new("user", DataType::Utf8, false),
@@ -106,19 +120,51 @@ mod tests {
             )),
             Arc::new(Int64Array::from_iter_values((0..n).map(|i| i % 7))),
         ];
-        let batch = RecordBatch::try_new(schema, columns).unwrap();
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    fn uses_dictionary(column: &parquet::file::metadata::ColumnChunkMetaData) -> bool {
+        column
+            .encodings()
+            .any(|e| e == Encoding::RLE_DICTIONARY || e == Encoding::PLAIN_DICTIONARY)
+    }
+
+    /// Repeating columns get a dictionary, mostly distinct ones are written plain.
+    #[test]
+    fn dictionaries_only_where_values_repeat() {
+        let batch = sample(10_000);
         let file = SerializedFileReader::new(encode(&batch).unwrap()).unwrap();
         let group = file.metadata().row_group(0);
-        let dictionary = |i: usize| {
-            group
-                .column(i)
-                .encodings()
-                .any(|e| e == Encoding::RLE_DICTIONARY || e == Encoding::PLAIN_DICTIONARY)
-        };
+        let dictionary = |i: usize| uses_dictionary(group.column(i));
         assert!(!dictionary(0), "seq");
         assert!(!dictionary(1), "user");
         assert!(dictionary(2), "country");
         assert!(dictionary(3), "status");
         let _: Bytes = encode(&batch.slice(0, 0)).unwrap();
+    }
+
+    /// The `[parquet]` options reach the file: codec, row groups, dictionaries and
+    /// bloom filters.
+    #[test]
+    fn options_shape_the_file() {
+        let options = ParquetOptions {
+            compression: crate::parquet_options::Codec::Snappy,
+            compression_level: None,
+            row_group_rows: 1_000,
+            dictionary: Dictionary::Never,
+            bloom_filter_columns: vec!["user".into()],
+        };
+        let file =
+            SerializedFileReader::new(encode_with(&sample(10_000), &options).unwrap()).unwrap();
+        let meta = file.metadata();
+        assert_eq!(meta.num_row_groups(), 10);
+        let group = meta.row_group(0);
+        assert_eq!(
+            group.column(0).compression(),
+            parquet::basic::Compression::SNAPPY
+        );
+        assert!(!uses_dictionary(group.column(2)), "country: never");
+        assert!(group.column(1).bloom_filter_offset().is_some(), "user");
+        assert!(group.column(2).bloom_filter_offset().is_none(), "country");
     }
 }

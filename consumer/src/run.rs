@@ -99,6 +99,10 @@ impl ConsumerLoop {
             ..
         } = parts;
         let consumer_id = config.consumer_id();
+        config
+            .parquet
+            .check_columns(&registry)
+            .map_err(|e| ConsumerError::config("parquet", e))?;
         let topics = topics(&config, &registry)?;
         let ledger = recover(&output, &config, &consumer_id, &metrics).await?;
         tracing::info!(
@@ -236,7 +240,9 @@ impl ConsumerLoop {
         let started = Instant::now();
         let sealed = self
             .flush
-            .seal(evd_schemas::clock::unix_now_ms(), parquet_out::encode)
+            .seal(evd_schemas::clock::unix_now_ms(), |batch| {
+                parquet_out::encode_with(batch, &self.config.parquet)
+            })
             .map_err(|e| ConsumerError::fatal("parquet", e))?;
         let Some(mut sealed) = sealed else {
             return Ok(());

@@ -258,7 +258,10 @@ async fn scan_file(
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(bad)?;
     let layout = builder.schema().metadata().get(DATA_LAYOUT_KEY);
     if let Some(layout) = layout
-        && layout.parse::<u32>().ok().is_none_or(|v| v == 0 || v > DATA_LAYOUT)
+        && layout
+            .parse::<u32>()
+            .ok()
+            .is_none_or(|v| v == 0 || v > DATA_LAYOUT)
     {
         return Err(OpsError::unreadable(
             &rel,

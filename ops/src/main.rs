@@ -227,7 +227,11 @@ fn validate_config(path: &Path, kind: ConfigKind) -> Result<()> {
         }
         ConfigKind::Consumer => {
             let config = cli_consumer::load_consumer_config(path)?;
-            load::registry_dir(&config.registry_dir)?;
+            let registry = load::registry_dir(&config.registry_dir)?;
+            config
+                .parquet
+                .check_columns(&registry)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             load::master_keyring(&config.keyring_path)?;
             println!(
                 "{}: consumer config OK (output {})",

@@ -130,9 +130,10 @@ fn future_layout_parquet() -> Vec<u8> {
     let registry = support::registry();
     let ty = registry.get("PageView").unwrap();
     let mut schema = ty.arrow_schema();
-    schema
-        .metadata
-        .insert(evd_schemas::registry::DATA_LAYOUT_KEY.to_string(), "9".to_string());
+    schema.metadata.insert(
+        evd_schemas::registry::DATA_LAYOUT_KEY.to_string(),
+        "9".to_string(),
+    );
     let batch = RecordBatch::new_empty(Arc::new(schema));
     evd_consumer::parquet_out::encode(&batch).unwrap().to_vec()
 }

@@ -114,6 +114,27 @@ fn validate_checks_agent_consumer_and_ops_configs() {
         !ok && err.contains("consumer.toml:1: key `consumer_id`") && err.contains("'/'"),
         "{err}"
     );
+    // [parquet]: a level out of the codec's range, and a bloom filter on a column no
+    // type has, are refused before start.
+    for (table, says) in [
+        (
+            "[parquet]\ncompression_level = 40\n",
+            "key `parquet.compression_level`",
+        ),
+        (
+            "[parquet]\nbloom_filter_columns = [\"usr_id\"]\n",
+            "\"usr_id\" is not a column of any type",
+        ),
+    ] {
+        std::fs::write(d.join("consumer.toml"), format!("{consumer}{table}")).unwrap();
+        let (ok, _, err) = evd(&["validate", "consumer.toml"], d);
+        assert!(!ok && err.contains(says), "{err}");
+    }
+    let good =
+        "[parquet]\ncompression = \"gzip\"\nbloom_filter_columns = [\"user_id\", \"agent_id\"]\n";
+    std::fs::write(d.join("consumer.toml"), format!("{consumer}{good}")).unwrap();
+    let (ok, out, err) = evd(&["validate", "consumer.toml"], d);
+    assert!(ok && out.contains("consumer config OK"), "{out}{err}");
     std::fs::write(d.join("agent.toml"), agent.replace("\"h\"", "\"h\\\"x\"")).unwrap();
     let (ok, _, err) = evd(&["validate", "agent.toml"], d);
     assert!(!ok && err.contains("key `agent_id`"), "{err}");

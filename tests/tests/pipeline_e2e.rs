@@ -47,7 +47,10 @@ async fn every_acked_event_lands_in_parquet_exactly_once() {
     let pv = &back.column_types["PageView"];
     assert_eq!(pv["received_at"], "TIMESTAMP WITH TIME ZONE");
     assert_eq!(pv["ts"], "TIMESTAMP WITH TIME ZONE");
-    assert_eq!(pv["event_seq"], "BIGINT", "signed: Spark and Athena read it");
+    assert_eq!(
+        pv["event_seq"], "BIGINT",
+        "signed: Spark and Athena read it"
+    );
     assert_eq!(pv["batch_seq"], "BIGINT");
     assert_eq!(pv["load_ms"], "BIGINT");
     assert_eq!(pv["user_id"], "VARCHAR");

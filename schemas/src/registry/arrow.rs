@@ -99,7 +99,11 @@ mod tests {
         );
         for seq in ["event_seq", "batch_seq"] {
             let field = schema.field_with_name(seq).unwrap();
-            assert_eq!(field.data_type(), &DataType::Int64, "{seq}: bigint for SQL engines");
+            assert_eq!(
+                field.data_type(),
+                &DataType::Int64,
+                "{seq}: bigint for SQL engines"
+            );
         }
         assert_eq!(schema.metadata()[DATA_LAYOUT_KEY], "2");
         let n = schema.field_with_name("n").unwrap();

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
-use arrow_array::builder::{
-    Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
+use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use evd_consumer::commit::Output;
 use evd_consumer::ledger::{FileEntry, MANIFEST_VERSION, Manifest};
@@ -183,7 +181,7 @@ async fn main() -> Result<()> {
         mb / direct_secs,
         bytes.len()
     );
-    match duck {
+    match &duck {
         Some(d) => {
             println!(
                 "| DuckDB 1 thread: same lines, JSONL file → zstd Parquet | {events} | {:.2} | {:.0} | {:.0} | {} |",
@@ -205,8 +203,58 @@ async fn main() -> Result<()> {
         }
         None => println!("| DuckDB (python3 -m pip install duckdb) is not installed | | | | | |"),
     }
+    options_table(&batch, duck.as_ref().map(|d| d.rewrite_bytes))?;
     if std::env::var_os("EVD_BENCH_KEEP").is_some() {
         println!("\nfiles kept in {}", dir.keep().display());
+    }
+    Ok(())
+}
+
+/// The `[parquet]` options on the same rows: size and encode time of each, beside
+/// DuckDB's zstd file of them (how the defaults were chosen).
+fn options_table(batch: &RecordBatch, duck_bytes: Option<u64>) -> Result<()> {
+    use evd_consumer::parquet_options::{Codec, Dictionary, ParquetOptions};
+    let base = ParquetOptions::default();
+    let with = |f: &dyn Fn(&mut ParquetOptions)| {
+        let mut o = base.clone();
+        f(&mut o);
+        o
+    };
+    let cases: Vec<(&str, ParquetOptions)> = vec![
+        (
+            "default: zstd 3, 256Ki rows/group, dictionary auto",
+            base.clone(),
+        ),
+        ("zstd 1", with(&|o| o.compression_level = Some(1))),
+        ("zstd 9", with(&|o| o.compression_level = Some(9))),
+        ("snappy", with(&|o| o.compression = Codec::Snappy)),
+        ("gzip 6", with(&|o| o.compression = Codec::Gzip)),
+        ("64Ki rows/group", with(&|o| o.row_group_rows = 64 * 1024)),
+        ("1Mi rows/group", with(&|o| o.row_group_rows = 1 << 20)),
+        (
+            "dictionary always",
+            with(&|o| o.dictionary = Dictionary::Always),
+        ),
+        (
+            "dictionary never",
+            with(&|o| o.dictionary = Dictionary::Never),
+        ),
+        (
+            "bloom filter on user_id",
+            with(&|o| o.bloom_filter_columns = vec!["user_id".into()]),
+        ),
+    ];
+    println!(
+        "
+| [parquet] options, same rows | Parquet bytes | vs DuckDB zstd | encode s |"
+    );
+    println!("|---|---:|---:|---:|");
+    for (name, options) in cases {
+        let started = Instant::now();
+        let bytes = parquet_out::encode_with(batch, &options)?.len();
+        let secs = started.elapsed().as_secs_f64();
+        let ratio = duck_bytes.map_or("–".into(), |d| format!("{:.2}×", bytes as f64 / d as f64));
+        println!("| {name} | {bytes} | {ratio} | {secs:.2} |");
     }
     Ok(())
 }

@@ -84,7 +84,13 @@ fn event_seqs(file: &Path) -> Result<Vec<u64>> {
     for batch in reader {
         let batch = batch?;
         let column = batch.column_by_name("event_seq").context("event_seq")?;
-        seqs.extend(column.as_primitive::<Int64Type>().values().iter().map(|&s| s as u64));
+        seqs.extend(
+            column
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|&s| s as u64),
+        );
     }
     Ok(seqs)
 }
