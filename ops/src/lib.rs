@@ -10,6 +10,7 @@ pub mod auditor_role;
 mod auditor_scan;
 pub mod config;
 pub mod dashboard;
+pub mod ddl;
 pub mod http;
 pub mod kafka_check;
 pub mod load;

@@ -53,6 +53,9 @@ enum Command {
     /// Create and derive keys.
     #[command(subcommand)]
     Keys(cli_keys::KeysCommand),
+    /// What the registry means for readers of the buckets.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Run the agent (socket → spool → batches → Kafka, freed by end-to-end acks).
     Agent {
         #[arg(long)]
@@ -85,6 +88,40 @@ enum Command {
     Topics(cli_topics::TopicsArgs),
 }
 
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Print the table definition of an event type's bucket (Hive layout
+    /// `<location>/<Type>/date=…/hour=…/*.parquet`) for an SQL engine.
+    Ddl {
+        /// The registry directory.
+        #[arg(long)]
+        registry: PathBuf,
+        #[arg(long, value_enum)]
+        dialect: evd_ops::ddl::Dialect,
+        /// Where the consumers write: the output URL (`s3://bucket/prefix`) or, for
+        /// `file://` outputs, the directory.
+        #[arg(long)]
+        location: String,
+        /// The event type.
+        event_type: String,
+    },
+}
+
+fn schema(cmd: SchemaCommand) -> Result<ExitCode> {
+    let SchemaCommand::Ddl {
+        registry,
+        dialect,
+        location,
+        event_type,
+    } = cmd;
+    let registry = load::registry_dir(&registry)?;
+    let Some(ty) = registry.get(&event_type) else {
+        bail!("event type {event_type:?} is not in the registry");
+    };
+    print!("{}", evd_ops::ddl::ddl(ty, dialect, &location));
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     evd_ops::logging::init(cli.log_format);
@@ -102,6 +139,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate { path, connect } => validate(&path, connect),
         Command::RegistryCheck { old, new } => registry_check(&old, &new),
         Command::Keys(cmd) => cli_keys::run(cmd),
+        Command::Schema(cmd) => schema(cmd),
         Command::Agent { config } => cli_agent::run_agent(&config),
         Command::Send { socket, quiet } => cli_agent::run_send(&socket, quiet),
         Command::Consumer { config } => cli_consumer::run_consumer(&config),

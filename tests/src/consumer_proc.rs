@@ -322,6 +322,63 @@ else:
     }
 }
 
+/// Defines `ty`'s table in DuckDB with `evd schema ddl --dialect duckdb` over the
+/// consumer's output and returns the view's row count and its column types.
+pub fn ddl_read_back(out_dir: &Path, ty: &str) -> Result<(u64, BTreeMap<String, String>)> {
+    let ddl = Command::new(crate::process::evd_binary())
+        .args(["schema", "ddl", "--dialect", "duckdb", "--registry"])
+        .arg(example_registry_dir())
+        .arg("--location")
+        .arg(out_dir)
+        .arg(ty)
+        .output()
+        .context("running evd schema ddl")?;
+    if !ddl.status.success() {
+        bail!("evd schema ddl: {}", String::from_utf8_lossy(&ddl.stderr));
+    }
+    let script = format!(
+        r#"
+import duckdb, json, sys
+con = duckdb.connect()
+con.execute(sys.stdin.read())
+rows = con.execute('SELECT count(*) FROM "{ty}"').fetchone()[0]
+types = {{name: kind for name, kind, *_ in con.execute('DESCRIBE "{ty}"').fetchall()}}
+print(json.dumps({{"rows": rows, "types": types}}))
+"#
+    );
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running python3 with duckdb")?;
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(&ddl.stdout)?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "duckdb on the DDL failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&ddl.stdout)
+        );
+    }
+    let back: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let rows = back["rows"].as_u64().context("rows")?;
+    let types = back["types"]
+        .as_object()
+        .context("types")?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    Ok((rows, types))
+}
+
 /// Runs a Python script (DuckDB) with `out_dir` as its argument; returns its stdout.
 fn duckdb_script(script: &str, out_dir: &Path) -> Result<Vec<u8>> {
     let output = Command::new("python3")

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use tests::agent_proc::{AgentOptions, AgentProcess};
 use tests::bed::TestBed;
-use tests::consumer_proc::{ConsumerOptions, assert_exactly_once, wait_drained};
+use tests::consumer_proc::{
+    ConsumerOptions, assert_exactly_once, ddl_read_back, wait_drained, wait_settled,
+};
 use tests::oracle::send_ids;
 
 fn events() -> u64 {
@@ -59,6 +61,12 @@ async fn every_acked_event_lands_in_parquet_exactly_once() {
         "DOUBLE"
     );
     assert_eq!(back.column_types["EndSong"]["offline"], "BOOLEAN");
+    // `evd schema ddl` defines a table DuckDB reads the same rows through.
+    let (rows, types) = ddl_read_back(&out, "PageView").unwrap();
+    assert_eq!(rows, total / 5, "PageView rows through the DDL's view");
+    assert_eq!(types["batch_seq"], "BIGINT");
+    assert_eq!(types["date"], "DATE");
+    assert_eq!(types["hour"], "INTEGER");
     assert_eq!(
         back.column_types["EndSong"]["started_at"],
         "TIMESTAMP WITH TIME ZONE"
@@ -187,7 +195,8 @@ async fn the_s3_output_path_works_end_to_end() {
         .unwrap();
     let (agent, consumer) = (bed.agent(), bed.consumer());
     let acked = send_all(agent, 0..events() / 25).await;
-    wait_drained(&[agent], &consumer.process, Duration::from_secs(120)).await;
+    // Settled, not just drained: an empty spool before the first seal says nothing.
+    wait_settled(agent, &consumer.process, Duration::from_secs(120)).await;
     let local = bed.dir.path().join("from-s3");
     moto.download("evd-test", "buckets", &local).unwrap();
     assert_exactly_once(&local, &acked, None);
