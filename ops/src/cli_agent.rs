@@ -107,7 +107,7 @@ pub fn run_send(socket: &Path, quiet: bool) -> Result<ExitCode> {
                         println!("{{\"ok\":{seq}}}");
                     }
                 }
-                Response::Error { line, error } => {
+                Response::Error { line, error, .. } => {
                     refused += 1;
                     eprintln!("line {line}: {error}");
                 }

@@ -1,4 +1,24 @@
-//! The client side of the socket protocol: `evd send` and the tests' load generator.
+//! The client side of the socket protocol (docs/wire-format.md §4), as a library:
+//! `evd send`, the benches and the tests' load generators use it, and a Rust service
+//! can too.
+//!
+//! ```no_run
+//! # async fn f() -> std::io::Result<()> {
+//! use evd_producer::client::{Response, send_lines};
+//! let lines = &b"{\"type\":\"PageView\",\"ts\":1795000000000,\"event_id\":\"e1\",\"user_id\":\"u1\",\"url\":\"/\"}\n"[..];
+//! send_lines("/run/evd/agent.sock".as_ref(), lines, |n, answer| match answer {
+//!     Response::Ok(seq) => println!("line {n} is durable as seq {seq}"),
+//!     Response::Error { retryable: true, .. } => println!("line {n}: send it again later"),
+//!     Response::Error { error, .. } => println!("line {n} refused for good: {error}"),
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A connection that ends before every line has its answer (agent restart) returns
+//! an error: resend the lines without an answer, with the same `event_id`s, and the
+//! agent stores each once. `clients/python/evd_client.py` is the same protocol in
+//! Python with the resending built in.
 
 use std::path::Path;
 
@@ -10,8 +30,13 @@ use tokio::net::UnixStream;
 pub enum Response {
     /// Durable in the spool with this event seq.
     Ok(u64),
+    /// Refused: `code` says why (`json`, `unknown_type`, `schema`, `too_large`,
+    /// `spool_full`, `shutting_down`, `not_allowed`, `internal`), `retryable` whether
+    /// sending the same line again later can succeed, `error` is for people.
     Error {
         line: u64,
+        code: String,
+        retryable: bool,
         error: String,
     },
 }
@@ -30,9 +55,21 @@ impl Response {
         if let Some(seq) = v.get("ok").and_then(|s| s.as_u64()) {
             return Some(Response::Ok(seq));
         }
+        let error = v.get("error")?.as_str()?.to_string();
+        // Agents before codes: the code is the error text's prefix.
+        let code = match v.get("code").and_then(|c| c.as_str()) {
+            Some(code) => code.to_string(),
+            None => error.split(':').next().unwrap_or_default().to_string(),
+        };
+        let retryable = v
+            .get("retryable")
+            .and_then(|r| r.as_bool())
+            .unwrap_or(code == "spool_full");
         Some(Response::Error {
             line: v.get("line")?.as_u64()?,
-            error: v.get("error")?.as_str()?.to_string(),
+            code,
+            retryable,
+            error,
         })
     }
 }
@@ -77,6 +114,8 @@ where
         n += 1;
         let response = Response::parse(&line).unwrap_or(Response::Error {
             line: 0,
+            code: "internal".into(),
+            retryable: true,
             error: format!("unparseable response: {line}"),
         });
         on_response(n, response);
@@ -103,7 +142,20 @@ mod tests {
             Response::parse("{\"error\":\"spool_full: retry\",\"line\":3}"),
             Some(Response::Error {
                 line: 3,
+                code: "spool_full".into(),
+                retryable: true,
                 error: "spool_full: retry".into()
+            })
+        );
+        assert_eq!(
+            Response::parse(
+                "{\"error\":\"schema: no ts\",\"code\":\"schema\",\"retryable\":false,\"line\":4}"
+            ),
+            Some(Response::Error {
+                line: 4,
+                code: "schema".into(),
+                retryable: false,
+                error: "schema: no ts".into()
             })
         );
         assert_eq!(Response::parse("{\"ok\":-1}"), None);

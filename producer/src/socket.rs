@@ -125,8 +125,8 @@ async fn handle(stream: UnixStream, ctx: Arc<SocketContext>) -> std::io::Result<
     if let Err(why) = peer_allowed(&stream, &ctx) {
         Metrics::add(&ctx.metrics.refused_peer, 1);
         let (_, mut wr) = stream.into_split();
-        wr.write_all(format!("{}\n", error_json(&why, 0)).as_bytes())
-            .await?;
+        let answer = error_json("not_allowed", false, &format!("not_allowed: {why}"), 0);
+        wr.write_all(format!("{answer}\n").as_bytes()).await?;
         return Ok(());
     }
     let (rd, wr) = stream.into_split();
@@ -322,8 +322,23 @@ pub(crate) fn count_refusal(m: &Metrics, refusal: &LineRefusal) {
     Metrics::add(counter, 1);
 }
 
-fn error_json(error: &str, line: u64) -> String {
-    serde_json::json!({ "error": error, "line": line }).to_string()
+/// A refusal's answer: `error` is `"<code>: <detail>"` for people, `code` the same
+/// code for programs, `retryable` whether sending the same line again later can
+/// succeed (docs/wire-format.md §4.1).
+fn error_json(code: &str, retryable: bool, error: &str, line: u64) -> String {
+    serde_json::json!({ "error": error, "code": code, "retryable": retryable, "line": line })
+        .to_string()
+}
+
+/// The answer for a line the spool refused for now (full spool or disk).
+fn spool_full_json(refusal: &Refusal, line: u64) -> String {
+    let text = match refusal {
+        Refusal::SpoolFull => "spool_full: spool full, event not accepted; retry later".into(),
+        Refusal::DiskFull { free } => format!(
+            "spool_full: disk full ({free} bytes left, kept for batching), event not accepted; retry later"
+        ),
+    };
+    error_json("spool_full", true, &text, line)
 }
 
 /// Writes one response per line, in order, as each chunk's fsync completes.
@@ -343,14 +358,13 @@ async fn respond(
                 Ok(r) => r,
                 // The writer is gone (fatal spool error or shutdown): no ack, ever.
                 Err(_) => {
-                    out.write_all(
-                        format!(
-                            "{}\n",
-                            error_json("agent is shutting down; event not accepted", 0)
-                        )
-                        .as_bytes(),
-                    )
-                    .await?;
+                    let answer = error_json(
+                        "shutting_down",
+                        true,
+                        "shutting_down: agent is shutting down; this line and every later one on the connection were not accepted",
+                        0,
+                    );
+                    out.write_all(format!("{answer}\n").as_bytes()).await?;
                     out.flush().await?;
                     return Ok(());
                 }
@@ -362,24 +376,23 @@ async fn respond(
         for slot in chunk.slots {
             use std::fmt::Write;
             match slot {
-                Slot::Refused { line, error } => {
-                    text.push_str(&error_json(&error.to_string(), line))
-                }
+                Slot::Refused { line, error } => text.push_str(&error_json(
+                    error.reason.as_str(),
+                    false,
+                    &error.to_string(),
+                    line,
+                )),
                 Slot::Spooled { line } => match results.next() {
                     Some(Ok(seq)) => {
                         let _ = write!(text, "{{\"ok\":{seq}}}");
                     }
-                    Some(Err(Refusal::SpoolFull)) => text.push_str(&error_json(
-                        "spool_full: spool full, event not accepted; retry later",
+                    Some(Err(refusal)) => text.push_str(&spool_full_json(&refusal, line)),
+                    None => text.push_str(&error_json(
+                        "internal",
+                        true,
+                        "internal: no result for this line",
                         line,
                     )),
-                    Some(Err(Refusal::DiskFull { free })) => text.push_str(&error_json(
-                        &format!(
-                            "spool_full: disk full ({free} bytes left, kept for batching), event not accepted; retry later"
-                        ),
-                        line,
-                    )),
-                    None => text.push_str(&error_json("internal: no result for this line", line)),
                 },
             }
             text.push('\n');

@@ -93,6 +93,11 @@ fn bad_lines_get_their_own_errors_and_good_lines_are_acked() {
                     "line {}: {error:?} does not start with {want:?}",
                     i + 1
                 );
+                // The code for programs is the text's prefix; none of these can
+                // succeed by sending the same bytes again.
+                let code = want.split(':').next().unwrap();
+                assert_eq!(v["code"].as_str(), Some(code), "{got}");
+                assert_eq!(v["retryable"].as_bool(), Some(false), "{got}");
             }
         }
     }

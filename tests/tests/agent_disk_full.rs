@@ -68,7 +68,15 @@ async fn send(agent: &AgentProcess, ids: std::ops::Range<u64>) -> (Vec<u64>, Vec
         std::io::Cursor::new(text.into_bytes()),
         |n, r| match r {
             Response::Ok(_) => acked.push(ids[n as usize - 1]),
-            Response::Error { error, .. } => refused.push(error),
+            Response::Error {
+                error,
+                code,
+                retryable,
+                ..
+            } => {
+                assert!(code == "spool_full" && retryable, "{error}");
+                refused.push(error)
+            }
         },
     )
     .await
