@@ -366,7 +366,9 @@ fn agent_batches(origin: &Origin, set: &SeqRanges) -> AgentBatches {
     }
 }
 
-/// `_quarantine/schema/<flush_id>.jsonl`: one JSON line per rejected event.
+/// `_quarantine/schema/<flush_id>.jsonl`: one JSON line per rejected event, with what
+/// `evd quarantine replay` needs to write its row as it would have been written
+/// (docs/wire-format.md, object-store documents).
 fn rejected_document(flush_id: &str, rejected: &[RejectedEvent]) -> Option<(String, Bytes)> {
     if rejected.is_empty() {
         return None;
@@ -374,8 +376,11 @@ fn rejected_document(flush_id: &str, rejected: &[RejectedEvent]) -> Option<(Stri
     let mut text = String::new();
     for r in rejected {
         let line = serde_json::json!({
+            "version": crate::replay::QUARANTINE_DOC_VERSION,
             "agent_id": r.origin.agent_id, "spool_id": r.origin.spool_id,
-            "batch_seq": r.batch_seq, "event_seq": r.event_seq,
+            "batch_seq": r.batch_seq, "event_type": r.event_type,
+            "bucket_hour": r.bucket_hour.0, "event_seq": r.event_seq,
+            "received_at_us": r.received_at_us,
             "reason": r.reason, "body": String::from_utf8_lossy(&r.body),
         });
         text.push_str(&line.to_string());

@@ -22,6 +22,7 @@ mod orphans;
 pub mod parquet_options;
 pub mod parquet_out;
 mod quarantine;
+pub mod replay;
 pub mod rows;
 pub mod run;
 pub mod storage;

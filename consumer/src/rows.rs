@@ -19,7 +19,10 @@ use serde_json::Value;
 pub struct RejectedEvent {
     pub origin: Origin,
     pub batch_seq: u64,
+    pub event_type: String,
+    pub bucket_hour: Hour,
     pub event_seq: u64,
+    pub received_at_us: i64,
     pub reason: String,
     pub body: Vec<u8>,
 }
@@ -215,7 +218,10 @@ impl Assembler {
                         added.rejected.push(RejectedEvent {
                             origin: meta.origin(),
                             batch_seq: meta.batch_seq,
+                            event_type: meta.event_type.clone(),
+                            bucket_hour: meta.bucket_hour,
                             event_seq: rec.event_seq,
+                            received_at_us: rec.received_at_us,
                             reason: e.to_string(),
                             body: rec.body.to_vec(),
                         });

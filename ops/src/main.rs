@@ -7,6 +7,7 @@ mod cli_demo;
 mod cli_keys;
 mod cli_ops;
 mod cli_probe;
+mod cli_quarantine;
 mod cli_topics;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,9 @@ enum Command {
     /// Create and derive keys.
     #[command(subcommand)]
     Keys(cli_keys::KeysCommand),
+    /// What the consumers set aside: list, show, and replay refused events once the
+    /// registry accepts them.
+    Quarantine(cli_quarantine::QuarantineArgs),
     /// What the registry means for readers of the buckets.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -140,6 +144,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::RegistryCheck { old, new } => registry_check(&old, &new),
         Command::Keys(cmd) => cli_keys::run(cmd),
         Command::Schema(cmd) => schema(cmd),
+        Command::Quarantine(args) => cli_quarantine::run(args),
         Command::Agent { config } => cli_agent::run_agent(&config),
         Command::Send { socket, quiet } => cli_agent::run_send(&socket, quiet),
         Command::Consumer { config } => cli_consumer::run_consumer(&config),

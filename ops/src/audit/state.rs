@@ -363,6 +363,9 @@ impl AuditState {
                 short.insert(*seq);
             }
         }
+        // An event quarantined and later replayed (`evd quarantine replay`) has its row
+        // now: it counts as delivered, and no longer as quarantined.
+        a.quarantined = a.quarantined.min(a.published.saturating_sub(a.delivered));
         a.missing = a.published.saturating_sub(a.delivered + a.quarantined);
         if a.missing > 0 {
             a.missing_batch_seqs = short.iter().collect();
