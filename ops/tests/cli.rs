@@ -191,6 +191,23 @@ fn validate_checks_agent_consumer_and_ops_configs() {
         !ok && err.contains("\"logs/*.log\": every source needs its own name"),
         "{err}"
     );
+    // Multi-line joining: one pattern, that compiles, on a text source.
+    for (table, says) in [
+        ("start_pattern = \"^(\"\n", "key `sources.multiline`"),
+        (
+            "start_pattern = \"^E\"\ncontinuation_pattern = \"^ \"\n",
+            "exactly one of start_pattern and continuation_pattern",
+        ),
+    ] {
+        let bad = format!("{tail}[sources.multiline]\n{table}");
+        std::fs::write(d.join("agent.toml"), format!("{agent}{bad}")).unwrap();
+        let (ok, _, err) = evd(&["validate", "agent.toml"], d);
+        assert!(!ok && err.contains(says), "{err}");
+    }
+    let joined = format!("{tail}[sources.multiline]\ncontinuation_pattern = '^\\s'\n");
+    std::fs::write(d.join("agent.toml"), format!("{agent}{joined}")).unwrap();
+    let (ok, out, err) = evd(&["validate", "agent.toml"], d);
+    assert!(ok && out.contains("agent config OK"), "{out}{err}");
     let named = format!("{tail}name = \"app\"\n");
     std::fs::write(d.join("agent.toml"), format!("{agent}{tail}{named}")).unwrap();
     let (ok, out, err) = evd(&["validate", "agent.toml"], d);

@@ -98,6 +98,54 @@ pub struct FileSourceConfig {
     /// seen, under `read_from`). Unset: every file is read.
     #[serde(default)]
     pub ignore_older_secs: Option<u64>,
+    /// Join consecutive lines into one event (`text` sources), e.g. a Java stack trace
+    /// with the log line before it: `[sources.multiline]` with `start_pattern` or
+    /// `continuation_pattern`.
+    #[serde(default)]
+    pub multiline: Option<MultilineConfig>,
+}
+
+/// How lines are joined; exactly one of the two patterns (Rust `regex` syntax,
+/// matched anywhere in the line unless anchored with `^`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// A line matching this starts a new event, e.g. `'^\d{4}-\d{2}-\d{2}'`; the lines
+    /// after it up to the next match belong to it.
+    #[serde(default)]
+    pub start_pattern: Option<String>,
+    /// A line matching this continues the event before it, e.g. `'^(\s|Caused by:)'`.
+    #[serde(default)]
+    pub continuation_pattern: Option<String>,
+    /// Most lines in one event; the next line starts a new one.
+    #[serde(default = "defaults::multiline_max_lines")]
+    pub max_lines: usize,
+    /// Most bytes in one event (lines and the `\n`s joining them).
+    #[serde(default = "defaults::multiline_max_bytes")]
+    pub max_bytes: usize,
+    /// The last event of a file is taken once the file has not grown for this long
+    /// (until then more of its lines may come).
+    #[serde(default = "defaults::multiline_flush_timeout_ms")]
+    pub flush_timeout_ms: u64,
+}
+
+impl MultilineConfig {
+    /// The core's spec, or why the patterns do not compile.
+    pub fn spec(&self) -> Result<crate::tail::multiline::MultilineSpec, String> {
+        use crate::tail::multiline::{Boundary, MultilineSpec};
+        let compile = |p: &str| regex::bytes::Regex::new(p).map_err(|e| e.to_string());
+        let boundary = match (&self.start_pattern, &self.continuation_pattern) {
+            (Some(p), None) => Boundary::Start(compile(p)?),
+            (None, Some(p)) => Boundary::Continuation(compile(p)?),
+            _ => return Err("set exactly one of start_pattern and continuation_pattern".into()),
+        };
+        Ok(MultilineSpec {
+            boundary,
+            max_lines: self.max_lines,
+            max_bytes: self.max_bytes,
+            flush_timeout_ms: self.flush_timeout_ms.min(i64::MAX as u64) as i64,
+        })
+    }
 }
 
 impl FileSourceConfig {
@@ -253,6 +301,15 @@ pub struct KafkaConfig {
 }
 
 mod defaults {
+    pub fn multiline_max_lines() -> usize {
+        500
+    }
+    pub fn multiline_max_bytes() -> usize {
+        256 << 10
+    }
+    pub fn multiline_flush_timeout_ms() -> u64 {
+        1_000
+    }
     pub fn retransmit_after_ms() -> u64 {
         120_000
     }

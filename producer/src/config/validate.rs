@@ -155,6 +155,21 @@ impl AgentConfig {
                 crate::tail::Pattern::new(pattern)
                     .map_err(|e| Invalid::at("sources.include", format!("bad pattern {e}")))?;
             }
+            if let Some(m) = &source.multiline {
+                m.spec().map_err(|e| Invalid::at("sources.multiline", e))?;
+                if source.format != crate::tail::LineFormat::Text {
+                    return Err(Invalid::at(
+                        "sources.multiline",
+                        "joins lines of `text` sources only".into(),
+                    ));
+                }
+                if m.max_lines == 0 || m.max_bytes == 0 || m.max_bytes > 16 << 20 {
+                    return Err(Invalid::at(
+                        "sources.multiline",
+                        "max_lines must be > 0 and max_bytes 1..=16777216".into(),
+                    ));
+                }
+            }
             let name = source.display_name();
             if name.is_empty() || !names.insert(name.clone()) {
                 return Err(Invalid::at(

@@ -64,6 +64,11 @@
 //!    line after `partial_flush_ms` without growth (its continuation, if one comes, is
 //!    then a line of its own).
 //!
+//! 6. With `multiline`, consecutive lines are joined into one event ([`multiline`]):
+//!    its position is its last line's end, so rules 1–5 hold for whole events; the
+//!    last event of a read is handed out only once its file is idle
+//!    `flush_timeout_ms` (or finished), and is read again until then.
+//!
 //! The formats (fingerprint, `tail:` id, checkpoint) are `evd_schemas::tail`. The
 //! core ([`tailer`]) is sans-IO over [`fs::TailFs`]; the shell ([`shell`]) runs it
 //! in the agent. `model_tests` checks the rules against random file histories with
@@ -71,6 +76,7 @@
 
 pub mod event;
 pub mod fs;
+pub mod multiline;
 pub mod pattern;
 pub mod position;
 pub mod shell;
@@ -80,6 +86,8 @@ pub mod tailer;
 mod memfs;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod multiline_tests;
 #[cfg(test)]
 mod start_tests;
 

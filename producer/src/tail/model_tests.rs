@@ -147,6 +147,7 @@ fn sources_for(rotated_too: bool) -> Vec<SourceSpec> {
         partial_flush_ms: None,
         read_from: ReadFrom::Beginning,
         ignore_older_ms: None,
+        multiline: None,
     }]
 }
 
@@ -760,6 +761,7 @@ fn long_lines_are_refused_once_and_partial_lines_flushed_when_idle() {
         partial_flush_ms: Some(500),
         read_from: ReadFrom::Beginning,
         ignore_older_ms: None,
+        multiline: None,
     };
     let mut t = Tailer::new(fs.clone(), vec![spec], settings(), None, []);
     fs.append(&active(0), b"ok\n0123456789");

@@ -93,6 +93,12 @@ fn source_spec(s: &FileSourceConfig) -> Result<SourceSpec, String> {
         ignore_older_ms: s
             .ignore_older_secs
             .map(|secs| secs.saturating_mul(1000).min(i64::MAX as u64) as i64),
+        multiline: s
+            .multiline
+            .as_ref()
+            .map(|m| m.spec())
+            .transpose()
+            .map_err(|e| format!("source {}: multiline: {e}", s.display_name()))?,
     })
 }
 

@@ -17,6 +17,7 @@ fn spec(pattern: &str, read_from: ReadFrom, ignore_older_ms: Option<i64>) -> Sou
         partial_flush_ms: None,
         read_from,
         ignore_older_ms,
+        multiline: None,
     }
 }
 

@@ -30,6 +30,8 @@ pub struct SourceSpec {
     /// A last line without newline is emitted as `Partial` once the file has not
     /// grown for this long. `None`: held until its newline comes.
     pub partial_flush_ms: Option<i64>,
+    /// Consecutive lines joined into one event (see `multiline`).
+    pub multiline: Option<super::multiline::MultilineSpec>,
 }
 
 /// Where a file is read from when no checkpoint or spooled line knows it.

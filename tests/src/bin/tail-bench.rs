@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use evd_producer::spool::{DirStore, Spool, SpoolLimits};
+use evd_producer::tail::multiline::{Boundary, MultilineSpec};
 use evd_producer::tail::{
     CheckpointStore, FileCheckpointStore, LineFormat, LineKind, Pattern, ReadFrom, RealFs,
     SourceSpec, TailSettings, Tailer, event_body,
@@ -37,15 +38,40 @@ fn write_logs(dir: &Path, files: u64, lines: u64) -> Result<(PathBuf, u64)> {
     Ok((logs, bytes))
 }
 
-/// Tails everything under `logs` into a fresh spool; returns seconds taken.
-fn tail_into_spool(dir: &Path, logs: &Path, lines: u64) -> Result<f64> {
+/// How the bench's source reads its lines.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Each line is a PageView event object.
+    Json,
+    /// Each line is the `line` field of a LogLine event.
+    Text,
+    /// As `Text`, lines joined by a start pattern that every line matches: the cost
+    /// of multi-line joining itself (a regex and the grouping per line).
+    TextMultiline,
+}
+
+/// The process's CPU time so far (user + system), in seconds.
+fn cpu_seconds() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct it is given.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Tails everything under `logs` into a fresh spool; returns (seconds, CPU seconds).
+fn tail_into_spool(dir: &Path, logs: &Path, lines: u64, mode: Mode) -> Result<(f64, f64)> {
     let mut sources = Vec::new();
     for entry in std::fs::read_dir(example_registry_dir())? {
         let path = entry?.path();
         sources.push((path.display().to_string(), std::fs::read_to_string(&path)?));
     }
     let registry = evd_schemas::Registry::from_sources(sources)?;
-    let spool_dir = dir.join("spool");
+    let spool_dir = dir.join(match mode {
+        Mode::Json => "spool-json",
+        Mode::Text => "spool-text",
+        Mode::TextMultiline => "spool-multiline",
+    });
     let limits = SpoolLimits {
         dedup_window_us: 30_000_000,
         max_bytes: 64 << 30,
@@ -62,6 +88,12 @@ fn tail_into_spool(dir: &Path, logs: &Path, lines: u64) -> Result<f64> {
         partial_flush_ms: None,
         read_from: ReadFrom::Beginning,
         ignore_older_ms: None,
+        multiline: (mode == Mode::TextMultiline).then(|| MultilineSpec {
+            boundary: Boundary::Start(regex::bytes::Regex::new(r#"^\{"type":"#).expect("a regex")),
+            max_lines: 500,
+            max_bytes: 256 << 10,
+            flush_timeout_ms: 1_000,
+        }),
     };
     let settings = TailSettings {
         rotate_wait_ms: 5_000,
@@ -70,6 +102,11 @@ fn tail_into_spool(dir: &Path, logs: &Path, lines: u64) -> Result<f64> {
     };
     let mut tailer = Tailer::new(RealFs, vec![spec], settings, None, []);
     let started = Instant::now();
+    let cpu = cpu_seconds();
+    let (format, event_type) = match mode {
+        Mode::Json => (LineFormat::Json, "PageView"),
+        Mode::Text | Mode::TextMultiline => (LineFormat::Text, "LogLine"),
+    };
     let mut spooled = 0;
     while spooled < lines {
         let now_ms = started.elapsed().as_millis() as i64;
@@ -78,9 +115,8 @@ fn tail_into_spool(dir: &Path, logs: &Path, lines: u64) -> Result<f64> {
         // As the agent's tail shell: each line becomes its event and is checked, and
         // the poll's events go to the spool as one group.
         let mut bodies = Vec::with_capacity(batch.len());
-        for line in batch.iter().filter(|l| l.kind == LineKind::Line) {
-            let body = event_body(line, "PageView", LineFormat::Json, now_ms)
-                .map_err(anyhow::Error::msg)?;
+        for line in batch.iter().filter(|l| l.kind != LineKind::Skipped) {
+            let body = event_body(line, event_type, format, now_ms).map_err(anyhow::Error::msg)?;
             let accepted = registry.check_line(&body, usize::MAX)?;
             bodies.push((accepted.ty.name.clone(), body));
         }
@@ -97,7 +133,7 @@ fn tail_into_spool(dir: &Path, logs: &Path, lines: u64) -> Result<f64> {
         tailer.commit(batch.iter().map(|l| (l, true)));
         checkpoints.save(&tailer.checkpoint().encode())?;
     }
-    Ok(started.elapsed().as_secs_f64())
+    Ok((started.elapsed().as_secs_f64(), cpu_seconds() - cpu))
 }
 
 fn wc(logs: &Path) -> Result<f64> {
@@ -116,24 +152,32 @@ fn main() -> Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(1_000_000);
-    println!("| what | files | lines | MB | seconds | lines/s | MB/s |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| what | files | lines | MB | seconds | lines/s | MB/s | CPU ms per MB |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for files in [1, 100] {
         let dir = tempfile::tempdir()?;
         let (logs, bytes) = write_logs(dir.path(), files, lines)?;
         let mb = bytes as f64 / 1e6;
-        let row = |what: &str, secs: f64| {
+        let row = |what: &str, secs: f64, cpu: Option<f64>| {
             println!(
-                "| {what} | {files} | {lines} | {mb:.0} | {secs:.2} | {:.0} | {:.1} |",
+                "| {what} | {files} | {lines} | {mb:.0} | {secs:.2} | {:.0} | {:.1} | {} |",
                 lines as f64 / secs,
-                mb / secs
+                mb / secs,
+                cpu.map_or("–".into(), |c| format!("{:.1}", c * 1000.0 / mb))
             );
         };
-        row("wc -l (page cache)", wc(&logs)?);
-        row(
-            "evd tailer → spool",
-            tail_into_spool(dir.path(), &logs, lines)?,
-        );
+        row("wc -l (page cache)", wc(&logs)?, None);
+        for (what, mode) in [
+            ("evd tailer → spool, json", Mode::Json),
+            ("evd tailer → spool, text", Mode::Text),
+            (
+                "evd tailer → spool, text, multi-line joining",
+                Mode::TextMultiline,
+            ),
+        ] {
+            let (secs, cpu) = tail_into_spool(dir.path(), &logs, lines, mode)?;
+            row(what, secs, Some(cpu));
+        }
     }
     Ok(())
 }

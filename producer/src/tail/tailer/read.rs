@@ -3,6 +3,7 @@
 
 use evd_schemas::tail::{FINGERPRINT_BYTES, Fingerprint, Position};
 
+use super::super::multiline::join;
 use super::{FileKey, LineKind, TailFs, TailLine, Tailer, Watched};
 
 impl<F: TailFs> Tailer<F> {
@@ -46,18 +47,25 @@ impl<F: TailFs> Tailer<F> {
             return 0;
         }
         let spec = &self.sources[w.source];
+        // Always room for one line, and for a whole multi-line group and the line after.
+        let group = spec.multiline.as_ref().map_or(0, |m| m.max_bytes + 1);
         let chunk = self
             .settings
             .read_chunk_bytes
             .min(budget)
-            .max(spec.max_line_bytes + 1);
+            .max(spec.max_line_bytes + 1 + group);
         let want = ((len - w.read) as usize).min(chunk);
+        let read_from = w.read;
         let Ok(buf) = self.fs.read_at(&w.handle, w.read, want) else {
             self.stats.read_errors += 1;
             return 0;
         };
         let reached_end = w.read + buf.len() as u64 >= len;
         let max = spec.max_line_bytes;
+        let first = out.len();
+        let idle_ms = now_ms - w.last_change_ms;
+        // A file no pattern names any more gets no newline later: finish it.
+        let finished = !w.matched && idle_ms >= self.settings.rotate_wait_ms;
         let mut lines = Lines { out, key, at: 0 };
         while let Some(nl) = memchr::memchr(b'\n', &buf[lines.at..]) {
             let start = lines.at;
@@ -71,20 +79,22 @@ impl<F: TailFs> Tailer<F> {
                 lines.push(w, end, LineKind::Line, line, false);
             }
         }
-        let start = lines.at;
-        let rest = &buf[start..];
+        let rest = &buf[lines.at..];
         if rest.is_empty() {
-            return buf.len();
-        }
-        let idle_ms = now_ms - w.last_change_ms;
-        // A file no pattern names any more gets no newline later: finish it.
-        let finished = !w.matched && idle_ms >= self.settings.rotate_wait_ms;
-        if w.read_skipping {
+        } else if w.read_skipping {
             lines.push(w, buf.len(), LineKind::Skipped, &[], true);
         } else if rest.len() > max {
             lines.push(w, buf.len(), LineKind::TooLong, &rest[..max], true);
         } else if reached_end && (finished || spec.partial_flush_ms.is_some_and(|f| idle_ms >= f)) {
             lines.push(w, buf.len(), LineKind::Partial, rest, false);
+        }
+        if let Some(multiline) = &spec.multiline {
+            let idle = reached_end && (finished || idle_ms >= multiline.flush_timeout_ms);
+            if let Some(held) = join(out, first, multiline, idle) {
+                // The last group is not complete yet: read it again next time.
+                w.read = held.after.unwrap_or(read_from);
+                w.read_skipping = false;
+            }
         }
         buf.len()
     }
