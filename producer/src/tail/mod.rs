@@ -69,6 +69,11 @@
 //!    last event of a read is handed out only once its file is idle
 //!    `flush_timeout_ms` (or finished), and is read again until then.
 //!
+//! Polling is the source of truth: every `poll_interval_ms` the patterns are listed
+//! and the files read. Between polls the shell waits on inotify ([`wake`]) for the
+//! patterns' directories, so a written line is read at once; a missed notification
+//! only costs the rest of the interval.
+//!
 //! The formats (fingerprint, `tail:` id, checkpoint) are `evd_schemas::tail`. The
 //! core ([`tailer`]) is sans-IO over [`fs::TailFs`]; the shell ([`shell`]) runs it
 //! in the agent. `model_tests` checks the rules against random file histories with
@@ -81,6 +86,7 @@ pub mod pattern;
 pub mod position;
 pub mod shell;
 pub mod tailer;
+pub mod wake;
 
 #[cfg(test)]
 mod memfs;

@@ -15,6 +15,7 @@ use evd_schemas::tail::{Checkpoint, Position};
 use super::pattern::Pattern;
 use super::position::{CheckpointStore, FileCheckpointStore};
 use super::tailer::{LineKind, SourceSpec, TailLine, TailSettings, Tailer};
+use super::wake::Wake;
 use super::{LineFormat, event_body};
 use crate::clock::Clock;
 use crate::config::{FileSourceConfig, TailerConfig};
@@ -147,15 +148,24 @@ impl TailShell {
                 .save(&tailer.checkpoint().encode())
                 .map_err(|e| format!("tail checkpoint {}: {e}", self.checkpoint_path.display()))
         };
+        let mut wake = Wake::new();
+        let mut watched_at = None;
         while !self.stop.load(Ordering::Relaxed) {
             let now_ms = self.clock.now_ms();
+            // The directories to watch change with `**` and new folders: looked up
+            // again every 10 s.
+            if watched_at.is_none_or(|at| now_ms - at >= 10_000) {
+                wake.watch(tailer.watch_dirs());
+                watched_at = Some(now_ms);
+            }
             let lines = tailer.poll(now_ms);
             if tailer.take_discovered() {
                 save(&mut store, &tailer)?;
             }
             if lines.is_empty() {
                 self.publish(&tailer, &counts);
-                std::thread::sleep(Duration::from_millis(self.settings.poll_interval_ms));
+                // Until the next poll, or until a watched directory changes.
+                wake.wait(Duration::from_millis(self.settings.poll_interval_ms));
                 continue;
             }
             let Some(durable) = self.spool_lines(&lines, now_ms, &mut counts) else {

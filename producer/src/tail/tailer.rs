@@ -369,6 +369,17 @@ impl<F: TailFs> Tailer<F> {
         }
     }
 
+    /// The directories the patterns name now: where a change means lines to read.
+    pub fn watch_dirs(&mut self) -> BTreeSet<PathBuf> {
+        let mut dirs = BTreeSet::new();
+        for spec in &self.sources {
+            for pattern in &spec.include {
+                dirs.extend(pattern.dirs(&mut self.fs));
+            }
+        }
+        dirs
+    }
+
     /// The first source with a pattern in `dir` (rotated files carry on as its).
     fn source_for_dir(&mut self, dir: &Path) -> usize {
         for (source, spec) in self.sources.iter().enumerate() {
