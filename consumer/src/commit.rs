@@ -221,7 +221,7 @@ impl Output {
     }
 
     /// A create-only put: `Ok(false)` when the object already exists.
-    pub(crate) async fn create(&self, path: &Path, bytes: Vec<u8>) -> Result<bool, CommitError> {
+    pub async fn create(&self, path: &Path, bytes: Vec<u8>) -> Result<bool, CommitError> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()

@@ -18,8 +18,10 @@
 //! The auditor counts a replayed event as delivered and no longer as quarantined.
 //!
 //! **Batches** kept whole (`_quarantine/<reason>/….bin`: not authentic, unknown key,
-//! a type the consumer did not know) are listed and shown here; they are not acked,
-//! so their agent sends them again until a consumer can deliver them.
+//! a type the consumer did not know) are not acked, so their agent sends them again
+//! until a consumer can deliver them; if the agent is gone, `evd quarantine replay`
+//! produces the batch to its topic again once it opens (`ops/src/cli_quarantine.rs`),
+//! and the consumers' ledger delivers it once.
 
 use std::collections::BTreeMap;
 

@@ -8,13 +8,18 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use evd_consumer::commit::Output;
+use evd_consumer::config::ConsumerConfig;
 use evd_consumer::layout;
 use evd_consumer::replay::{self, ReplayError};
 use evd_consumer::storage::output_from_url;
 use evd_ops::load;
+use evd_schemas::Registry;
+use evd_schemas::keys::MasterKeyring;
 use evd_schemas::wire::batch;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct QuarantineArgs {
@@ -31,8 +36,11 @@ enum QuarantineCommand {
     List,
     /// One item (a name from `list`), decoded where it can be.
     Show { name: String },
-    /// Write the events of schema-quarantine documents (names from `list`, or every
-    /// one with `--all`) once the registry accepts them; exactly once per event.
+    /// Replay items (names from `list`, or every one with `--all`): a document's
+    /// events are written once the registry accepts them, exactly once per event; a
+    /// whole batch (`….bin`) that opens now (a key was added, a type deployed) is
+    /// produced to its type's topic again, where the consumers deliver it once
+    /// (their ledger drops a batch already delivered).
     Replay {
         names: Vec<String>,
         #[arg(long)]
@@ -56,31 +64,22 @@ pub fn run(args: QuarantineArgs) -> Result<ExitCode> {
                 let keys = load::master_keyring(&config.keyring_path)?;
                 let registry = load::registry_dir(&config.registry_dir)?;
                 let names = if all {
-                    documents(&output).await?
+                    let mut every = documents(&output).await?;
+                    every.extend(batches(&output).await?);
+                    every
                 } else if names.is_empty() {
-                    bail!("name the documents to replay (see `evd quarantine list`), or --all");
+                    bail!("name the items to replay (see `evd quarantine list`), or --all");
                 } else {
                     names
                 };
                 let mut failed = 0;
                 for name in names {
-                    match replay::replay_events(&output, &keys, &registry, &config.parquet, &name)
-                        .await
-                    {
-                        Ok(r) => println!(
-                            "{name}: {} events written (flush {}): {}",
-                            r.events,
-                            r.flush_id,
-                            r.files.join(", ")
-                        ),
-                        Err(
-                            e @ (ReplayError::StillInvalid { .. } | ReplayError::TooOld { .. }),
-                        ) => {
-                            failed += 1;
-                            println!("{e}");
-                        }
-                        Err(e) => return Err(anyhow::Error::new(e).context(name)),
-                    }
+                    let done = if name.ends_with(".jsonl") {
+                        replay_document(&output, &keys, &registry, &config, &name).await?
+                    } else {
+                        replay_batch(&output, &keys, &registry, &config, &name).await?
+                    };
+                    failed += u32::from(!done);
                 }
                 Ok(if failed > 0 {
                     ExitCode::FAILURE
@@ -90,6 +89,110 @@ pub fn run(args: QuarantineArgs) -> Result<ExitCode> {
             }
         }
     })
+}
+
+/// Replays one schema-quarantine document; `false` if its events still fail.
+async fn replay_document(
+    output: &Output,
+    keys: &MasterKeyring,
+    registry: &Registry,
+    config: &ConsumerConfig,
+    name: &str,
+) -> Result<bool> {
+    match replay::replay_events(output, keys, registry, &config.parquet, name).await {
+        Ok(r) => {
+            println!(
+                "{name}: {} events written (flush {}): {}",
+                r.events,
+                r.flush_id,
+                r.files.join(", ")
+            );
+            Ok(true)
+        }
+        Err(e @ (ReplayError::StillInvalid { .. } | ReplayError::TooOld { .. })) => {
+            println!("{e}");
+            Ok(false)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(name.to_string())),
+    }
+}
+
+/// Produces a quarantined batch to its type's topic again if it opens now; `false`
+/// if it still does not. A `.replayed.json` note (create-only) records it.
+async fn replay_batch(
+    output: &Output,
+    keys: &MasterKeyring,
+    registry: &Registry,
+    config: &ConsumerConfig,
+    name: &str,
+) -> Result<bool> {
+    let base = name.trim_end_matches(".bin").trim_end_matches(".json");
+    let marker = format!("{base}.replayed.json");
+    if output.store.head(&output.path(&marker)).await.is_ok() {
+        println!("{base}: replayed before (a second copy would be dropped by the consumers)");
+        return Ok(true);
+    }
+    let bytes = output
+        .store
+        .get(&output.path(&format!("{base}.bin")))
+        .await
+        .with_context(|| format!("{base}.bin"))?
+        .bytes()
+        .await?;
+    let opened = match batch::open(keys, &bytes) {
+        Ok(o) => o,
+        Err(e) => {
+            println!("{base}: still does not open: {e}");
+            return Ok(false);
+        }
+    };
+    let meta = &opened.header.meta;
+    let Some(ty) = registry.get(&meta.event_type) else {
+        println!(
+            "{base}: type {:?} is still not in the registry",
+            meta.event_type
+        );
+        return Ok(false);
+    };
+    let producer: FutureProducer = evd_runtime::kafka::client_config(
+        &evd_consumer::kafka_clients::acks_producer(&config.kafka),
+    )?
+    .create()
+    .context("kafka producer")?;
+    let topic = ty.topic();
+    let (partition, offset) = producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&meta.agent_id)
+                .payload(bytes.as_ref()),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("producing to {topic}: {e}"))
+        .map(|d| (d.partition, d.offset))?;
+    let note = serde_json::json!({
+        "replayed_at_ms": evd_schemas::clock::unix_now_ms(),
+        "topic": topic, "partition": partition, "offset": offset,
+    });
+    output
+        .create(&output.path(&marker), note.to_string().into_bytes())
+        .await?;
+    println!(
+        "{base}: produced to {topic} [{partition}] @ {offset}: batch {}/{} of {} events",
+        meta.origin(),
+        meta.batch_seq,
+        meta.event_count
+    );
+    Ok(true)
+}
+
+/// The batches kept whole.
+async fn batches(output: &Output) -> Result<Vec<String>> {
+    Ok(names_under(output, layout::QUARANTINE_DIR)
+        .await?
+        .into_iter()
+        .filter(|n| n.ends_with(".bin"))
+        .collect())
 }
 
 async fn names_under(output: &Output, dir: &str) -> Result<Vec<String>> {
@@ -173,7 +276,13 @@ async fn list(output: &Output) -> Result<ExitCode> {
             ),
             Err(_) => ("?".into(), "?".into(), "?".into()),
         };
-        println!("{reason:<12} {ty:<22} {hour:<14} {events:>7}  {name} (whole batch)");
+        let marker = output.path(&format!("{base}.replayed.json"));
+        let done = if output.store.head(&marker).await.is_ok() {
+            ", replayed"
+        } else {
+            ""
+        };
+        println!("{reason:<12} {ty:<22} {hour:<14} {events:>7}  {name}  (whole batch{done})");
     }
     Ok(ExitCode::SUCCESS)
 }
