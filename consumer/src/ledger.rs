@@ -98,6 +98,28 @@ pub struct OffsetEntry {
 }
 
 impl Manifest {
+    /// A manifest of data files only: no batches, deliveries, quarantine or offsets
+    /// (a quarantine replay's, or a test's or bench's flush).
+    pub fn of_files(
+        flush_id: &str,
+        consumer_id: &str,
+        created_at_ms: i64,
+        files: Vec<FileEntry>,
+    ) -> Manifest {
+        Manifest {
+            version: MANIFEST_VERSION,
+            flush_id: flush_id.into(),
+            consumer_id: consumer_id.into(),
+            created_at_ms,
+            files,
+            batches: vec![],
+            delivered: vec![],
+            quarantine: vec![],
+            offsets: vec![],
+            aborted: false,
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("manifests serialize")
     }

@@ -35,7 +35,7 @@ use serde::Deserialize;
 
 use crate::commit::{CommitError, Output};
 use crate::layout;
-use crate::ledger::{FileEntry, MANIFEST_VERSION, Manifest};
+use crate::ledger::{FileEntry, Manifest};
 use crate::parquet_options::ParquetOptions;
 use crate::rows::Assembler;
 
@@ -280,19 +280,10 @@ pub async fn replay_events(
         });
         staged.push((staging, bytes));
     }
-    let mut manifest = Manifest {
-        version: MANIFEST_VERSION,
-        flush_id: flush_id.clone(),
-        consumer_id: REPLAY_CONSUMER_ID.into(),
-        // Fixed per document, so that every replay of it is the same flush.
-        created_at_ms: original.created_at_ms,
-        files,
-        batches: vec![],
-        delivered: vec![],
-        quarantine: vec![],
-        offsets: vec![],
-        aborted: false,
-    };
+    // `created_at_ms` fixed per document too, so that every replay of it is the same
+    // flush.
+    let mut manifest =
+        Manifest::of_files(&flush_id, REPLAY_CONSUMER_ID, original.created_at_ms, files);
     output.commit(&mut manifest, staged).await?;
     Ok(Replayed {
         flush_id: manifest.flush_id.clone(),

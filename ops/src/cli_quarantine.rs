@@ -132,13 +132,7 @@ async fn replay_batch(
         println!("{base}: replayed before (a second copy would be dropped by the consumers)");
         return Ok(true);
     }
-    let bytes = output
-        .store
-        .get(&output.path(&format!("{base}.bin")))
-        .await
-        .with_context(|| format!("{base}.bin"))?
-        .bytes()
-        .await?;
+    let bytes = read(output, &format!("{base}.bin")).await?;
     let opened = match batch::open(keys, &bytes) {
         Ok(o) => o,
         Err(e) => {
@@ -193,6 +187,16 @@ async fn batches(output: &Output) -> Result<Vec<String>> {
         .into_iter()
         .filter(|n| n.ends_with(".bin"))
         .collect())
+}
+
+/// One object's bytes, the error naming it.
+async fn read(output: &Output, rel: &str) -> Result<bytes::Bytes> {
+    let object = output
+        .store
+        .get(&output.path(rel))
+        .await
+        .with_context(|| rel.to_string())?;
+    Ok(object.bytes().await?)
 }
 
 async fn names_under(output: &Output, dir: &str) -> Result<Vec<String>> {
@@ -267,7 +271,7 @@ async fn list(output: &Output) -> Result<ExitCode> {
             continue;
         };
         let reason = base.split('/').nth(1).unwrap_or("?");
-        let bytes = output.store.get(&output.path(&name)).await?.bytes().await?;
+        let bytes = read(output, &name).await?;
         let (ty, hour, events) = match batch::peek_header(&bytes) {
             Ok(h) => (
                 h.meta.event_type,
@@ -321,20 +325,9 @@ async fn show(
         return Ok(ExitCode::SUCCESS);
     }
     let base = name.trim_end_matches(".bin").trim_end_matches(".json");
-    let note = output
-        .store
-        .get(&output.path(&format!("{base}.json")))
-        .await
-        .with_context(|| format!("{base}.json"))?
-        .bytes()
-        .await?;
+    let note = read(output, &format!("{base}.json")).await?;
     println!("{}", String::from_utf8_lossy(&note));
-    let bytes = output
-        .store
-        .get(&output.path(&format!("{base}.bin")))
-        .await?
-        .bytes()
-        .await?;
+    let bytes = read(output, &format!("{base}.bin")).await?;
     match batch::peek_header(&bytes) {
         Ok(h) => println!(
             "claimed header (not authenticated): agent {} spool {} batch {} type {} hour {} events {}",

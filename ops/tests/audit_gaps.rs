@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
 use evd_consumer::layout::hour_dir;
-use evd_consumer::ledger::{FileEntry, MANIFEST_VERSION, Manifest};
 use evd_ops::auditor::{Seen, close_due, scan};
 use evd_schemas::wire::audit::{Announcement, AuditBody, AuditRecord, Heartbeat};
 use evd_schemas::{Hour, SpoolId};
@@ -110,32 +109,8 @@ async fn run(seed: u64, gap: bool) -> (Vec<serde_json::Value>, Option<(String, S
             continue;
         }
         // One flush per batch, through the consumer's commit protocol.
-        let id = format!("f-{agent}-{seq}");
         let bytes = evd_consumer::parquet_out::encode(&rows(agent, *seq, *n)).unwrap();
-        let staging = format!("_evd/staging/{id}/0.parquet");
-        let mut manifest = Manifest {
-            version: MANIFEST_VERSION,
-            flush_id: id.clone(),
-            consumer_id: "c".into(),
-            created_at_ms: 0,
-            files: vec![FileEntry {
-                staging: staging.clone(),
-                final_path: format!("{}/{id}-0.parquet", hour_dir(ty, H)),
-                event_type: ty.clone(),
-                hour: H.0,
-                rows: *n,
-                bytes: bytes.len() as u64,
-            }],
-            batches: vec![],
-            delivered: vec![],
-            quarantine: vec![],
-            offsets: vec![],
-            aborted: false,
-        };
-        output
-            .commit(&mut manifest, vec![(staging, bytes)])
-            .await
-            .unwrap();
+        support::commit_file(&output, &format!("f-{agent}-{seq}"), ty, H, *n, bytes).await;
     }
     for agent in ["host-1", "host-2"] {
         shared.state().on_audit(&AuditRecord {

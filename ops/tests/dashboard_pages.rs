@@ -17,8 +17,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use evd_consumer::commit::Output;
-use evd_consumer::layout::hour_dir;
-use evd_consumer::ledger::{FileEntry, MANIFEST_VERSION, Manifest};
 use evd_ops::auditor::{Seen, Shared, close_due, scan};
 use evd_ops::config::OpsConfig;
 use evd_producer::clock::Clock;
@@ -86,32 +84,16 @@ fn rows(agent: &str, hour: Hour, seq: u64, late_ms: i64) -> RecordBatch {
 }
 
 async fn commit(output: &Output, ty: &str, hour: Hour, agent: &str, seq: u64, late_ms: i64) {
-    let id = format!("f-{ty}-{agent}-{seq}");
     let bytes = evd_consumer::parquet_out::encode(&rows(agent, hour, seq, late_ms)).unwrap();
-    let staging = format!("_evd/staging/{id}/0.parquet");
-    let mut manifest = Manifest {
-        version: MANIFEST_VERSION,
-        flush_id: id.clone(),
-        consumer_id: "c".into(),
-        created_at_ms: 0,
-        files: vec![FileEntry {
-            staging: staging.clone(),
-            final_path: format!("{}/{id}-0.parquet", hour_dir(ty, hour)),
-            event_type: ty.into(),
-            hour: hour.0,
-            rows: EVENTS,
-            bytes: bytes.len() as u64,
-        }],
-        batches: vec![],
-        delivered: vec![],
-        quarantine: vec![],
-        offsets: vec![],
-        aborted: false,
-    };
-    output
-        .commit(&mut manifest, vec![(staging, bytes)])
-        .await
-        .unwrap();
+    support::commit_file(
+        output,
+        &format!("f-{ty}-{agent}-{seq}"),
+        ty,
+        hour,
+        EVENTS,
+        bytes,
+    )
+    .await;
 }
 
 /// Runs the 12 hours through the auditor; returns the state, the lossy hour and the
@@ -185,20 +167,7 @@ async fn history(dir: &Path) -> (Arc<Shared>, Hour, u64) {
 }
 
 fn serve(shared: Arc<Shared>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                evd_ops::http::serve(listener, evd_ops::dashboard::router(shared)).await
-            })
-    });
-    format!("http://{addr}")
+    format!("http://{}", support::serve(shared))
 }
 
 fn chromium() -> &'static str {

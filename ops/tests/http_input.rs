@@ -12,21 +12,7 @@ use evd_ops::auditor::Shared;
 
 fn start() -> (String, Arc<Shared>) {
     let shared = support::shared(1_795_257_000_000, &support::config(""));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    listener.set_nonblocking(true).unwrap();
-    let served = shared.clone();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                evd_ops::http::serve(listener, evd_ops::dashboard::router(served)).await
-            })
-    });
-    (addr, shared)
+    (support::serve(shared.clone()), shared)
 }
 
 /// The status code and body of `GET path`, or `None` when the server closed the

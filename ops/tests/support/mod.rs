@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use evd_consumer::commit::Output;
+use evd_consumer::layout::hour_dir;
+use evd_consumer::ledger::{FileEntry, Manifest};
 use evd_ops::auditor::Shared;
 use evd_ops::config::OpsConfig;
 use evd_producer::clock::Clock;
+use evd_schemas::Hour;
 use evd_schemas::Registry;
 
 pub struct Fixed(pub i64);
@@ -46,4 +50,41 @@ pub fn output(dir: &std::path::Path) -> Output {
         store: Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir).unwrap()),
         prefix: object_store::path::Path::default(),
     }
+}
+
+/// Commits `bytes` as the one Parquet file of flush `id` in `ty`'s `hour`, through the
+/// consumer's commit protocol.
+pub async fn commit_file(output: &Output, id: &str, ty: &str, hour: Hour, rows: u64, bytes: Bytes) {
+    let staging = format!("_evd/staging/{id}/0.parquet");
+    let file = FileEntry {
+        staging: staging.clone(),
+        final_path: format!("{}/{id}-0.parquet", hour_dir(ty, hour)),
+        event_type: ty.into(),
+        hour: hour.0,
+        rows,
+        bytes: bytes.len() as u64,
+    };
+    let mut manifest = Manifest::of_files(id, "c", 0, vec![file]);
+    output
+        .commit(&mut manifest, vec![(staging, bytes)])
+        .await
+        .unwrap();
+}
+
+/// Serves the auditor's HTTP face for `shared` on a free port; returns `host:port`.
+pub fn serve(shared: Arc<Shared>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                evd_ops::http::serve(listener, evd_ops::dashboard::router(shared)).await
+            })
+    });
+    addr
 }

@@ -13,7 +13,7 @@ use anyhow::Result;
 use arrow_array::builder::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use evd_consumer::commit::Output;
-use evd_consumer::ledger::{FileEntry, MANIFEST_VERSION, Manifest};
+use evd_consumer::ledger::{FileEntry, Manifest};
 use evd_consumer::parquet_out;
 use evd_consumer::rows::Assembler;
 use evd_schemas::wire::batch::{self, BatchMeta};
@@ -102,18 +102,7 @@ async fn main() -> Result<()> {
         });
         staged.push((format!("_evd/staging/b/{n}.parquet"), bytes));
     }
-    let mut manifest = Manifest {
-        version: MANIFEST_VERSION,
-        flush_id: "b".into(),
-        consumer_id: "bench".into(),
-        created_at_ms: 0,
-        files,
-        batches: vec![],
-        delivered: vec![],
-        quarantine: vec![],
-        offsets: vec![],
-        aborted: false,
-    };
+    let mut manifest = Manifest::of_files("b", "bench", 0, files);
     output.commit(&mut manifest, staged).await?;
     let evd_secs = started.elapsed().as_secs_f64();
 
