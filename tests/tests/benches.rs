@@ -46,8 +46,12 @@ fn consumer_bench_prints_evd_beside_its_references() {
 #[test]
 fn tail_bench_prints_evd_beside_wc() {
     let out = run(env!("CARGO_BIN_EXE_tail-bench"), &["3000"]);
-    assert!(out.contains("| evd tailer → spool | 1 | 3000 |"), "{out}");
-    assert!(out.contains("| evd tailer → spool | 100 | 3000 |"), "{out}");
+    for files in [1, 100] {
+        for mode in ["json", "text", "text, multi-line joining"] {
+            let row = format!("| evd tailer → spool, {mode} | {files} | 3000 |");
+            assert!(out.contains(&row), "no {row} in:\n{out}");
+        }
+    }
 }
 
 #[test]
