@@ -1,6 +1,6 @@
 """Sends a file of JSON event lines to an agent with evd_client and prints what
 became of each line as JSON: {"acked": [line index, ...], "refused": [[index, code],
-...], "reconnects": N}. An example of the client, and what CI runs against a real
+...], "reconnects": N, "retries": N}. An example of the client, and what CI runs against a real
 agent (tests/tests/python_client.rs).
 
     python3 clients/python/send_file.py /run/evd/agent.sock events.jsonl
@@ -25,8 +25,9 @@ def main():
                     refused.append([n, result.code])
                 else:
                     acked.append(n)
-        reconnects = client.reconnects
-    json.dump({"acked": acked, "refused": refused, "reconnects": reconnects}, sys.stdout)
+        reconnects, retries = client.reconnects, client.retries
+    json.dump({"acked": acked, "refused": refused, "reconnects": reconnects,
+               "retries": retries}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ pub struct AgentOptions {
     pub env: Vec<(String, String)>,
     /// TOML appended at the end of the config (`[[sources]]`, `[tailer]`).
     pub tail: String,
+    /// TOML lines for the `[spool]` table (`max_bytes = …`).
+    pub spool_extra: String,
 }
 
 impl Default for AgentOptions {
@@ -48,6 +50,7 @@ impl Default for AgentOptions {
             registry_dir: None,
             env: Vec::new(),
             tail: String::new(),
+            spool_extra: String::new(),
         }
     }
 }
@@ -89,6 +92,7 @@ path = "run/agent.sock"
 [spool]
 dir = "spool"
 segment_bytes = 4194304
+{spool_extra}
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
@@ -105,6 +109,7 @@ bootstrap_servers = "{bootstrap}"
                 extra = opts.extra,
                 socket_extra = opts.socket_extra,
                 tail = opts.tail,
+                spool_extra = opts.spool_extra,
             ),
         )?;
         let mut agent = AgentProcess {

@@ -116,3 +116,50 @@ async fn the_python_client_resends_across_agent_kill_9s_and_each_event_lands_onc
     wait_settled(&agent, &consumer.process, Duration::from_secs(180)).await;
     assert_exactly_once(&out, &ids, Some(total));
 }
+
+/// Backpressure: a spool of 16 MiB fills long before 120k events are sent; the client
+/// backs off on `spool_full` and sends again as the consumer's acks free the spool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_backs_off_on_spool_full_and_every_event_lands_once() {
+    let total = 120_000u64;
+    let bed = TestBed::builder()
+        .consumer(ConsumerOptions::default())
+        .agent(
+            "host-full",
+            AgentOptions {
+                spool_extra: "max_bytes = 16777216".into(),
+                ..AgentOptions::default()
+            },
+        )
+        .start()
+        .unwrap();
+    let (agent, consumer, out) = (bed.agent(), bed.consumer(), bed.out());
+    let lines: Vec<String> = (0..total).map(event_line).collect();
+    let file = bed.dir.path().join("events.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let output = Command::new("python3")
+        .arg(send_file_script())
+        .arg(agent.socket())
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the client failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["acked"].as_array().unwrap().len() as u64, total);
+    let refused = agent.metric("refused_spool_full").unwrap_or(0);
+    println!(
+        "{total} events acked; the agent refused {refused} lines with spool_full, the client retried {}",
+        report["retries"]
+    );
+    assert!(
+        refused > 0,
+        "the spool never filled: the test tests nothing"
+    );
+    wait_settled(agent, &consumer.process, Duration::from_secs(180)).await;
+    let ids: Vec<u64> = (0..total).collect();
+    assert_exactly_once(&out, &ids, Some(total));
+}
