@@ -266,7 +266,7 @@ proptest! {
         agent in name(),
         spool in any::<u64>(),
         event_type in name(),
-        seq in any::<u64>(),
+        seq in 0..=batch::MAX_SEQ,
         hour in 0u32..1_000_000,
         bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..40),
         level in 1i32..5,
