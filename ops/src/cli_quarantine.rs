@@ -73,11 +73,14 @@ pub fn run(args: QuarantineArgs) -> Result<ExitCode> {
                     names
                 };
                 let mut failed = 0;
+                // One Kafka client for every batch replayed, made at the first.
+                let mut producer = None;
                 for name in names {
                     let done = if name.ends_with(".jsonl") {
                         replay_document(&output, &keys, &registry, &config, &name).await?
                     } else {
-                        replay_batch(&output, &keys, &registry, &config, &name).await?
+                        replay_batch(&output, &keys, &registry, &config, &mut producer, &name)
+                            .await?
                     };
                     failed += u32::from(!done);
                 }
@@ -124,6 +127,7 @@ async fn replay_batch(
     keys: &MasterKeyring,
     registry: &Registry,
     config: &ConsumerConfig,
+    producer: &mut Option<FutureProducer>,
     name: &str,
 ) -> Result<bool> {
     let base = name.trim_end_matches(".bin").trim_end_matches(".json");
@@ -148,11 +152,16 @@ async fn replay_batch(
         );
         return Ok(false);
     };
-    let producer: FutureProducer = evd_runtime::kafka::client_config(
-        &evd_consumer::kafka_clients::acks_producer(&config.kafka),
-    )?
-    .create()
-    .context("kafka producer")?;
+    let producer = match producer {
+        Some(p) => p,
+        None => producer.insert(
+            evd_runtime::kafka::client_config(&evd_consumer::kafka_clients::acks_producer(
+                &config.kafka,
+            ))?
+            .create()
+            .context("kafka producer")?,
+        ),
+    };
     let topic = ty.topic();
     let (partition, offset) = producer
         .send(
