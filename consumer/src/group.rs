@@ -26,10 +26,17 @@ pub(crate) struct RebalanceFlag(pub Arc<AtomicBool>, pub Arc<Metrics>);
 impl ClientContext for RebalanceFlag {}
 
 impl ConsumerContext for RebalanceFlag {
-    fn post_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(
+        &self,
+        consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         if !matches!(rebalance, Rebalance::Error(_)) {
             self.0.store(true, Ordering::SeqCst);
         }
+        // The whole assignment after the change (a cooperative revoke takes a part).
+        let owned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        crate::metrics::set(&self.1.assigned_partitions, owned as u64);
         if let Rebalance::Assign(partitions) = rebalance {
             if self.1.ready.swap(1, Ordering::Relaxed) == 0 {
                 tracing::info!("ready: joined the group");

@@ -35,6 +35,7 @@ macro_rules! figures {
 
 figures! {
     gauge ready: "1 once the consumer has joined its group and been given its partitions.",
+    gauge assigned_partitions: "Partitions the group gave this consumer; 0 between a revoke and the next assignment. 0 for long while the group has work means its rebalance does not complete.",
     counter batches_consumed: "Kafka messages read.",
     counter events_written: "Rows committed to Parquet.",
     counter files_written: "Parquet files committed.",

@@ -79,6 +79,13 @@ async fn two_consumers_split_the_work_and_survive_losing_one() {
         c2.process.metric("events_written")
     );
 
+    let assigned = |c: &ConsumerProcess| c.process.metric("assigned_partitions").unwrap_or(0);
+    let (before1, before2) = (assigned(c1), assigned(&c2));
+    assert!(
+        before1 > 0 && before2 > 0,
+        "both own partitions: {before1}, {before2}"
+    );
+
     // One member dies for good; the other takes its partitions.
     c2.process.kill9().unwrap();
     acked.extend(send_round(next).await);
@@ -86,6 +93,11 @@ async fn two_consumers_split_the_work_and_survive_losing_one() {
     let refs: Vec<&AgentProcess> = agents.iter().collect();
     let secs = wait_drained(&refs, &c1.process, Duration::from_secs(180)).await;
     println!("drained {secs:.1}s after the kill");
+    assert_eq!(
+        assigned(c1),
+        before1 + before2,
+        "the survivor owns every partition"
+    );
     assert_exactly_once(&out, &acked, Some(next + 3 * per_round));
 }
 
