@@ -41,7 +41,7 @@ impl BridgeProcess {
 
     fn write_config(&self, group_id: &str) -> Result<()> {
         let topics: Vec<String> = forward_topics().iter().map(|t| format!("{t:?}")).collect();
-        let session = r#"{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }"#;
+        let session = crate::consumer_proc::group_settings_table();
         std::fs::write(
             &self.process.config,
             format!(

@@ -9,10 +9,26 @@ use anyhow::{Context, Result, bail};
 use crate::agent_proc::{example_registry_dir, test_master_keyring};
 use crate::process::EvdProcess;
 
-/// The test consumers' `kafka.consumer` table: a short session, so a dead member's
-/// partitions move within seconds.
-pub const DEFAULT_KAFKA_CONSUMER: &str =
-    r#"{ "session.timeout.ms" = "6000", "heartbeat.interval.ms" = "500" }"#;
+/// The group settings of every test member (consumers and the bridge): a session
+/// short enough that a dead member's partitions move within seconds, and longer
+/// than the longest broker outage a scenario injects
+/// (`scenario::LONGEST_BROKER_OUTAGE`). tansu 0.6.0 wedges a group for good when a
+/// member times its session out on its own side during an outage: librdkafka then
+/// re-joins under a new member id, and the broker keeps the old one as the group's
+/// leader, so no rebalance completes (`tests/tests/broker_outage_rejoin.rs`).
+pub const GROUP_SETTINGS: [(&str, &str); 2] = [
+    ("session.timeout.ms", "10000"),
+    ("heartbeat.interval.ms", "500"),
+];
+
+/// [`GROUP_SETTINGS`] as a TOML inline table (a `kafka.consumer` table).
+pub fn group_settings_table() -> String {
+    let pairs: Vec<String> = GROUP_SETTINGS
+        .iter()
+        .map(|(k, v)| format!("{k:?} = {v:?}"))
+        .collect();
+    format!("{{ {} }}", pairs.join(", "))
+}
 
 pub struct ConsumerProcess {
     pub process: EvdProcess,
@@ -39,7 +55,7 @@ impl Default for ConsumerOptions {
             flush_interval_ms: 1_000,
             env: Vec::new(),
             output_url: None,
-            kafka: format!("consumer = {DEFAULT_KAFKA_CONSUMER}"),
+            kafka: format!("consumer = {}", group_settings_table()),
         }
     }
 }
@@ -232,11 +248,13 @@ pub fn is_drained(agent: &crate::agent_proc::AgentProcess) -> bool {
 pub fn drain_status(agent: &crate::agent_proc::AgentProcess, consumer: &EvdProcess) -> String {
     format!(
         "agent sealed {:?} sent {:?} acked {:?} unacked {:?}; \
-         consumer consumed {:?} flushes {:?} written {:?} acks sent {:?}\nagent:\n{}\nconsumer:\n{}",
+         consumer partitions {:?} consumed {:?} flushes {:?} written {:?} acks sent {:?}\n\
+         agent:\n{}\nconsumer:\n{}",
         agent.metric("batches_sealed"),
         agent.metric("batches_sent"),
         agent.metric("batches_acked"),
         agent.metric("spool_unacked_batches"),
+        consumer.metric("assigned_partitions"),
         consumer.metric("batches_consumed"),
         consumer.metric("flushes"),
         consumer.metric("events_written"),

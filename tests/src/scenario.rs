@@ -25,6 +25,7 @@ use crate::load::{Load, LoadPlan, OracleLog};
 use crate::rng::Rng;
 
 mod inject;
+pub use inject::{LONGEST_BROKER_OUTAGE, LONGEST_HOLD};
 use inject::{bridge_status, inject};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,7 +44,7 @@ pub enum Fault {
     PauseBroker,
     /// `SIGSTOP` the agent for 2–5 s (clients wait, nothing is refused).
     PauseAgent,
-    /// `SIGSTOP` the consumer for 2–4 s, under its 6 s session timeout (agents
+    /// `SIGSTOP` the consumer for 2–4 s, under its 10 s session timeout (agents
     /// retransmit meanwhile; the consumer drops the copies). Not in [`ALL`](Self::ALL):
     /// a consumer paused while joining its group was sometimes never assigned a
     /// partition again by tansu 0.6.0 (EVD_SEED=1795339433958992040 in F2, about one

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tests::RealBroker;
 use tests::agent_proc::{AgentOptions, AgentProcess};
 use tests::consumer_proc::{
-    ConsumerOptions, ConsumerProcess, DEFAULT_KAFKA_CONSUMER, assert_exactly_once, wait_settled,
+    ConsumerOptions, ConsumerProcess, assert_exactly_once, group_settings_table, wait_settled,
 };
 use tests::oracle::{create_pipeline_topics_with, send_ids};
 use tests::process::EvdProcess;
@@ -78,7 +78,7 @@ async fn the_pipeline_runs_over_tls_with_verified_certificates() {
     let options = front.client_options_toml();
     let out = dir.path().join("out");
     let opts = ConsumerOptions {
-        kafka: format!("consumer = {DEFAULT_KAFKA_CONSUMER}\noptions = {options}"),
+        kafka: format!("consumer = {}\noptions = {options}", group_settings_table()),
         ..ConsumerOptions::default()
     };
     let consumer =

@@ -9,6 +9,14 @@ use super::{Bed, Fault};
 use crate::process::EvdProcess;
 use crate::rng::Rng;
 
+/// The longest a paused process or broker stays paused.
+pub const LONGEST_HOLD: Duration = Duration::from_secs(5);
+/// A partition lasts this much longer than a pause.
+const BLACKHOLE_EXTRA: Duration = Duration::from_secs(1);
+/// The longest a broker stops answering: a partition of the longest hold. Group
+/// members' sessions must outlast it (`consumer_proc::GROUP_SETTINGS`).
+pub const LONGEST_BROKER_OUTAGE: Duration = LONGEST_HOLD.saturating_add(BLACKHOLE_EXTRA);
+
 /// The fault thread: after each random gap the next fault of `list` (each once per
 /// round, rounds shuffled) until `done`; then brokers that stopped answering are
 /// restarted.
@@ -62,7 +70,7 @@ pub(super) fn inject(
         }
         let fault = deck.pop().expect("refilled above");
         let central = rng.range(0, 2) == 1;
-        let hold = Duration::from_millis(rng.range(2_000, 5_000));
+        let hold = Duration::from_millis(rng.range(2_000, LONGEST_HOLD.as_millis() as u64));
         let side = match (bed.lock().expect("bed lock").central.is_some(), central) {
             (true, true) => " (central)",
             (true, false) => " (edge)",
@@ -210,7 +218,7 @@ fn apply(bed: &Mutex<Bed>, fault: Fault, central: bool, hold: Duration) -> bool 
             }
         }
         Fault::Blackhole => {
-            let hold = hold + Duration::from_secs(1);
+            let hold = hold + BLACKHOLE_EXTRA;
             with_proxy(bed, central, |p| p.set_blackhole(true));
             std::thread::sleep(hold);
             with_proxy(bed, central, |p| p.set_blackhole(false));
