@@ -6,7 +6,7 @@
 //! consumer that loses or duplicates rows and still claims success is caught. Only the
 //! quarantine counts come from manifests (quarantined events have no rows to count).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use evd_schemas::wire::audit::{AuditBody, AuditRecord, Heartbeat};
 use evd_schemas::{Hour, Origin, SeqRanges, Tier};
@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 use super::histogram::Histogram;
 
 mod hosts;
+mod landed;
 mod prune;
 mod reports;
+
+use landed::{Landed, OriginRef, intern};
 
 pub use reports::{
     AgentHour, ClosedMarker, FileScan, HostReport, HourReport, IdentityAlarm, MARKER_VERSION,
@@ -110,11 +113,13 @@ impl Host {
 #[derive(Debug, Default)]
 pub struct AuditState {
     tiers: BTreeMap<String, Tier>,
+    /// Every incarnation a per-batch key names.
+    origins: HashSet<OriginRef>,
     /// (agent incarnation, seq) → events in the batch.
-    batches: HashMap<(Origin, u64), u32>,
-    by_hour: BTreeMap<(String, Hour), BTreeMap<Origin, Vec<u64>>>,
+    batches: HashMap<(OriginRef, u64), u32>,
+    by_hour: BTreeMap<(String, Hour), BTreeMap<OriginRef, Vec<u64>>>,
     /// (agent incarnation, seq) → rows per folder hour.
-    landed: HashMap<(Origin, u64), BTreeMap<Hour, u64>>,
+    landed: HashMap<(OriginRef, u64), Landed>,
     quarantined: HashMap<(Origin, String, Hour), u64>,
     hosts: BTreeMap<Origin, Host>,
     closed: BTreeMap<(String, Hour), ClosedMarker>,
@@ -166,6 +171,7 @@ impl AuditState {
             }
             AuditBody::Announcement(a) => {
                 host.alive.insert(a.bucket_hour);
+                let origin = intern(&mut self.origins, &origin);
                 let key = (origin.clone(), a.batch_seq);
                 if self.batches.contains_key(&key) {
                     return; // announcements are idempotent per seq
@@ -187,13 +193,13 @@ impl AuditState {
         if scan.folder_hour < self.floor {
             return;
         }
+        let hour = scan.folder_hour;
         for ((origin, seq), rows) in &scan.rows {
-            *self
-                .landed
-                .entry((origin.clone(), *seq))
-                .or_default()
-                .entry(scan.folder_hour)
-                .or_default() += rows;
+            let origin = intern(&mut self.origins, origin);
+            self.landed
+                .entry((origin, *seq))
+                .and_modify(|l| l.add(hour, *rows))
+                .or_insert(Landed::One((hour, *rows)));
         }
         let key = (scan.event_type.clone(), scan.folder_hour);
         self.lateness
@@ -279,11 +285,15 @@ impl AuditState {
         let tier = self.tiers.get(event_type).copied().unwrap_or(Tier::Normal);
         let published_seqs = self.by_hour.get(&(event_type.to_string(), hour));
         let mut origins = unreported.clone();
-        origins.extend(published_seqs.into_iter().flat_map(|m| m.keys()));
+        origins.extend(
+            published_seqs
+                .into_iter()
+                .flat_map(|m| m.keys().map(|o| &**o)),
+        );
         let mut agents = Vec::new();
         let (mut duplicates, mut skew) = (0, 0);
         for origin in origins {
-            let seqs = published_seqs.and_then(|m| m.get(origin));
+            let seqs = published_seqs.and_then(|m| m.get_key_value(origin));
             let (a, dup, late) = self.agent_hour(event_type, hour, origin, seqs);
             duplicates += dup;
             skew += late;
@@ -327,7 +337,7 @@ impl AuditState {
         event_type: &str,
         hour: Hour,
         origin: &Origin,
-        seqs: Option<&Vec<u64>>,
+        seqs: Option<(&OriginRef, &Vec<u64>)>,
     ) -> (AgentHour, u64, u64) {
         let (mut duplicates, mut skew) = (0, 0);
         let mut a = AgentHour {
@@ -348,19 +358,24 @@ impl AuditState {
             reported: true,
         };
         let mut short = SeqRanges::default();
-        for seq in seqs.into_iter().flatten() {
-            let key = (origin.clone(), *seq);
+        let published = seqs
+            .into_iter()
+            .flat_map(|(o, seqs)| seqs.iter().map(move |s| (o, *s)));
+        for (shared, seq) in published {
+            let key = (shared.clone(), seq);
             let events = u64::from(self.batches[&key]);
-            let landed = self.landed.get(&key);
-            let rows: u64 = landed.map_or(0, |m| m.values().sum());
-            skew += landed.map_or(0, |m| {
-                m.iter().filter(|(h, _)| **h > hour).map(|(_, n)| n).sum()
-            });
+            let landed = self.landed.get(&key).map_or(&[][..], Landed::per_hour);
+            let rows: u64 = landed.iter().map(|(_, n)| n).sum();
+            skew += landed
+                .iter()
+                .filter(|(h, _)| *h > hour)
+                .map(|(_, n)| n)
+                .sum::<u64>();
             a.published += events;
             a.delivered += rows.min(events);
             duplicates += rows.saturating_sub(events);
             if rows < events {
-                short.insert(*seq);
+                short.insert(seq);
             }
         }
         // An event quarantined and later replayed (`evd quarantine replay`) has its row

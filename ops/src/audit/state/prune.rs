@@ -51,7 +51,10 @@ impl AuditState {
         }
         // Rows of batches never announced, landed only in pruned hours.
         self.landed
-            .retain(|_, per_hour| per_hour.keys().any(|h| !old.contains(h)));
+            .retain(|_, landed| landed.per_hour().iter().any(|(h, _)| !old.contains(h)));
+        // Incarnations no per-batch key names any more.
+        self.origins
+            .retain(|origin| std::sync::Arc::strong_count(origin) > 1);
         self.quarantined.retain(|(_, _, h), _| !old.contains(h));
         self.closed.retain(|(_, h), _| !old.contains(h));
         self.lateness.retain(|(_, h), _| !old.contains(h));
