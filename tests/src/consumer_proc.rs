@@ -21,6 +21,17 @@ pub const GROUP_SETTINGS: [(&str, &str); 2] = [
     ("heartbeat.interval.ms", "500"),
 ];
 
+/// `session.timeout.ms` of [`GROUP_SETTINGS`]: how long a dead member holds its
+/// partitions.
+pub fn session_timeout() -> std::time::Duration {
+    let ms = GROUP_SETTINGS
+        .iter()
+        .find(|(k, _)| *k == "session.timeout.ms")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("GROUP_SETTINGS names session.timeout.ms in ms");
+    std::time::Duration::from_millis(ms)
+}
+
 /// [`GROUP_SETTINGS`] as a TOML inline table (a `kafka.consumer` table).
 pub fn group_settings_table() -> String {
     let pairs: Vec<String> = GROUP_SETTINGS

@@ -150,8 +150,8 @@ async fn offsets_past_the_end_of_a_source_topic_are_reported() {
     let acked = send(s.agent(), 0..2_000).await;
     let mut bridge = s.bridge.take().unwrap();
     bridge.process.kill9().unwrap();
-    // The dead member's session (6 s) must end before the group takes a commit.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // The dead member's session must end before the group takes a commit.
+    tokio::time::sleep(tests::consumer_proc::session_timeout() + Duration::from_secs(2)).await;
     let edge = s.bootstrap();
     tokio::task::spawn_blocking(move || {
         let topics: Vec<String> = tests::oracle::TYPES

@@ -40,7 +40,7 @@ async fn f1_agent_kill_9s() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f2_consumer_kill_9s() {
     // Each kill waits for a working consumer (a killed member holds its partitions for
-    // the 6 s session timeout): 20 s of load leaves room for three.
+    // the 10 s session timeout): 20 s of load leaves room for three.
     let mut s = scenario("F2 consumer kill -9", &[Fault::KillConsumer], 80_000);
     s.fault_gap_ms = (500, 1_500);
     let r = run(s).await;
