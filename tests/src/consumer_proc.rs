@@ -3,38 +3,43 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use crate::agent_proc::{example_registry_dir, test_master_keyring};
 use crate::process::EvdProcess;
 
-/// The group settings of every test member (consumers and the bridge): a session
-/// short enough that a dead member's partitions move within seconds, and longer
-/// than the longest broker outage a scenario injects
-/// (`scenario::LONGEST_BROKER_OUTAGE`). tansu 0.6.0 wedges a group for good when a
+/// The session of every test group member (consumers and the bridge): short enough
+/// that a dead member's partitions move within seconds, and longer than the longest
+/// broker outage a scenario injects. tansu 0.6.0 wedges a group for good when a
 /// member times its session out on its own side during an outage: librdkafka then
 /// re-joins under a new member id, and the broker keeps the old one as the group's
 /// leader, so no rebalance completes (`tests/tests/broker_outage_rejoin.rs`).
-pub const GROUP_SETTINGS: [(&str, &str); 2] = [
-    ("session.timeout.ms", "10000"),
-    ("heartbeat.interval.ms", "500"),
-];
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+const _: () = assert!(
+    SESSION_TIMEOUT.as_millis() > crate::scenario::LONGEST_BROKER_OUTAGE.as_millis(),
+    "a test member's session must outlast every injected broker outage"
+);
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
 
-/// `session.timeout.ms` of [`GROUP_SETTINGS`]: how long a dead member holds its
-/// partitions.
-pub fn session_timeout() -> std::time::Duration {
-    let ms = GROUP_SETTINGS
-        .iter()
-        .find(|(k, _)| *k == "session.timeout.ms")
-        .and_then(|(_, v)| v.parse().ok())
-        .expect("GROUP_SETTINGS names session.timeout.ms in ms");
-    std::time::Duration::from_millis(ms)
+/// The librdkafka group settings of every test member, from [`SESSION_TIMEOUT`].
+pub fn group_settings() -> [(&'static str, String); 2] {
+    [
+        (
+            "session.timeout.ms",
+            SESSION_TIMEOUT.as_millis().to_string(),
+        ),
+        (
+            "heartbeat.interval.ms",
+            HEARTBEAT_INTERVAL.as_millis().to_string(),
+        ),
+    ]
 }
 
-/// [`GROUP_SETTINGS`] as a TOML inline table (a `kafka.consumer` table).
+/// [`group_settings`] as a TOML inline table (a `kafka.consumer` table).
 pub fn group_settings_table() -> String {
-    let pairs: Vec<String> = GROUP_SETTINGS
+    let pairs: Vec<String> = group_settings()
         .iter()
         .map(|(k, v)| format!("{k:?} = {v:?}"))
         .collect();

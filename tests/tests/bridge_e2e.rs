@@ -151,7 +151,7 @@ async fn offsets_past_the_end_of_a_source_topic_are_reported() {
     let mut bridge = s.bridge.take().unwrap();
     bridge.process.kill9().unwrap();
     // The dead member's session must end before the group takes a commit.
-    tokio::time::sleep(tests::consumer_proc::session_timeout() + Duration::from_secs(2)).await;
+    tokio::time::sleep(tests::consumer_proc::SESSION_TIMEOUT + Duration::from_secs(2)).await;
     let edge = s.bootstrap();
     tokio::task::spawn_blocking(move || {
         let topics: Vec<String> = tests::oracle::TYPES

@@ -1,5 +1,5 @@
 //! A group member with the test bed's group settings
-//! (`consumer_proc::GROUP_SETTINGS`) consumes again after the longest partition the
+//! (`consumer_proc::group_settings`) consumes again after the longest partition the
 //! reliability scenarios inject (the fault proxy holds every byte both ways).
 //!
 //! Why: tansu 0.6.0 wedges a consumer group for good when a member times its session
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tests::RealBroker;
-use tests::consumer_proc::GROUP_SETTINGS;
+use tests::consumer_proc::group_settings;
 use tests::scenario::LONGEST_BROKER_OUTAGE;
 
 const TOPIC: &str = "outage-rejoin";
@@ -62,7 +62,7 @@ fn member(bootstrap: &str) -> BaseConsumer {
     cfg.set("group.id", "outage-rejoin")
         .set("auto.offset.reset", "latest")
         .set("enable.auto.commit", "false");
-    for (key, value) in GROUP_SETTINGS {
+    for (key, value) in group_settings() {
         cfg.set(key, value);
     }
     let consumer: BaseConsumer = cfg.create().expect("consumer");

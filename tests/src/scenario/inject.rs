@@ -14,7 +14,7 @@ pub const LONGEST_HOLD: Duration = Duration::from_secs(5);
 /// A partition lasts this much longer than a pause.
 const BLACKHOLE_EXTRA: Duration = Duration::from_secs(1);
 /// The longest a broker stops answering: a partition of the longest hold. Group
-/// members' sessions must outlast it (`consumer_proc::GROUP_SETTINGS`).
+/// members' sessions must outlast it (`consumer_proc::SESSION_TIMEOUT`).
 pub const LONGEST_BROKER_OUTAGE: Duration = LONGEST_HOLD.saturating_add(BLACKHOLE_EXTRA);
 
 /// The fault thread: after each random gap the next fault of `list` (each once per
