@@ -1,11 +1,17 @@
 //! How a tailed line becomes an event line (`docs/wire-format.md` §4).
 
+use std::path::Path;
+
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::tailer::{LineKind, TailLine};
 use crate::refusal::LineRefusal;
+use crate::socket::check_line;
+use crate::writer::Incoming;
+use evd_schemas::Registry;
 use evd_schemas::error::Reason;
+use evd_schemas::registry::{EnvelopeKeys, TailEnvelope};
 
 /// How a source's lines become events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -21,6 +27,56 @@ pub enum LineFormat {
     Text,
 }
 
+/// The event `line` becomes, checked against `registry`: what the agent spools for a
+/// tailed line. A JSON line that is certainly valid is read once, its event spliced
+/// from its bytes; any other line takes [`event_body`] and the full check, which give
+/// the same event (and the refusal's reason).
+pub fn tail_event(
+    line: &TailLine,
+    event_type: &str,
+    format: LineFormat,
+    now_ms: i64,
+    registry: &Registry,
+) -> Result<Incoming, LineRefusal> {
+    if format == LineFormat::Json
+        && let Some(incoming) = checked_json(
+            &line.bytes,
+            line.end.event_id(),
+            event_type,
+            now_ms,
+            registry,
+        )
+    {
+        return Ok(incoming);
+    }
+    event_body(line, event_type, format, now_ms)
+        .and_then(|body| check_line(registry, body, usize::MAX))
+}
+
+/// A valid JSON line's event in one pass; `None` when it needs the general path.
+fn checked_json(
+    bytes: &[u8],
+    event_id: String,
+    event_type: &str,
+    now_ms: i64,
+    registry: &Registry,
+) -> Option<Incoming> {
+    std::str::from_utf8(bytes).ok()?;
+    let envelope = TailEnvelope {
+        event_id: &event_id,
+        event_type,
+        now_ms,
+    };
+    let (keys, accepted) = registry.check_with_envelope(bytes, envelope)?;
+    let event_type = accepted.ty.name.clone();
+    let body = splice(bytes, keys, envelope)?;
+    Some(Incoming {
+        event_type,
+        event_id: Some(event_id),
+        body,
+    })
+}
+
 /// The event line for `line`, carrying its position as `event_id` (a JSON line's own
 /// `event_id`, if any, is replaced: in a file, the position is the identity).
 pub fn event_body(
@@ -29,28 +85,46 @@ pub fn event_body(
     format: LineFormat,
     now_ms: i64,
 ) -> Result<Vec<u8>, LineRefusal> {
-    let mut object = match format {
-        LineFormat::Text => {
-            let mut m = Map::new();
-            m.insert("type".into(), event_type.into());
-            m.insert("line".into(), String::from_utf8_lossy(&line.bytes).into());
-            m.insert("file".into(), line.path.display().to_string().into());
-            if line.kind == LineKind::Partial {
-                m.insert("partial".into(), true.into());
-            }
-            m
-        }
-        LineFormat::Json => {
-            let event_id = line.end.event_id();
-            return match spliced(&line.bytes, event_type, now_ms, &event_id) {
-                Some(body) => Ok(body),
-                None => rebuilt(&line.bytes, event_type, now_ms, &event_id),
-            };
-        }
-    };
-    object.insert("ts".into(), now_ms.into());
-    object.insert("event_id".into(), line.end.event_id().into());
-    Ok(serde_json::to_vec(&object).expect("a JSON map always serialises"))
+    let event_id = line.end.event_id();
+    match format {
+        LineFormat::Text => Ok(text_event(
+            &line.bytes,
+            &line.path,
+            line.kind == LineKind::Partial,
+            TailEnvelope {
+                event_id: &event_id,
+                event_type,
+                now_ms,
+            },
+        )),
+        LineFormat::Json => match spliced(&line.bytes, event_type, now_ms, &event_id) {
+            Some(body) => Ok(body),
+            None => rebuilt(&line.bytes, event_type, now_ms, &event_id),
+        },
+    }
+}
+
+/// A text line's event, written directly: the bytes `serde_json` gives the same object
+/// (its keys sorted, as its map sorts them).
+fn text_event(bytes: &[u8], path: &Path, partial: bool, envelope: TailEnvelope<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 160);
+    out.push(b'{');
+    let mut first = true;
+    put_entry(&mut out, &mut first, "event_id", &envelope.event_id);
+    put_entry(&mut out, &mut first, "file", &path.to_string_lossy());
+    put_entry(
+        &mut out,
+        &mut first,
+        "line",
+        &String::from_utf8_lossy(bytes),
+    );
+    if partial {
+        put_entry(&mut out, &mut first, "partial", &true);
+    }
+    put_entry(&mut out, &mut first, "ts", &envelope.now_ms);
+    put_entry(&mut out, &mut first, "type", &envelope.event_type);
+    out.push(b'}');
+    out
 }
 
 /// A JSON line's event, through a DOM: the general path.
@@ -82,6 +156,17 @@ fn rebuilt(
 /// the result holds the same keys and values as that path's.
 fn spliced(bytes: &[u8], event_type: &str, now_ms: i64, event_id: &str) -> Option<Vec<u8>> {
     let keys = evd_schemas::registry::envelope_keys(bytes)?;
+    let envelope = TailEnvelope {
+        event_id,
+        event_type,
+        now_ms,
+    };
+    splice(bytes, keys, envelope)
+}
+
+/// `bytes` (one JSON object whose top-level keys are `keys`) with `envelope` added
+/// before its closing brace; `None` if the object has its own `event_id`.
+fn splice(bytes: &[u8], keys: EnvelopeKeys, envelope: TailEnvelope<'_>) -> Option<Vec<u8>> {
     if keys.has_event_id {
         return None;
     }
@@ -89,12 +174,12 @@ fn spliced(bytes: &[u8], event_type: &str, now_ms: i64, event_id: &str) -> Optio
     let mut out = Vec::with_capacity(end + 96);
     out.extend_from_slice(&bytes[..end]);
     let mut first = keys.count == 0;
-    put_entry(&mut out, &mut first, "event_id", &event_id);
+    put_entry(&mut out, &mut first, "event_id", &envelope.event_id);
     if !keys.has_type {
-        put_entry(&mut out, &mut first, "type", &event_type);
+        put_entry(&mut out, &mut first, "type", &envelope.event_type);
     }
     if !keys.has_ts {
-        put_entry(&mut out, &mut first, "ts", &now_ms);
+        put_entry(&mut out, &mut first, "ts", &envelope.now_ms);
     }
     out.push(b'}');
     Some(out)
@@ -112,9 +197,14 @@ fn put_entry(out: &mut Vec<u8>, first: &mut bool, key: &str, value: &impl serde:
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    use evd_schemas::registry::TailEnvelope;
     use serde_json::Value;
 
-    use super::{rebuilt, spliced};
+    use super::{checked_json, rebuilt, spliced, text_event};
+    use crate::socket::check_line;
 
     /// The spliced event holds exactly what the DOM path builds, for every line it
     /// takes; the lines it leaves to the DOM path are the ones that need it.
@@ -144,6 +234,84 @@ mod tests {
                     serde_json::from_slice(&slow.expect("DOM path takes it")).unwrap();
                 assert_eq!(fast, slow, "{line}");
             }
+        }
+    }
+
+    /// A line checked in one pass becomes the event the general path builds and
+    /// accepts; a line the general path refuses is never taken by the one pass.
+    #[test]
+    fn the_one_pass_event_is_the_general_paths_event() {
+        let text = "name = \"PageView\"\nversion = 1\nowner = \"web\"\ntier = \"normal\"\n\
+                    [[fields]]\nname = \"url\"\ntype = \"string\"\nrequired = true\n";
+        let registry = evd_schemas::Registry::from_sources([("pv.toml", text)]).unwrap();
+        let lines = [
+            (r#"{"type":"PageView","ts":5,"url":"/a"}"#, true),
+            (r#"{"url":"/a"}"#, true),
+            (r#"  { "url" : "/a\u0022" }  "#, true),
+            (r#"{"ts":"2026-01-01T00:00:00Z","url":"/b"}"#, true),
+            (r#"{"ts":"yesterday","url":"/b"}"#, false),
+            (r#"{}"#, false),
+            (r#"{"url":5}"#, false),
+            (r#"{"url":"/a","colour":"red"}"#, false),
+            (r#"{"event_id":"mine","url":"/a"}"#, false),
+            (r#"{"url":"/a","url":"/b"}"#, false),
+            (r#"{"type":"Other","url":"/a"}"#, false),
+            (r#"{"url":"/a"} {"#, false),
+        ];
+        for (line, fast) in lines {
+            let id = "tail:1.2.3.4:5";
+            let one_pass = checked_json(line.as_bytes(), id.into(), "PageView", 7, &registry);
+            assert_eq!(one_pass.is_some(), fast, "{line}");
+            let general = spliced(line.as_bytes(), "PageView", 7, id)
+                .map_or_else(|| rebuilt(line.as_bytes(), "PageView", 7, id), Ok)
+                .and_then(|body| check_line(&registry, body, usize::MAX));
+            if let Some(got) = one_pass {
+                let want = general.expect("the general path accepts it");
+                assert_eq!(
+                    (&got.event_type, &got.event_id, &got.body),
+                    (&want.event_type, &want.event_id, &want.body),
+                    "{line}"
+                );
+            }
+        }
+    }
+
+    /// A text line's event is the object `serde_json` writes for the same map,
+    /// byte for byte.
+    #[test]
+    fn text_events_are_what_serde_json_writes() {
+        let cases: [(&[u8], &[u8], bool); 4] = [
+            (b"plain line", b"/var/log/app.log", false),
+            (
+                b"quote \" and \\ and \t tab \x01",
+                b"/var/log/a b.log",
+                true,
+            ),
+            (b"not utf-8: \xff\xfe end", b"/var/log/\xffodd.log", false),
+            (b"", b"/x", true),
+        ];
+        for (bytes, path, partial) in cases {
+            let path = Path::new(std::ffi::OsStr::from_bytes(path));
+            let envelope = TailEnvelope {
+                event_id: "tail:1.2.3.4:5",
+                event_type: "LogLine",
+                now_ms: 7,
+            };
+            let mut want = serde_json::json!({
+                "type": "LogLine",
+                "line": String::from_utf8_lossy(bytes),
+                "file": path.display().to_string(),
+                "ts": 7,
+                "event_id": "tail:1.2.3.4:5",
+            });
+            if partial {
+                want["partial"] = true.into();
+            }
+            let got = text_event(bytes, path, partial, envelope);
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                serde_json::to_string(&want).unwrap()
+            );
         }
     }
 }

@@ -98,7 +98,7 @@ mod multiline_tests;
 mod start_tests;
 
 pub use evd_schemas::tail::{Checkpoint, Position};
-pub use event::{LineFormat, event_body};
+pub use event::{LineFormat, event_body, tail_event};
 pub use fs::{FileKey, RealFs, TailFs};
 pub use pattern::{BadPattern, Pattern};
 pub use position::{CheckpointStore, FileCheckpointStore, MemCheckpointStore};

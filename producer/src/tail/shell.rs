@@ -16,12 +16,12 @@ use super::pattern::Pattern;
 use super::position::{CheckpointStore, FileCheckpointStore};
 use super::tailer::{LineKind, SourceSpec, TailLine, TailSettings, Tailer};
 use super::wake::Wake;
-use super::{LineFormat, event_body};
+use super::{LineFormat, tail_event};
 use crate::clock::Clock;
 use crate::config::{FileSourceConfig, TailerConfig};
 use crate::metrics::{Metrics, SourceFigures, TailFigures};
 use crate::refusal::{LINE_REASONS, LineRefusal};
-use crate::socket::{check_line, count_refusal};
+use crate::socket::count_refusal;
 use crate::spool::RecoveredId;
 use crate::writer::{Incoming, Refusal, WriterMsg};
 
@@ -210,8 +210,7 @@ impl TailShell {
                 )),
                 LineKind::Line | LineKind::Partial => {
                     c.lines += 1;
-                    event_body(line, &source.event_type, source.format, now_ms)
-                        .and_then(|body| check_line(&registry, body, usize::MAX))
+                    tail_event(line, &source.event_type, source.format, now_ms, &registry)
                 }
             };
             match checked {

@@ -165,14 +165,71 @@ pub struct EnvelopeKeys {
 /// The top-level keys of `line` if it is exactly one JSON object with no repeated key
 /// (whitespace around it allowed); `None` otherwise. Reads the line once, no DOM.
 pub fn envelope_keys(line: &[u8]) -> Option<EnvelopeKeys> {
-    let entries = read_entries(line)?;
-    let has = |name: &str| entries.iter().any(|(k, _)| k == name);
-    Some(EnvelopeKeys {
-        count: entries.len(),
-        has_type: has("type"),
-        has_ts: has("ts"),
-        has_event_id: has("event_id"),
-    })
+    read_entries(line).map(|entries| EnvelopeKeys::of(&entries))
+}
+
+impl EnvelopeKeys {
+    fn of(entries: &[(Cow<'_, str>, Scalar<'_>)]) -> EnvelopeKeys {
+        let has = |name: &str| entries.iter().any(|(k, _)| k == name);
+        EnvelopeKeys {
+            count: entries.len(),
+            has_type: has("type"),
+            has_ts: has("ts"),
+            has_event_id: has("event_id"),
+        }
+    }
+}
+
+/// The envelope the file tailer adds to a JSON line: its `event_id`, and the `type` and
+/// `ts` the line lacks.
+#[derive(Debug, Clone, Copy)]
+pub struct TailEnvelope<'e> {
+    pub event_id: &'e str,
+    /// The source's event type, for a line without `type`.
+    pub event_type: &'e str,
+    /// The read time, for a line without `ts`.
+    pub now_ms: i64,
+}
+
+impl Registry {
+    /// Checks, in one pass over `line`, the event it becomes once `envelope` is added
+    /// before its closing brace: the same verdict as [`Registry::check_line`] on that
+    /// event. `Some` only when `line` is one JSON object without its own `event_id` or a
+    /// repeated key and the event is certainly valid; `None` means "build the event and
+    /// check it", which also gives the reason.
+    pub fn check_with_envelope(
+        &self,
+        line: &[u8],
+        envelope: TailEnvelope<'_>,
+    ) -> Option<(EnvelopeKeys, Accepted<'_>)> {
+        let mut entries = read_entries(line)?;
+        let keys = EnvelopeKeys::of(&entries);
+        if keys.has_event_id {
+            return None;
+        }
+        let type_name = match entries.iter().find(|(k, _)| k == "type") {
+            Some((_, Scalar::Str(name))) => name.clone(),
+            Some(_) => return None,
+            None => Cow::Borrowed(envelope.event_type),
+        };
+        let ty = self.get(&type_name)?;
+        if !keys.has_type {
+            entries.push(("type".into(), Scalar::Str(type_name)));
+        }
+        if !keys.has_ts {
+            entries.push(("ts".into(), Scalar::Int(envelope.now_ms)));
+        }
+        entries.push(("event_id".into(), Scalar::Str(envelope.event_id.into())));
+        let view = ty.view_entries(entries)?;
+        Some((
+            keys,
+            Accepted {
+                ty,
+                event_id: view.event_id.map(Cow::into_owned),
+                ts_us: view.ts_us,
+            },
+        ))
+    }
 }
 
 /// Whether two entries share a key (the DOM keeps the last; the one-pass reader defers).

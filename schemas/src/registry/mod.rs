@@ -33,7 +33,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::toml_source::{SourceError, TomlSource};
 
-pub use check::{Accepted, EnvelopeKeys, FieldValue, LineView, envelope_keys};
+pub use check::{Accepted, EnvelopeKeys, FieldValue, LineView, TailEnvelope, envelope_keys};
 pub use evolution::{IncompatibleChange, check_evolution};
 
 /// Columns every event row has besides its type's fields; field names may not use them.

@@ -2,7 +2,8 @@
 //! checkpoint saved per poll), from one file and from 100 files, beside `wc -l`
 //! reading the same bytes. Not a test: prints a table.
 //!
-//! `cargo run --release -p tests --bin tail-bench -- [LINES]`
+//! `cargo run --release -p tests --bin tail-bench -- [LINES] [json|text|multiline ...]`
+//! (all three kinds of source unless some are named: name one to profile it).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use evd_producer::spool::{DirStore, Spool, SpoolLimits};
 use evd_producer::tail::multiline::{Boundary, MultilineSpec};
 use evd_producer::tail::{
     CheckpointStore, FileCheckpointStore, LineFormat, LineKind, Pattern, ReadFrom, RealFs,
-    SourceSpec, TailSettings, Tailer, event_body,
+    SourceSpec, TailSettings, Tailer, tail_event,
 };
 use tests::agent_proc::example_registry_dir;
 use tests::oracle::event_line;
@@ -118,15 +119,15 @@ fn tail_into_spool(dir: &Path, logs: &Path, lines: u64, mode: Mode) -> Result<(f
         // the poll's events go to the spool as one group.
         let mut bodies = Vec::with_capacity(batch.len());
         for line in batch.iter().filter(|l| l.kind != LineKind::Skipped) {
-            let body = event_body(line, event_type, format, now_ms).map_err(anyhow::Error::msg)?;
-            let accepted = registry.check_line(&body, usize::MAX)?;
-            bodies.push((accepted.ty.name.clone(), body));
+            let event = tail_event(line, event_type, format, now_ms, &registry)
+                .map_err(anyhow::Error::msg)?;
+            bodies.push(event);
         }
         for result in spool.append_events(
             now_us,
             bodies
                 .iter()
-                .map(|(ty, body)| (ty.as_str(), body.as_slice())),
+                .map(|e| (e.event_type.as_str(), e.body.as_slice())),
         )? {
             result?;
             spooled += 1;
@@ -154,6 +155,7 @@ fn main() -> Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(1_000_000);
+    let only: Vec<String> = std::env::args().skip(2).collect();
     println!("| what | files | lines | MB | seconds | lines/s | MB/s | CPU ms per MB |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for files in [1, 100] {
@@ -169,14 +171,18 @@ fn main() -> Result<()> {
             );
         };
         row("wc -l (page cache)", wc(&logs)?, None);
-        for (what, mode) in [
-            ("evd tailer → spool, json", Mode::Json),
-            ("evd tailer → spool, text", Mode::Text),
+        for (name, what, mode) in [
+            ("json", "evd tailer → spool, json", Mode::Json),
+            ("text", "evd tailer → spool, text", Mode::Text),
             (
+                "multiline",
                 "evd tailer → spool, text, multi-line joining",
                 Mode::TextMultiline,
             ),
         ] {
+            if !only.is_empty() && !only.iter().any(|o| o == name) {
+                continue;
+            }
             let (secs, cpu) = tail_into_spool(dir.path(), &logs, lines, mode)?;
             row(what, secs, Some(cpu));
         }

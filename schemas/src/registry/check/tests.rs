@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use crate::event::{parse_event_line, parse_timestamp_us};
 use crate::registry::FieldValue;
-use crate::registry::Registry;
+use crate::registry::{Registry, TailEnvelope};
 
 fn registry() -> Registry {
     let text = r#"name = "Play"
@@ -166,6 +166,49 @@ proptest! {
                 };
                 prop_assert!(same, "{}: {:?} vs {:?} in {}", spec.name, value, dom, line);
             }
+        }
+    }
+}
+
+/// The event a tailed line becomes (the general path's way): the line's object with
+/// `event_id` set and a missing `type` or `ts` filled in; `None` if it is not an object.
+fn enveloped(line: &str, envelope: TailEnvelope<'_>) -> Option<String> {
+    let serde_json::Value::Object(mut m) = serde_json::from_str(line).ok()? else {
+        return None;
+    };
+    m.entry("type").or_insert(envelope.event_type.into());
+    m.entry("ts").or_insert(envelope.now_ms.into());
+    m.insert("event_id".into(), envelope.event_id.into());
+    Some(serde_json::Value::Object(m).to_string())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// Checking a tailed line with its envelope in one pass gives the verdict of
+    /// checking the event built from it, and is taken for every such valid event.
+    #[test]
+    fn envelope_check_agrees_with_checking_the_built_event(
+        line in line(),
+        default_type in prop_oneof![Just("Play"), Just("Nope")],
+    ) {
+        let reg = registry();
+        let envelope = TailEnvelope { event_id: "tail:1.2.3.4:5", event_type: default_type, now_ms: 7 };
+        let got = reg.check_with_envelope(line.as_bytes(), envelope);
+        let built = enveloped(&line, envelope);
+        let want = built.as_deref().map(|b| dom(&reg, b.as_bytes()));
+        if let Some((keys, accepted)) = &got {
+            prop_assert!(!keys.has_event_id);
+            let want = want.clone().expect("an object").expect("valid when built");
+            prop_assert_eq!((accepted.ty.name.clone(), accepted.event_id.clone(), accepted.ts_us), want);
+        }
+        let own_id = line.contains("\"event_id\"");
+        let repeated = {
+            let keys: Vec<&str> = line.split(['{', ',']).filter_map(|p| p.split(':').next()).collect();
+            (1..keys.len()).any(|i| keys[..i].contains(&keys[i])) || line.contains("\\u0061")
+        };
+        if matches!(want, Some(Ok(_))) && !own_id && !repeated {
+            prop_assert!(got.is_some(), "{line} fell back");
         }
     }
 }
