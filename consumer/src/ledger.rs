@@ -121,7 +121,7 @@ impl Manifest {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("manifests serialize")
+        serde_json::to_vec(self).expect("manifests serialize")
     }
 
     /// Whether `self` (found in the store) is an earlier attempt of the flush `other`:
