@@ -62,6 +62,8 @@ pub struct ConsumerOptions {
     pub output_url: Option<String>,
     /// The rest of the config's `[kafka]` table (`consumer = {…}`, `options = {…}`).
     pub kafka: String,
+    /// More top-level config lines (`key = value`), before `[kafka]`.
+    pub extra: String,
 }
 
 impl Default for ConsumerOptions {
@@ -72,6 +74,7 @@ impl Default for ConsumerOptions {
             env: Vec::new(),
             output_url: None,
             kafka: format!("consumer = {}", group_settings_table()),
+            extra: String::new(),
         }
     }
 }
@@ -115,6 +118,7 @@ keyring_path = "master-keys.toml"
 output_url = "{url}"
 flush_interval_ms = {flush_interval_ms}
 metrics_listen = "{metrics_addr}"
+{extra}
 
 [kafka]
 bootstrap_servers = "{bootstrap}"
@@ -123,6 +127,7 @@ bootstrap_servers = "{bootstrap}"
                 id = opts.id,
                 flush_interval_ms = opts.flush_interval_ms,
                 kafka = opts.kafka,
+                extra = opts.extra,
                 registry = example_registry_dir().display(),
             ),
         )?;
@@ -211,11 +216,14 @@ print(json.dumps({"ids": ids, "per": per, "types": types, "files": [f[len(out):]
     })
 }
 
-/// Every final Parquet file must be listed by a committed manifest.
+/// Every final Parquet file must be listed by a committed manifest (live, or archived
+/// by a compaction).
 pub fn files_not_in_manifests(out_dir: &Path, files: &[String]) -> Result<Vec<String>> {
     let mut listed = std::collections::HashSet::new();
-    let dir = out_dir.join("_evd/manifests");
-    if dir.exists() {
+    for dir in ["_evd/manifests", "_evd/archive/manifests"].map(|d| out_dir.join(d)) {
+        if !dir.exists() {
+            continue;
+        }
         for entry in std::fs::read_dir(dir)? {
             let bytes = std::fs::read(entry?.path())?;
             let m: serde_json::Value = serde_json::from_slice(&bytes)?;
