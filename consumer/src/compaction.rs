@@ -6,7 +6,7 @@
 //! ```
 //!
 //! A compactor (any consumer, when it finds more than `compact_after_manifests` live
-//! manifests at recovery) writes generation g+1 = generation g ∪ every live manifest
+//! manifests at recovery, or every few flushes while it runs: `compact_finished`) writes generation g+1 = generation g ∪ every live manifest
 //! whose flush is done (and every aborted one), create-only — losing that race to
 //! another consumer just skips this compaction. Generation g is the newest one **when
 //! the snapshot is written**, not the one the compactor's recovery read: another
@@ -20,6 +20,8 @@
 //! holds. A manifest listed but archived before the reader gets it is read from the
 //! archive. Applying a manifest a snapshot already holds changes nothing.
 
+use std::collections::HashSet;
+
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
@@ -29,6 +31,14 @@ use crate::ledger::{Ledger, LedgerSnapshot, Manifest};
 
 /// Default for `compact_after_manifests`.
 pub const DEFAULT_COMPACT_AFTER: usize = 500;
+
+/// How many of its own flushes a running consumer commits between two looks at the
+/// live manifests ([`Output::compact_finished`]): a tenth of `compact_after`, at least
+/// every flush and at most every 10. With C consumers, live manifests stay below
+/// about `compact_after + 10 × C` between start-ups.
+pub fn compaction_check_every(compact_after: usize) -> usize {
+    (compact_after / 10).clamp(1, 10)
+}
 
 impl Output {
     /// The newest ledger snapshot, if any.
@@ -55,6 +65,47 @@ impl Output {
             }
             other => other,
         }
+    }
+
+    /// What a running consumer does now and then, so that live manifests stay
+    /// bounded between start-ups: with more than `compact_after` live manifests, folds
+    /// those whose flush is done (or aborted) into the next snapshot. Unlike recovery
+    /// it finishes nothing and deletes no staging file: a flush still in progress (no
+    /// `done` marker) stays live, and so does a manifest that does not parse (recovery
+    /// sets it aside). Returns how many manifests were folded.
+    pub async fn compact_finished(
+        &self,
+        compact_after: usize,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<usize, CommitError> {
+        let live = self.list(&self.path(layout::MANIFESTS_DIR)).await?;
+        if live.len() <= compact_after {
+            return Ok(0);
+        }
+        let done: HashSet<String> = self
+            .list(&self.path(layout::DONE_DIR))
+            .await?
+            .into_iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        let mut ledger = Ledger::default();
+        let mut folded = Vec::new();
+        for path in live {
+            let manifest = match self.read_live_or_archived(&path).await {
+                Ok(m) => m,
+                Err(CommitError::Corrupt { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            if manifest.aborted || done.contains(&manifest.flush_id) {
+                ledger.apply(&manifest);
+                folded.push((path, manifest.flush_id));
+            }
+        }
+        if folded.is_empty() || !self.compact(&ledger, &folded, by, now_ms).await? {
+            return Ok(0);
+        }
+        Ok(folded.len())
     }
 
     /// Folds `folded` (live manifests of finished or aborted flushes, already applied
@@ -99,5 +150,18 @@ impl Output {
             folded.len()
         );
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compaction_check_every;
+
+    #[test]
+    fn a_running_consumer_looks_every_tenth_of_the_threshold_within_1_to_10_flushes() {
+        assert_eq!(compaction_check_every(0), 1);
+        assert_eq!(compaction_check_every(3), 1);
+        assert_eq!(compaction_check_every(50), 5);
+        assert_eq!(compaction_check_every(500), 10);
     }
 }

@@ -32,8 +32,9 @@ pub struct ConsumerConfig {
     /// ... or this many bytes of event JSON.
     #[serde(default = "defaults::flush_max_bytes")]
     pub flush_max_bytes: usize,
-    /// When a consumer starts or rebalances and finds more live flush manifests than
-    /// this, it folds them into a ledger snapshot, so start-up reads stay short.
+    /// When a consumer starts or rebalances, or every few of its flushes (a tenth of
+    /// this, 1 to 10), and finds more live flush manifests than this, it folds the
+    /// finished ones into a ledger snapshot, so start-up reads stay short.
     #[serde(default = "defaults::compact_after_manifests")]
     pub compact_after_manifests: usize,
     /// `host:port` for Prometheus metrics (`/metrics`).

@@ -85,6 +85,8 @@ struct ConsumerLoop {
     flush: FlushBuilder,
     limits: FlushLimits,
     metrics: Arc<Metrics>,
+    /// Own flushes committed since live manifests were last looked at.
+    flushes_since_compaction: usize,
 }
 
 impl ConsumerLoop {
@@ -154,6 +156,7 @@ impl ConsumerLoop {
             ledger,
             limits,
             metrics,
+            flushes_since_compaction: 0,
         })
     }
 
@@ -268,7 +271,31 @@ impl ConsumerLoop {
             .send(std::mem::take(&mut sealed.acks), &manifest_rel);
         crash_point("acks");
         self.count_flush(&sealed, started);
+        self.compact_now_and_then().await;
         Ok(())
+    }
+
+    /// Every few flushes, folds finished manifests into a ledger snapshot when there
+    /// are too many (`compaction::compact_finished`). A failure is only logged: the
+    /// next look, or the next start-up, compacts.
+    async fn compact_now_and_then(&mut self) {
+        let compact_after = self.config.compact_after_manifests;
+        self.flushes_since_compaction += 1;
+        if self.flushes_since_compaction < crate::compaction::compaction_check_every(compact_after)
+        {
+            return;
+        }
+        self.flushes_since_compaction = 0;
+        let now = evd_schemas::clock::unix_now_ms();
+        match self
+            .output
+            .compact_finished(compact_after, &self.consumer_id, now)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("folded {n} finished manifests into a ledger snapshot"),
+            Err(e) => tracing::warn!("compaction failed (the next one retries): {e}"),
+        }
     }
 
     /// Steps 1–4 of the commit protocol behind the zombie fence, repeated whole after

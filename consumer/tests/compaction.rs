@@ -121,3 +121,35 @@ async fn a_late_compaction_keeps_what_an_earlier_generation_folded() {
         "batch 6 dropped by the late compaction"
     );
 }
+
+/// What a running consumer does now and then: folds finished flushes only. A flush
+/// whose manifest exists but is not done yet stays live for recovery to finish.
+#[tokio::test]
+async fn a_running_consumer_folds_finished_flushes_and_leaves_unfinished_ones_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output(dir.path());
+    for seq in 1..=5 {
+        commit(&out, seq).await;
+    }
+    assert_eq!(
+        out.compact_finished(5, "c", 0).await.unwrap(),
+        0,
+        "not over"
+    );
+    commit(&out, 6).await;
+    // Flush 6 crashed between its manifest and `done`: not finished.
+    std::fs::remove_file(dir.path().join("_evd/done/f000006")).unwrap();
+    commit(&out, 7).await;
+    assert_eq!(out.compact_finished(5, "c", 0).await.unwrap(), 6);
+    assert_eq!(count(dir.path(), "_evd/manifests"), 1);
+    assert_eq!(count(dir.path(), "_evd/archive/manifests"), 6);
+    let ledger = out.recover(1_000, "c").await.unwrap();
+    assert_eq!(
+        ledger.manifests(),
+        1,
+        "the snapshot and the unfinished manifest"
+    );
+    for seq in 1..=7 {
+        assert!(ledger.is_committed(&a(), seq), "{seq}");
+    }
+}
