@@ -1,10 +1,10 @@
 //! The auditor's pure core at scale: generated audit records and file scans for
 //! AGENTS agents × TYPES event types × HOURS hours (each agent writing TYPES_PER_AGENT
-//! of the types, one batch per agent, type and hour), then the closing pass and the
+//! of the types, BATCHES batches per agent, type and hour), then the closing pass and the
 //! dashboard's reports over the window, and pruning. Prints time and memory (peak RSS
 //! of this process) per step.
 //!
-//! `cargo run --release -p evd-ops --example auditor-bench -- [AGENTS TYPES HOURS TYPES_PER_AGENT]`
+//! `cargo run --release -p evd-ops --example auditor-bench -- [AGENTS TYPES HOURS TYPES_PER_AGENT BATCHES]`
 
 use std::time::Instant;
 
@@ -38,10 +38,12 @@ fn main() {
     run(&args);
 }
 
-/// The bench with `[AGENTS TYPES HOURS TYPES_PER_AGENT]` (defaults for those missing).
+/// The bench with `[AGENTS TYPES HOURS TYPES_PER_AGENT BATCHES]` (defaults for those
+/// missing).
 fn run(args: &[usize]) {
     let arg = |i: usize, d: usize| args.get(i).copied().unwrap_or(d);
     let (agents, types, hours, per_agent) = (arg(0, 10_000), arg(1, 250), arg(2, 48), arg(3, 5));
+    let per_cell = arg(4, 1);
     let names: Vec<String> = (0..types).map(|t| format!("Type{t:03}")).collect();
     let mut state = AuditState::new(names.iter().map(|n| (n.clone(), Tier::Normal)));
     let origins: Vec<Origin> = (0..agents)
@@ -61,7 +63,7 @@ fn run(args: &[usize]) {
             })
             .collect();
         for (a, origin) in origins.iter().enumerate() {
-            for k in 0..per_agent {
+            for k in (0..per_agent).flat_map(|k| std::iter::repeat_n(k, per_cell)) {
                 let t = (a * 7 + k * 31) % types;
                 seqs[a] += 1;
                 state.on_audit(&AuditRecord {
@@ -135,7 +137,8 @@ fn run(args: &[usize]) {
     let size_after = state.size();
 
     println!(
-        "auditor core: {agents} agents x {types} types x {hours} hours, {per_agent} types per agent\n"
+        "auditor core: {agents} agents x {types} types x {hours} hours, {per_agent} types per agent, \
+         {per_cell} batches per agent, type and hour\n"
     );
     println!("| step | figure |");
     println!("|---|---:|");
@@ -175,5 +178,5 @@ fn run(args: &[usize]) {
 /// `cargo test` runs the bench at a tiny size so it cannot rot (nothing is timed).
 #[test]
 fn runs_at_a_tiny_size() {
-    run(&[20, 5, 3, 2]);
+    run(&[20, 5, 3, 2, 3]);
 }

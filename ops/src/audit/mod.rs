@@ -6,6 +6,8 @@ pub mod catch_up;
 pub mod histogram;
 #[cfg(test)]
 mod prune_tests;
+#[cfg(test)]
+mod settle_tests;
 pub mod state;
 #[cfg(test)]
 mod tests;

@@ -18,8 +18,10 @@ mod hosts;
 mod landed;
 mod prune;
 mod reports;
+mod settle;
 
 use landed::{Landed, OriginRef, intern};
+use settle::{CellBatches, Pending};
 
 pub use reports::{
     AgentHour, ClosedMarker, FileScan, HostReport, HourReport, IdentityAlarm, MARKER_VERSION,
@@ -115,11 +117,16 @@ pub struct AuditState {
     tiers: BTreeMap<String, Tier>,
     /// Every incarnation a per-batch key names.
     origins: HashSet<OriginRef>,
-    /// (agent incarnation, seq) → events in the batch.
-    batches: HashMap<(OriginRef, u64), u32>,
-    by_hour: BTreeMap<(String, Hour), BTreeMap<OriginRef, Vec<u64>>>,
-    /// (agent incarnation, seq) → rows per folder hour.
+    /// (agent incarnation, seq) → a batch announced and not settled (`settle`).
+    batches: HashMap<(OriginRef, u64), Pending>,
+    by_hour: BTreeMap<(String, Hour), BTreeMap<OriginRef, CellBatches>>,
+    /// (agent incarnation, seq) → rows per folder hour, for batches not settled.
     landed: HashMap<(OriginRef, u64), Landed>,
+    /// Per incarnation, the seqs of its settled batches.
+    settled: HashMap<OriginRef, SeqRanges>,
+    /// Event types announcements named, by id (`settle`'s pending batches hold ids).
+    type_names: Vec<String>,
+    type_ids: HashMap<String, u32>,
     quarantined: HashMap<(Origin, String, Hour), u64>,
     hosts: BTreeMap<Origin, Host>,
     closed: BTreeMap<(String, Hour), ClosedMarker>,
@@ -172,18 +179,10 @@ impl AuditState {
             AuditBody::Announcement(a) => {
                 host.alive.insert(a.bucket_hour);
                 let origin = intern(&mut self.origins, &origin);
-                let key = (origin.clone(), a.batch_seq);
-                if self.batches.contains_key(&key) {
-                    return; // announcements are idempotent per seq
+                if self.announce(origin.clone(), a) {
+                    let host = self.hosts.get_mut(&*origin).expect("added above");
+                    host.batches += 1;
                 }
-                host.batches += 1;
-                self.by_hour
-                    .entry((a.event_type.clone(), a.bucket_hour))
-                    .or_default()
-                    .entry(origin)
-                    .or_default()
-                    .push(a.batch_seq);
-                self.batches.insert(key, a.event_count);
             }
         }
     }
@@ -196,10 +195,7 @@ impl AuditState {
         let hour = scan.folder_hour;
         for ((origin, seq), rows) in &scan.rows {
             let origin = intern(&mut self.origins, origin);
-            self.landed
-                .entry((origin, *seq))
-                .and_modify(|l| l.add(hour, *rows))
-                .or_insert(Landed::One((hour, *rows)));
+            self.land(origin, *seq, *rows, &scan.event_type, hour);
         }
         let key = (scan.event_type.clone(), scan.folder_hour);
         self.lateness
@@ -337,7 +333,7 @@ impl AuditState {
         event_type: &str,
         hour: Hour,
         origin: &Origin,
-        seqs: Option<(&OriginRef, &Vec<u64>)>,
+        cell: Option<(&OriginRef, &CellBatches)>,
     ) -> (AgentHour, u64, u64) {
         let (mut duplicates, mut skew) = (0, 0);
         let mut a = AgentHour {
@@ -358,12 +354,20 @@ impl AuditState {
             reported: true,
         };
         let mut short = SeqRanges::default();
-        let published = seqs
+        if let Some((_, cell)) = cell {
+            a.published += cell.settled_events;
+            a.delivered += cell.settled_events;
+            duplicates += cell.extra_rows;
+        }
+        let published = cell
             .into_iter()
-            .flat_map(|(o, seqs)| seqs.iter().map(move |s| (o, *s)));
+            .flat_map(|(o, cell)| cell.seqs.iter().map(move |s| (o, *s)));
         for (shared, seq) in published {
             let key = (shared.clone(), seq);
-            let events = u64::from(self.batches[&key]);
+            let Some(pending) = self.batches.get(&key) else {
+                continue; // settled: counted above
+            };
+            let events = u64::from(pending.events);
             let landed = self.landed.get(&key).map_or(&[][..], Landed::per_hour);
             let rows: u64 = landed.iter().map(|(_, n)| n).sum();
             skew += landed

@@ -1,6 +1,7 @@
-//! The auditor's per-batch state, kept small: at internet scale it holds millions of
-//! batches (`docs/capacity.md`), so keys share their incarnation and a batch's rows
-//! take no allocation of their own in the usual case.
+//! The auditor's per-batch state, kept small: the batches not settled yet (`settle`)
+//! can be millions at internet scale while consumers lag (`docs/capacity.md`), so keys
+//! share their incarnation and a batch's rows take no allocation of their own in the
+//! usual case.
 
 use std::collections::HashSet;
 use std::sync::Arc;

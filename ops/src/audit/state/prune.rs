@@ -39,8 +39,8 @@ impl AuditState {
         self.by_hour.retain(|(_, hour), per_origin| {
             let keep = !old.contains(hour);
             if !keep {
-                for (origin, seqs) in per_origin.iter() {
-                    gone.extend(seqs.iter().map(|s| (origin.clone(), *s)));
+                for (origin, cell) in per_origin.iter() {
+                    gone.extend(cell.seqs.iter().map(|s| (origin.clone(), *s)));
                 }
             }
             keep
@@ -52,6 +52,11 @@ impl AuditState {
         // Rows of batches never announced, landed only in pruned hours.
         self.landed
             .retain(|_, landed| landed.per_hour().iter().any(|(h, _)| !old.contains(h)));
+        // Settled seqs of incarnations with no cell left: inputs about them are from
+        // before the floor now, and ignored.
+        let in_cells: std::collections::HashSet<&super::OriginRef> =
+            self.by_hour.values().flat_map(|m| m.keys()).collect();
+        self.settled.retain(|origin, _| in_cells.contains(origin));
         // Incarnations no per-batch key names any more.
         self.origins
             .retain(|origin| std::sync::Arc::strong_count(origin) > 1);
