@@ -18,6 +18,13 @@ use super::{EventType, FieldType, Registry};
 use crate::error::Result;
 use crate::event::{MAX_EVENT_ID_BYTES, parse_event_line, parse_rfc3339_us};
 
+/// Whether a view keeps the values it reads or only checks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Values {
+    Keep,
+    Check,
+}
+
 /// What checking keeps of an accepted line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted<'r> {
@@ -54,7 +61,7 @@ impl Registry {
             _ => None,
         })?;
         let ty = self.get(type_name)?;
-        let view = ty.view_entries(entries)?;
+        let view = ty.view_entries(entries, Values::Check)?;
         Some(Accepted {
             ty,
             event_id: view.event_id.map(Cow::into_owned),
@@ -102,14 +109,23 @@ impl EventType {
     /// `None` means "ask the DOM path" ([`parse_event_line`] and
     /// [`EventType::validate_fields`]), which also gives the reason.
     pub fn read_line<'a>(&self, line: &'a [u8]) -> Option<LineView<'a>> {
-        self.view_entries(read_entries(line)?)
+        self.view_entries(read_entries(line)?, Values::Keep)
     }
 
-    fn view_entries<'a>(&self, entries: Vec<(Cow<'a, str>, Scalar<'a>)>) -> Option<LineView<'a>> {
+    /// The line's view; with `Values::Check`, `values` is left empty (each value is
+    /// still checked against its field): what checking alone needs, one allocation less.
+    fn view_entries<'a>(
+        &self,
+        entries: Vec<(Cow<'a, str>, Scalar<'a>)>,
+        keep: Values,
+    ) -> Option<LineView<'a>> {
         let mut type_name = None;
         let mut ts_us = None;
         let mut event_id = None;
-        let mut values: Vec<Option<FieldValue<'a>>> = vec![None; self.fields.len()];
+        let mut values: Vec<Option<FieldValue<'a>>> = match keep {
+            Values::Keep => vec![None; self.fields.len()],
+            Values::Check => Vec::new(),
+        };
         let mut required_present = 0;
         for (key, value) in entries {
             match (key.as_ref(), value) {
@@ -128,7 +144,10 @@ impl EventType {
                 (k, v) => {
                     let i = self.fields.iter().position(|f| f.name == k)?;
                     let spec = &self.fields[i];
-                    values[i] = Some(v.read_as(spec.ty)?);
+                    let value = v.read_as(spec.ty)?;
+                    if keep == Values::Keep {
+                        values[i] = Some(value);
+                    }
                     required_present += usize::from(spec.required);
                 }
             }
@@ -220,7 +239,7 @@ impl Registry {
             entries.push(("ts".into(), Scalar::Int(envelope.now_ms)));
         }
         entries.push(("event_id".into(), Scalar::Str(envelope.event_id.into())));
-        let view = ty.view_entries(entries)?;
+        let view = ty.view_entries(entries, Values::Check)?;
         Some((
             keys,
             Accepted {
