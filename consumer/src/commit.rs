@@ -301,12 +301,7 @@ impl Output {
     /// interrupted and deleting staging files no manifest claims. With more than
     /// `compact_after` live manifests, folds the finished ones into a new snapshot.
     pub async fn recover(&self, compact_after: usize, by: &str) -> Result<Ledger, CommitError> {
-        let done: std::collections::HashSet<String> = self
-            .list(&self.path(layout::DONE_DIR))
-            .await?
-            .into_iter()
-            .filter_map(|p| p.filename().map(str::to_string))
-            .collect();
+        let done = self.done_flushes().await?;
         // Live manifests first, then the snapshot (`compaction` says why).
         let live = self.list(&self.path(layout::MANIFESTS_DIR)).await?;
         let mut ledger = match self.latest_snapshot().await? {
@@ -363,6 +358,18 @@ impl Output {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Flush ids whose `done` marker exists: every step of the flush is finished.
+    pub(crate) async fn done_flushes(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, CommitError> {
+        Ok(self
+            .list(&self.path(layout::DONE_DIR))
+            .await?
+            .into_iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
     }
 
     pub(crate) async fn list(&self, prefix: &Path) -> Result<Vec<Path>, CommitError> {

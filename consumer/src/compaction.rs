@@ -6,9 +6,10 @@
 //! ```
 //!
 //! A compactor (any consumer, when it finds more than `compact_after_manifests` live
-//! manifests at recovery, or every few flushes while it runs: `compact_finished`) writes generation g+1 = generation g ∪ every live manifest
-//! whose flush is done (and every aborted one), create-only — losing that race to
-//! another consumer just skips this compaction. Generation g is the newest one **when
+//! manifests at recovery, or every few flushes while it runs: `compact_finished`)
+//! writes generation g+1 = generation g ∪ every live manifest whose flush is done (and
+//! every aborted one), create-only — losing that race to another consumer just skips
+//! this compaction. Generation g is the newest one **when
 //! the snapshot is written**, not the one the compactor's recovery read: another
 //! consumer may have folded (and archived) manifests this compactor never listed, and
 //! g+1 must hold them too. Only then does it move the folded
@@ -19,8 +20,6 @@
 //! it exists, so whatever a reader's listing misses, the snapshot it reads afterwards
 //! holds. A manifest listed but archived before the reader gets it is read from the
 //! archive. Applying a manifest a snapshot already holds changes nothing.
-
-use std::collections::HashSet;
 
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -83,12 +82,7 @@ impl Output {
         if live.len() <= compact_after {
             return Ok(0);
         }
-        let done: HashSet<String> = self
-            .list(&self.path(layout::DONE_DIR))
-            .await?
-            .into_iter()
-            .filter_map(|p| p.filename().map(str::to_string))
-            .collect();
+        let done = self.done_flushes().await?;
         let mut ledger = Ledger::default();
         let mut folded = Vec::new();
         for path in live {
