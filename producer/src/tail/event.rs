@@ -38,42 +38,28 @@ pub fn tail_event(
     now_ms: i64,
     registry: &Registry,
 ) -> Result<Incoming, LineRefusal> {
-    if format == LineFormat::Json
-        && let Some(incoming) = checked_json(
-            &line.bytes,
-            line.end.event_id(),
-            event_type,
-            now_ms,
-            registry,
-        )
-    {
-        return Ok(incoming);
-    }
-    event_body(line, event_type, format, now_ms)
-        .and_then(|body| check_line(registry, body, usize::MAX))
-}
-
-/// A valid JSON line's event in one pass; `None` when it needs the general path.
-fn checked_json(
-    bytes: &[u8],
-    event_id: String,
-    event_type: &str,
-    now_ms: i64,
-    registry: &Registry,
-) -> Option<Incoming> {
-    std::str::from_utf8(bytes).ok()?;
+    let event_id = line.end.event_id();
     let envelope = TailEnvelope {
         event_id: &event_id,
         event_type,
         now_ms,
     };
+    if format == LineFormat::Json
+        && let Some(incoming) = checked_json(&line.bytes, envelope, registry)
+    {
+        return Ok(incoming);
+    }
+    body_with(line, format, envelope).and_then(|body| check_line(registry, body, usize::MAX))
+}
+
+/// A valid JSON line's event in one pass; `None` when it needs the general path.
+fn checked_json(bytes: &[u8], envelope: TailEnvelope<'_>, registry: &Registry) -> Option<Incoming> {
+    std::str::from_utf8(bytes).ok()?;
     let (keys, accepted) = registry.check_with_envelope(bytes, envelope)?;
-    let event_type = accepted.ty.name.clone();
-    let body = splice(bytes, keys, envelope)?;
     Some(Incoming {
-        event_type,
-        event_id: Some(event_id),
-        body,
+        event_type: accepted.ty.name.clone(),
+        event_id: accepted.event_id,
+        body: splice(bytes, keys, envelope)?,
     })
 }
 
@@ -86,20 +72,30 @@ pub fn event_body(
     now_ms: i64,
 ) -> Result<Vec<u8>, LineRefusal> {
     let event_id = line.end.event_id();
+    let envelope = TailEnvelope {
+        event_id: &event_id,
+        event_type,
+        now_ms,
+    };
+    body_with(line, format, envelope)
+}
+
+/// [`event_body`] with the envelope already made.
+fn body_with(
+    line: &TailLine,
+    format: LineFormat,
+    envelope: TailEnvelope<'_>,
+) -> Result<Vec<u8>, LineRefusal> {
     match format {
         LineFormat::Text => Ok(text_event(
             &line.bytes,
             &line.path,
             line.kind == LineKind::Partial,
-            TailEnvelope {
-                event_id: &event_id,
-                event_type,
-                now_ms,
-            },
+            envelope,
         )),
-        LineFormat::Json => match spliced(&line.bytes, event_type, now_ms, &event_id) {
+        LineFormat::Json => match spliced(&line.bytes, envelope) {
             Some(body) => Ok(body),
-            None => rebuilt(&line.bytes, event_type, now_ms, &event_id),
+            None => rebuilt(&line.bytes, envelope),
         },
     }
 }
@@ -128,12 +124,7 @@ fn text_event(bytes: &[u8], path: &Path, partial: bool, envelope: TailEnvelope<'
 }
 
 /// A JSON line's event, through a DOM: the general path.
-fn rebuilt(
-    bytes: &[u8],
-    event_type: &str,
-    now_ms: i64,
-    event_id: &str,
-) -> Result<Vec<u8>, LineRefusal> {
+fn rebuilt(bytes: &[u8], envelope: TailEnvelope<'_>) -> Result<Vec<u8>, LineRefusal> {
     let mut object = match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Err(LineRefusal::new(Reason::Json, "not a JSON object")),
@@ -144,9 +135,11 @@ fn rebuilt(
             ));
         }
     };
-    object.entry("type").or_insert_with(|| event_type.into());
-    object.entry("ts").or_insert_with(|| now_ms.into());
-    object.insert("event_id".into(), event_id.into());
+    object
+        .entry("type")
+        .or_insert_with(|| envelope.event_type.into());
+    object.entry("ts").or_insert_with(|| envelope.now_ms.into());
+    object.insert("event_id".into(), envelope.event_id.into());
     Ok(serde_json::to_vec(&object).expect("a JSON map always serialises"))
 }
 
@@ -154,14 +147,12 @@ fn rebuilt(
 /// a missing `type` or `ts`) added before its closing brace. `None` when the line needs
 /// the general path (not one object, a repeated key, or its own `event_id` to replace);
 /// the result holds the same keys and values as that path's.
-fn spliced(bytes: &[u8], event_type: &str, now_ms: i64, event_id: &str) -> Option<Vec<u8>> {
-    let keys = evd_schemas::registry::envelope_keys(bytes)?;
-    let envelope = TailEnvelope {
-        event_id,
-        event_type,
-        now_ms,
-    };
-    splice(bytes, keys, envelope)
+fn spliced(bytes: &[u8], envelope: TailEnvelope<'_>) -> Option<Vec<u8>> {
+    splice(
+        bytes,
+        evd_schemas::registry::envelope_keys(bytes)?,
+        envelope,
+    )
 }
 
 /// `bytes` (one JSON object whose top-level keys are `keys`) with `envelope` added
@@ -225,9 +216,14 @@ mod tests {
             (r#"{"type":"Other"}"#, true),
         ];
         for (line, takes) in lines {
-            let fast = spliced(line.as_bytes(), "PageView", 7, "tail:1:2:3");
+            let envelope = TailEnvelope {
+                event_id: "tail:1:2:3",
+                event_type: "PageView",
+                now_ms: 7,
+            };
+            let fast = spliced(line.as_bytes(), envelope);
             assert_eq!(fast.is_some(), takes, "{line}");
-            let slow = rebuilt(line.as_bytes(), "PageView", 7, "tail:1:2:3");
+            let slow = rebuilt(line.as_bytes(), envelope);
             if let Some(fast) = fast {
                 let fast: Value = serde_json::from_slice(&fast).expect("spliced is JSON");
                 let slow: Value =
@@ -260,10 +256,15 @@ mod tests {
         ];
         for (line, fast) in lines {
             let id = "tail:1.2.3.4:5";
-            let one_pass = checked_json(line.as_bytes(), id.into(), "PageView", 7, &registry);
+            let envelope = TailEnvelope {
+                event_id: id,
+                event_type: "PageView",
+                now_ms: 7,
+            };
+            let one_pass = checked_json(line.as_bytes(), envelope, &registry);
             assert_eq!(one_pass.is_some(), fast, "{line}");
-            let general = spliced(line.as_bytes(), "PageView", 7, id)
-                .map_or_else(|| rebuilt(line.as_bytes(), "PageView", 7, id), Ok)
+            let general = spliced(line.as_bytes(), envelope)
+                .map_or_else(|| rebuilt(line.as_bytes(), envelope), Ok)
                 .and_then(|body| check_line(&registry, body, usize::MAX));
             if let Some(got) = one_pass {
                 let want = general.expect("the general path accepts it");
