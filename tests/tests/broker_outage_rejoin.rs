@@ -38,7 +38,6 @@ fn a_member_consumes_again_after_the_longest_injected_outages() {
     consume_some(&consumer, "after joining");
     let outage = LONGEST_BROKER_OUTAGE;
     for round in 0..2 {
-        let what = "partition";
         std::thread::scope(|s| {
             s.spawn(|| {
                 broker.proxy().expect("proxy").set_blackhole(true);
@@ -50,8 +49,11 @@ fn a_member_consumes_again_after_the_longest_injected_outages() {
                 let _ = consumer.poll(Duration::from_millis(100));
             }
         });
-        let took = consume_some(&consumer, &format!("round {round}: {what} of {outage:?}"));
-        println!("round {round}: {what} of {outage:?}; consuming again {took:.1?} later");
+        let took = consume_some(
+            &consumer,
+            &format!("round {round}: partition of {outage:?}"),
+        );
+        println!("round {round}: partition of {outage:?}; consuming again {took:.1?} later");
     }
     stop.store(true, Ordering::SeqCst);
     producer.join().expect("producer thread");

@@ -44,46 +44,43 @@ fn origin(agent: usize) -> Origin {
 fn scenario() -> impl Strategy<Value = (Vec<Batch>, Vec<Input>)> {
     let batch = (0..2usize, 0..2usize, 0..2u32, 1..5u32);
     let landing = (0..2u32, 0..4u8, prop::option::of(0..2u8), any::<bool>());
-    prop::collection::vec((batch, landing), 1..14)
-        .prop_flat_map(|specs| {
-            let mut next_seq = [0u64; 2];
-            let mut batches = Vec::new();
-            let mut inputs = Vec::new();
-            for (i, ((agent, ty, h, events), (skew, size, again, twice))) in
-                specs.into_iter().enumerate()
-            {
-                next_seq[agent] += 1;
-                let hour = Hour(H.0 + h);
-                batches.push(Batch {
-                    agent,
-                    seq: next_seq[agent],
-                    ty,
-                    hour,
-                    events,
-                });
+    prop::collection::vec((batch, landing), 1..14).prop_flat_map(|specs| {
+        let mut next_seq = [0u64; 2];
+        let mut batches = Vec::new();
+        let mut inputs = Vec::new();
+        for (i, ((agent, ty, h, events), (skew, size, again, twice))) in
+            specs.into_iter().enumerate()
+        {
+            next_seq[agent] += 1;
+            let hour = Hour(H.0 + h);
+            batches.push(Batch {
+                agent,
+                seq: next_seq[agent],
+                ty,
+                hour,
+                events,
+            });
+            inputs.push(Input::Announce(i));
+            if twice {
                 inputs.push(Input::Announce(i));
-                if twice {
-                    inputs.push(Input::Announce(i));
-                }
-                let folder = Hour(hour.0 + skew);
-                let rows = match size {
-                    0 => continue, // never landed
-                    1 => u64::from(events) - 1,
-                    2 => u64::from(events),
-                    _ => u64::from(events) + 1,
-                };
-                if rows > 0 {
-                    inputs.push(Input::Land { i, folder, rows });
-                }
-                if let Some(r) = again {
-                    let rows = if r == 0 { 1 } else { u64::from(events) };
-                    inputs.push(Input::Land { i, folder, rows });
-                }
             }
-            let n = inputs.len();
-            (Just(batches), Just(inputs).prop_shuffle(), Just(n))
-        })
-        .prop_map(|(batches, inputs, _)| (batches, inputs))
+            let folder = Hour(hour.0 + skew);
+            let rows = match size {
+                0 => continue, // never landed
+                1 => u64::from(events) - 1,
+                2 => u64::from(events),
+                _ => u64::from(events) + 1,
+            };
+            if rows > 0 {
+                inputs.push(Input::Land { i, folder, rows });
+            }
+            if let Some(r) = again {
+                let rows = if r == 0 { 1 } else { u64::from(events) };
+                inputs.push(Input::Land { i, folder, rows });
+            }
+        }
+        (Just(batches), Just(inputs).prop_shuffle())
+    })
 }
 
 /// Per (type, hour, agent): (published, delivered, duplicates, skew, seqs short).
