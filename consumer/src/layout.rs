@@ -5,6 +5,8 @@
 //! ```text
 //! <type>/date=YYYY-MM-DD/hour=HH/<flush_id>-<n>.parquet   data_file
 //! <type>/date=YYYY-MM-DD/hour=HH/_CLOSED.json             closed_marker
+//! closed-hours/<type>/date=YYYY-MM-DD/hour=HH/<type>-<YYYY-MM-DDTHH>.parquet
+//!                                                          closed_hour_file
 //! _evd/staging/<flush_id>/<n>.parquet                      staging_file
 //! _evd/manifests/<flush_id>.json                           manifest
 //! _evd/archive/manifests/<flush_id>.json                   archived_manifest
@@ -28,6 +30,9 @@ pub const DONE_DIR: &str = "_evd/done";
 pub const PENDING_DIR: &str = "_evd/pending";
 pub const LEDGER_DIR: &str = "_evd/ledger";
 pub const QUARANTINE_DIR: &str = "_quarantine";
+/// The closed-hours table: one combined file per closed (type, hour). Its name has a
+/// `-`, which no type name can have, so it never collides with a type's folder.
+pub const CLOSED_HOURS_DIR: &str = "closed-hours";
 /// The file name of an hour's closed marker.
 pub const CLOSED_MARKER: &str = "_CLOSED.json";
 
@@ -49,6 +54,15 @@ pub fn moved_data_file(final_path: &str, event_type: &str, hour: Hour) -> String
 
 pub fn closed_marker(event_type: &str, hour: Hour) -> String {
     format!("{}/{CLOSED_MARKER}", hour_dir(event_type, hour))
+}
+
+/// The one file holding every row of a closed (type, hour), written by the auditor's
+/// combiner from the files its closed marker lists.
+pub fn closed_hour_file(event_type: &str, hour: Hour) -> String {
+    format!(
+        "{CLOSED_HOURS_DIR}/{}/{event_type}-{hour}.parquet",
+        hour_dir(event_type, hour)
+    )
 }
 
 /// The `n`th staged file of a flush (`name` is `<n>.parquet`).
@@ -126,6 +140,10 @@ mod tests {
             data_file("PageView", h.next(), "f", 0)
         );
         assert_eq!(closed_marker("PageView", h), format!("{dir}/_CLOSED.json"));
+        assert_eq!(
+            closed_hour_file("PageView", h),
+            format!("closed-hours/{dir}/PageView-{h}.parquet")
+        );
         assert_eq!(staging_file("f", "0.parquet"), "_evd/staging/f/0.parquet");
         assert_eq!(manifest("f"), "_evd/manifests/f.json");
         assert_eq!(archived_manifest("f.json"), "_evd/archive/manifests/f.json");

@@ -34,12 +34,27 @@ pub fn encode(batch: &RecordBatch) -> Result<Bytes, ParquetError> {
 /// Parquet as `options` say; options that do not compile (a level out of range) are
 /// an error here, though `ParquetOptions::check` refuses them before start.
 pub fn encode_with(batch: &RecordBatch, options: &ParquetOptions) -> Result<Bytes, ParquetError> {
+    let props = writer_properties(batch, options)?;
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(Bytes::from(out))
+}
+
+/// The writer settings for files of `sample`'s schema as `options` say, with each
+/// column's dictionary decided from `sample`'s first rows. The consumer passes a
+/// flush's rows; the auditor's combiner the first rows of a closed hour.
+pub fn writer_properties(
+    sample: &RecordBatch,
+    options: &ParquetOptions,
+) -> Result<WriterProperties, ParquetError> {
     let compression = options.compression().map_err(ParquetError::General)?;
     let mut props = WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(options.row_group_rows))
         .set_created_by("evd".into());
-    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+    for (field, column) in sample.schema().fields().iter().zip(sample.columns()) {
         let path = ColumnPath::from(field.name().as_str());
         let dictionary = match options.dictionary {
             Dictionary::Auto => dictionary_pays(column.as_ref()),
@@ -57,11 +72,7 @@ pub fn encode_with(batch: &RecordBatch, options: &ParquetOptions) -> Result<Byte
             props = props.set_column_bloom_filter_enabled(path, true);
         }
     }
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props.build()))?;
-    writer.write(batch)?;
-    writer.close()?;
-    Ok(Bytes::from(out))
+    Ok(props.build())
 }
 
 /// Whether most values of a sample at the start of `column` repeat. Columns of a

@@ -99,6 +99,12 @@ pub struct Shared {
     pub scan_errors: AtomicU64,
     pub lock_recoveries: AtomicU64,
     pub bad_objects: AtomicU64,
+    /// Closed hours written to the closed-hours table (`[combine]`).
+    pub hours_combined: AtomicU64,
+    /// Closed hours whose files cannot go into one (columns differ, or not Parquet).
+    pub hours_not_combined: AtomicU64,
+    /// Attempts to combine an hour that failed on the store (retried later).
+    pub combine_errors: AtomicU64,
     /// The audit-topic reader has read everything that was on the topic when it
     /// started (`audit::CatchUp`); nothing closes before.
     pub audit_caught_up: AtomicBool,
@@ -127,6 +133,9 @@ impl Shared {
             scan_errors: AtomicU64::new(0),
             lock_recoveries: AtomicU64::new(0),
             bad_objects: AtomicU64::new(0),
+            hours_combined: AtomicU64::new(0),
+            hours_not_combined: AtomicU64::new(0),
+            combine_errors: AtomicU64::new(0),
             audit_caught_up: AtomicBool::new(false),
         })
     }

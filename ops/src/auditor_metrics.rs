@@ -70,6 +70,21 @@ fn counters(s: &mut Scrape, shared: &Shared) {
             "Unreadable output objects skipped and quarantined.",
             &shared.bad_objects,
         ),
+        (
+            "hours_combined",
+            "Closed hours written as one file to the closed-hours table.",
+            &shared.hours_combined,
+        ),
+        (
+            "hours_not_combined",
+            "Closed hours whose files cannot go into one file (columns differ, or unreadable); readers use the consumers' files.",
+            &shared.hours_not_combined,
+        ),
+        (
+            "combine_errors",
+            "Attempts to combine a closed hour that failed on the store (retried, waiting longer each time).",
+            &shared.combine_errors,
+        ),
     ];
     for (name, help, c) in counters {
         s.counter(name, help, &[], c.load(Ordering::Relaxed));

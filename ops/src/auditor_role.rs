@@ -21,7 +21,8 @@ pub struct AuditorParts {
     pub listener: TcpListener,
 }
 
-/// Reads the audit topic, serves the dashboard and scans and closes hours until
+/// Reads the audit topic, serves the dashboard, scans and closes hours and, with
+/// `[combine] enabled`, combines closed hours (`crate::combine`), until
 /// `stop` is cancelled. A failed audit-topic reader is logged and ends the reading,
 /// not the role (the dashboard then shows the hosts' reports ageing).
 pub async fn run(parts: AuditorParts, stop: CancellationToken) -> Result<(), OpsError> {
@@ -47,7 +48,15 @@ pub async fn run(parts: AuditorParts, stop: CancellationToken) -> Result<(), Ops
         listener,
         crate::dashboard::router(shared.clone()),
     ));
+    let combiner = config.combine.enabled.then(|| {
+        let (config, output, shared, stop) =
+            (config.clone(), output.clone(), shared.clone(), stop.clone());
+        tokio::spawn(async move { crate::combine::run(&config, &output, shared, stop).await })
+    });
     scan_and_close(&config, &output, shared, stop).await;
+    if let Some(combiner) = combiner {
+        combiner.abort();
+    }
     reader.abort();
     http.abort();
     Ok(())

@@ -54,6 +54,26 @@ pub struct OpsConfig {
     /// Hours shown on the dashboard and considered for closing.
     #[serde(default = "defaults::window_hours")]
     pub window_hours: usize,
+    /// Combining each closed hour's files into one file of the closed-hours table.
+    #[serde(default)]
+    pub combine: CombineConfig,
+}
+
+/// `[combine]`: after an hour closes, the auditor writes every row of its files into
+/// one file, `closed-hours/<Type>/date=…/hour=…/<Type>-<hour>.parquet`, in one atomic
+/// put, so a reader of that table sees each closed hour whole or not at all, as one
+/// file. The consumers' files stay where they are (expire them with a bucket
+/// lifecycle rule once the closed-hours table is what readers use).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CombineConfig {
+    /// Off by default: the combined files double the storage of the hours they cover
+    /// while the consumers' files are kept.
+    #[serde(default)]
+    pub enabled: bool,
+    /// How combined files are encoded, as in the consumer's `[parquet]`.
+    #[serde(default)]
+    pub parquet: evd_consumer::parquet_options::ParquetOptions,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,7 +173,14 @@ impl evd_schemas::ValidatedConfig for OpsConfig {
                 ));
             }
         }
-        Ok(())
+        self.combine.parquet.check().map_err(|e| {
+            let key = match e.key {
+                "parquet.compression_level" => "combine.parquet.compression_level",
+                "parquet.row_group_rows" => "combine.parquet.row_group_rows",
+                other => other,
+            };
+            Invalid::at(key, e.why)
+        })
     }
 }
 
@@ -192,5 +219,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ops.toml:2") && e.contains("bogus"), "{e}");
+        let text = "registry_dir = \"r\"\nkeyring_path = \"k\"\noutput_url = \"file:///o\"\n[kafka]\nbootstrap_servers = \"b\"\n[combine]\nenabled = true\n[combine.parquet]\ncompression_level = 99\n";
+        let e = OpsConfig::from_toml("ops.toml", text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ops.toml:9") && e.contains("combine.parquet.compression_level"),
+            "{e}"
+        );
     }
 }

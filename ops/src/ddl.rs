@@ -19,16 +19,39 @@ pub enum Dialect {
     Athena,
 }
 
-/// The statements defining `ty`'s table at `location` (a path or URL of the output,
-/// e.g. `s3://bucket/prefix`).
-pub fn ddl(ty: &EventType, dialect: Dialect, location: &str) -> String {
+/// Which of a type's two tables a definition is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// The consumers' files, `<Type>/date=…/hour=…/*.parquet`: every hour, open or
+    /// closed, rows visible a flush after they arrive. Named as the type.
+    Live,
+    /// The auditor's closed-hours table (`[combine]`),
+    /// `closed-hours/<Type>/date=…/hour=…/*.parquet`: closed hours only, one file
+    /// each. Named `<Type>_closed_hours`.
+    ClosedHours,
+}
+
+/// The statements defining `ty`'s `table` at `location` (a path or URL of the
+/// output, e.g. `s3://bucket/prefix`).
+pub fn ddl(ty: &EventType, dialect: Dialect, table: Table, location: &str) -> String {
     let schema = ty.arrow_schema();
-    let root = format!("{}/{}", location.trim_end_matches('/'), ty.name);
+    let location = location.trim_end_matches('/');
+    let (name, root) = match table {
+        Table::Live => (ty.name.clone(), format!("{location}/{}", ty.name)),
+        Table::ClosedHours => (
+            format!("{}_closed_hours", ty.name),
+            format!(
+                "{location}/{}/{}",
+                evd_consumer::layout::CLOSED_HOURS_DIR,
+                ty.name
+            ),
+        ),
+    };
     let columns: Vec<&Field> = schema.fields().iter().map(|f| f.as_ref()).collect();
     match dialect {
-        Dialect::Duckdb => duckdb(&ty.name, &columns, &root),
-        Dialect::Spark => spark(&ty.name, &columns, &root),
-        Dialect::Athena => athena(&ty.name, &columns, &root),
+        Dialect::Duckdb => duckdb(&name, &columns, &root),
+        Dialect::Spark => spark(&name, &columns, &root),
+        Dialect::Athena => athena(&name, &columns, &root),
     }
 }
 
@@ -159,7 +182,7 @@ mod tests {
 
     #[test]
     fn duckdb_casts_every_column_and_reads_the_hive_layout() {
-        let sql = ddl(&ty(), Dialect::Duckdb, "s3://b/p/");
+        let sql = ddl(&ty(), Dialect::Duckdb, Table::Live, "s3://b/p/");
         assert!(
             sql.starts_with("CREATE OR REPLACE VIEW \"PageView\" AS"),
             "{sql}"
@@ -178,7 +201,7 @@ mod tests {
 
     #[test]
     fn spark_and_athena_declare_partitions_and_comments() {
-        let spark = ddl(&ty(), Dialect::Spark, "s3://b/p");
+        let spark = ddl(&ty(), Dialect::Spark, Table::Live, "s3://b/p");
         assert!(
             spark.contains("  `user_id` STRING COMMENT 'the user''s id',"),
             "{spark}"
@@ -195,7 +218,7 @@ mod tests {
             spark.ends_with("MSCK REPAIR TABLE `PageView`;\n"),
             "{spark}"
         );
-        let athena = ddl(&ty(), Dialect::Athena, "s3://b/p");
+        let athena = ddl(&ty(), Dialect::Athena, Table::Live, "s3://b/p");
         assert!(
             athena.starts_with("CREATE EXTERNAL TABLE IF NOT EXISTS `pageview` ("),
             "{athena}"
@@ -209,6 +232,24 @@ mod tests {
         );
         assert!(
             athena.contains("PARTITIONED BY (`date` STRING, `hour` INT)\nSTORED AS PARQUET"),
+            "{athena}"
+        );
+    }
+
+    #[test]
+    fn the_closed_hours_table_has_its_own_name_and_root() {
+        let sql = ddl(&ty(), Dialect::Duckdb, Table::ClosedHours, "s3://b/p");
+        assert!(
+            sql.starts_with("CREATE OR REPLACE VIEW \"PageView_closed_hours\" AS"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("read_parquet('s3://b/p/closed-hours/PageView/date=*/hour=*/*.parquet'"),
+            "{sql}"
+        );
+        let athena = ddl(&ty(), Dialect::Athena, Table::ClosedHours, "s3://b/p");
+        assert!(
+            athena.contains("'s3://b/p/closed-hours/PageView/date=${date}/hour=${hour}/'"),
             "{athena}"
         );
     }

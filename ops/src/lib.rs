@@ -8,6 +8,7 @@ pub mod auditor;
 pub mod auditor_metrics;
 pub mod auditor_role;
 mod auditor_scan;
+pub mod combine;
 pub mod config;
 pub mod dashboard;
 pub mod ddl;

@@ -106,6 +106,10 @@ enum SchemaCommand {
         /// `file://` outputs, the directory.
         #[arg(long)]
         location: String,
+        /// Define the closed-hours table instead (`<Type>_closed_hours`, one file per
+        /// closed hour, written by the auditor with `[combine] enabled`).
+        #[arg(long)]
+        closed_hours: bool,
         /// The event type.
         event_type: String,
     },
@@ -116,13 +120,19 @@ fn schema(cmd: SchemaCommand) -> Result<ExitCode> {
         registry,
         dialect,
         location,
+        closed_hours,
         event_type,
     } = cmd;
+    let table = if closed_hours {
+        evd_ops::ddl::Table::ClosedHours
+    } else {
+        evd_ops::ddl::Table::Live
+    };
     let registry = load::registry_dir(&registry)?;
     let Some(ty) = registry.get(&event_type) else {
         bail!("event type {event_type:?} is not in the registry");
     };
-    print!("{}", evd_ops::ddl::ddl(ty, dialect, &location));
+    print!("{}", evd_ops::ddl::ddl(ty, dialect, table, &location));
     Ok(ExitCode::SUCCESS)
 }
 

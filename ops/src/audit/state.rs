@@ -229,6 +229,11 @@ impl AuditState {
         );
     }
 
+    /// The markers of the closed hours in the window.
+    pub fn closed_markers(&self) -> impl Iterator<Item = &ClosedMarker> {
+        self.closed.values()
+    }
+
     pub fn is_closed(&self, event_type: &str, hour: Hour) -> bool {
         self.closed.contains_key(&(event_type.to_string(), hour))
     }

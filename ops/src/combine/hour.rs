@@ -1,0 +1,264 @@
+//! Combining one closed hour: every row of the files its marker lists, in the
+//! marker's order, into one Parquet file of the closed-hours table.
+//!
+//! The file goes up through `object_store`'s `BufWriter`: one put when small, else a
+//! multipart upload, which the store makes visible only when it completes. So a
+//! reader never sees part of a combined file, and an attempt that fails or is
+//! stopped leaves nothing at the file's name. Its content is fixed by the marker (same
+//! files, same order, same options), so writing it again is harmless.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatchReader;
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use evd_consumer::commit::Output;
+use evd_consumer::layout;
+use evd_consumer::parquet_options::ParquetOptions;
+use evd_consumer::parquet_out::writer_properties;
+use object_store::ObjectStoreExt;
+use object_store::buffered::BufWriter;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::KeyValue;
+use tokio::io::AsyncWriteExt;
+
+use super::queue::Job;
+use crate::auditor::OpsError;
+
+/// Bytes handed to the store at a time (one part of a multipart upload).
+const PART_BYTES: usize = 16 << 20;
+
+/// Rows decoded at a time from a consumer's file.
+const READ_BATCH_ROWS: usize = 64 * 1024;
+
+/// What an attempt at one hour did. Every outcome finishes the hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Written {
+        files: usize,
+        rows: u64,
+        bytes: u64,
+    },
+    /// The combined file exists (an earlier attempt, or an earlier run).
+    AlreadyThere,
+    /// The hour closed without files: there is nothing to combine.
+    Empty,
+    /// The files cannot go into one file (their columns or metadata differ, or one is
+    /// not Parquet); the consumers' files stay the hour's only copy.
+    NotCombinable(String),
+}
+
+/// Combines `job`'s hour unless its file exists. A store error is returned (the
+/// caller retries the hour later); anything about the files themselves is an outcome.
+pub async fn combine_hour(
+    output: &Output,
+    job: &Job,
+    options: &ParquetOptions,
+) -> Result<Outcome, OpsError> {
+    combine_hour_in_parts(output, job, options, PART_BYTES).await
+}
+
+/// [`combine_hour`], handing the store `part_bytes` at a time.
+pub async fn combine_hour_in_parts(
+    output: &Output,
+    job: &Job,
+    options: &ParquetOptions,
+    part_bytes: usize,
+) -> Result<Outcome, OpsError> {
+    let target = output.path(&layout::closed_hour_file(&job.event_type, job.hour));
+    match output.store.head(&target).await {
+        Ok(_) => return Ok(Outcome::AlreadyThere),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if job.files.is_empty() {
+        return Ok(Outcome::Empty);
+    }
+    let mut upload = BufWriter::with_capacity(output.store.clone(), target, part_bytes);
+    match write_rows(output, job, options, part_bytes, &mut upload).await {
+        Ok(Ok(written)) => {
+            upload.shutdown().await.map_err(|e| OpsError::Output {
+                what: format!("the combined file of {} {}", job.event_type, job.hour),
+                source: Some(e.into()),
+            })?;
+            Ok(written)
+        }
+        failed => {
+            if let Err(e) = upload.abort().await {
+                tracing::warn!("combining: aborting an upload: {e}");
+            }
+            match failed {
+                Ok(Err(why)) => Ok(Outcome::NotCombinable(why)),
+                Err(e) => Err(e),
+                Ok(Ok(_)) => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+/// Streams every file's rows into `upload`: `Ok(Err(why))` when the files cannot be
+/// combined, `Err` on a store error.
+async fn write_rows(
+    output: &Output,
+    job: &Job,
+    options: &ParquetOptions,
+    part_bytes: usize,
+    upload: &mut BufWriter,
+) -> Result<Result<Outcome, String>, OpsError> {
+    let mut combining = Combining::new(job, options.clone());
+    for file in &job.files {
+        let bytes = output
+            .store
+            .get(&output.path(&file.path))
+            .await?
+            .bytes()
+            .await?;
+        let path = file.path.clone();
+        let (back, added) = tokio::task::spawn_blocking(move || {
+            let added = combining.add(&path, bytes);
+            (combining, added)
+        })
+        .await
+        .map_err(|e| OpsError::Output {
+            what: "combining task".into(),
+            source: Some(e.into()),
+        })?;
+        combining = back;
+        if let Err(why) = added {
+            return Ok(Err(why));
+        }
+        while let Some(part) = combining.take_part(part_bytes) {
+            upload.put(part).await?;
+        }
+    }
+    let (tail, outcome) = combining.finish()?;
+    upload.put(tail).await?;
+    Ok(Ok(outcome))
+}
+
+/// The CPU side: decodes files and encodes the combined one into memory, a part at
+/// a time.
+struct Combining {
+    event_type: String,
+    marker: String,
+    state: &'static str,
+    first_file: String,
+    options: ParquetOptions,
+    schema: Option<SchemaRef>,
+    writer: Option<ArrowWriter<Vec<u8>>>,
+    files: usize,
+    rows: u64,
+    bytes_out: u64,
+}
+
+impl Combining {
+    fn new(job: &Job, options: ParquetOptions) -> Combining {
+        Combining {
+            event_type: job.event_type.clone(),
+            marker: layout::closed_marker(&job.event_type, job.hour),
+            state: job.state.as_str(),
+            first_file: job
+                .files
+                .first()
+                .map(|f| f.path.clone())
+                .unwrap_or_default(),
+            options,
+            schema: None,
+            writer: None,
+            files: 0,
+            rows: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// Appends every row of the file `path` holds; `Err` says why it cannot join.
+    fn add(&mut self, path: &str, bytes: Bytes) -> Result<(), String> {
+        let unreadable = |e: parquet::errors::ParquetError| format!("{path}: {e}");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(unreadable)?
+            .with_batch_size(READ_BATCH_ROWS)
+            .build()
+            .map_err(unreadable)?;
+        let schema = reader.schema();
+        match &self.schema {
+            None => self.schema = Some(schema.clone()),
+            Some(first) if *first != schema => {
+                return Err(format!(
+                    "{path} has other columns or metadata than {}",
+                    self.first_file
+                ));
+            }
+            Some(_) => {}
+        }
+        for batch in reader {
+            let batch = batch.map_err(|e| format!("{path}: {e}"))?;
+            let writer = match &mut self.writer {
+                Some(writer) => writer,
+                None => {
+                    let props = writer_properties(&batch, &self.options).map_err(unreadable)?;
+                    let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
+                        .map_err(unreadable)?;
+                    self.writer.insert(writer)
+                }
+            };
+            writer.write(&batch).map_err(unreadable)?;
+            self.rows += batch.num_rows() as u64;
+        }
+        self.files += 1;
+        Ok(())
+    }
+
+    /// The bytes encoded so far, once there are at least `at_least`. Taking them from
+    /// the writer's buffer is safe: the writer only appends, and counts what it wrote.
+    fn take_part(&mut self, at_least: usize) -> Option<Bytes> {
+        let buffer = self.writer.as_mut()?.inner_mut();
+        if buffer.len() < at_least {
+            return None;
+        }
+        let part = std::mem::take(buffer);
+        self.bytes_out += part.len() as u64;
+        Some(Bytes::from(part))
+    }
+
+    /// Closes the file, with the marker's path and state in its key-value metadata;
+    /// returns its last bytes.
+    fn finish(mut self) -> Result<(Bytes, Outcome), OpsError> {
+        let Some(mut writer) = self.writer.take() else {
+            // Files without rows: an empty file of the first file's columns.
+            let schema = self
+                .schema
+                .take()
+                .unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
+            let empty = arrow_array::RecordBatch::new_empty(schema);
+            let props = writer_properties(&empty, &self.options).map_err(|e| self.error(e))?;
+            let writer = ArrowWriter::try_new(Vec::new(), empty.schema(), Some(props))
+                .map_err(|e| self.error(e))?;
+            self.writer = Some(writer);
+            return self.finish();
+        };
+        for (key, value) in [
+            ("evd.closed_marker", self.marker.clone()),
+            ("evd.closed_state", self.state.to_string()),
+            ("evd.combined_files", self.files.to_string()),
+        ] {
+            writer.append_key_value_metadata(KeyValue::new(key.into(), value));
+        }
+        // Writes the last row group and the footer.
+        let tail = writer.into_inner().map_err(|e| self.error(e))?;
+        let bytes = self.bytes_out + tail.len() as u64;
+        let outcome = Outcome::Written {
+            files: self.files,
+            rows: self.rows,
+            bytes,
+        };
+        Ok((Bytes::from(tail), outcome))
+    }
+
+    fn error(&self, e: parquet::errors::ParquetError) -> OpsError {
+        OpsError::Output {
+            what: format!("encoding the combined file of {}", self.event_type),
+            source: Some(e.into()),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The closed-hours combiner on a local store: an hour's files become one file with
+//! every row in the marker's order, written whole or not at all, never twice; files
+//! that cannot go together leave nothing behind. (`tests/tests/closed_hours.rs` runs
+//! it in the auditor, behind real consumers, and reads the result with DuckDB.)
+
+mod support;
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use bytes::Bytes;
+use evd_consumer::commit::Output;
+use evd_consumer::layout;
+use evd_consumer::parquet_options::ParquetOptions;
+use evd_ops::audit::{CellState, MarkerFile};
+use evd_ops::combine::hour::{Outcome, combine_hour, combine_hour_in_parts};
+use evd_ops::combine::queue::Job;
+use evd_schemas::Hour;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+const H: Hour = Hour(493_127);
+
+fn rows(from: i64, n: i64, extra_column: bool) -> RecordBatch {
+    let mut fields = vec![
+        Field::new("seq", DataType::Int64, false),
+        Field::new("user", DataType::Utf8, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(from..from + n)),
+        Arc::new(StringArray::from_iter_values(
+            (from..from + n).map(|i| format!("user-{i}-{}", i * 7919 % 104_729)),
+        )),
+    ];
+    if extra_column {
+        fields.push(Field::new("country", DataType::Utf8, true));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            (0..n).map(|_| "se"),
+        )));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+/// Puts each file under the hour's folder and returns the job its marker would make.
+async fn hour_of(output: &Output, files: Vec<Bytes>) -> Job {
+    let mut listed = Vec::new();
+    for (n, bytes) in files.into_iter().enumerate() {
+        let path = layout::data_file("PageView", H, "c-1-000001", n);
+        listed.push(MarkerFile {
+            path: path.clone(),
+            bytes: bytes.len() as u64,
+        });
+        output
+            .store
+            .put(&output.path(&path), bytes.into())
+            .await
+            .unwrap();
+    }
+    Job {
+        event_type: "PageView".into(),
+        hour: H,
+        state: CellState::Complete,
+        files: listed,
+    }
+}
+
+fn encode(batch: &RecordBatch) -> Bytes {
+    evd_consumer::parquet_out::encode(batch).unwrap()
+}
+
+/// The combined file's rows (`seq` column) and key-value metadata.
+async fn combined(output: &Output) -> Option<(Vec<i64>, Vec<(String, String)>)> {
+    let path = output.path(&layout::closed_hour_file("PageView", H));
+    let bytes = output.store.get(&path).await.ok()?.bytes().await.unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+    let metadata = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .filter(|kv| kv.key.starts_with("evd.closed") || kv.key == "evd.combined_files")
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+        .collect();
+    let mut seqs = Vec::new();
+    for batch in builder.build().unwrap() {
+        let batch = batch.unwrap();
+        let column = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        seqs.extend(column.values().iter().copied());
+    }
+    Some((seqs, metadata))
+}
+
+#[tokio::test]
+async fn every_row_once_in_the_markers_order_and_never_written_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = support::output(dir.path());
+    let files = vec![
+        encode(&rows(0, 30_000, false)),
+        encode(&rows(30_000, 5, false)),
+        encode(&rows(30_005, 0, false)),
+        encode(&rows(30_005, 70_000, false)),
+    ];
+    let job = hour_of(&output, files).await;
+    // Small parts, so the upload goes in many parts (a multipart upload).
+    let outcome = combine_hour_in_parts(&output, &job, &ParquetOptions::default(), 64 << 10)
+        .await
+        .unwrap();
+    let Outcome::Written { files, rows, bytes } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!((files, rows), (4, 100_005));
+    let on_disk = std::fs::metadata(dir.path().join(layout::closed_hour_file("PageView", H)))
+        .unwrap()
+        .len();
+    assert_eq!(bytes, on_disk);
+    let (seqs, metadata) = combined(&output).await.unwrap();
+    assert_eq!(seqs, (0..100_005).collect::<Vec<i64>>());
+    assert_eq!(
+        metadata,
+        vec![
+            (
+                "evd.closed_marker".to_string(),
+                layout::closed_marker("PageView", H)
+            ),
+            ("evd.closed_state".to_string(), "complete".to_string()),
+            ("evd.combined_files".to_string(), "4".to_string()),
+        ]
+    );
+    // A second attempt (a restart, or a second auditor) leaves the file alone.
+    let again = combine_hour(&output, &job, &ParquetOptions::default()).await;
+    assert_eq!(again.unwrap(), Outcome::AlreadyThere);
+}
+
+#[tokio::test]
+async fn files_that_cannot_go_together_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = support::output(dir.path());
+    let options = ParquetOptions::default();
+
+    let job = hour_of(
+        &output,
+        vec![encode(&rows(0, 10, false)), encode(&rows(10, 10, true))],
+    )
+    .await;
+    match combine_hour_in_parts(&output, &job, &options, 1024)
+        .await
+        .unwrap()
+    {
+        Outcome::NotCombinable(why) => assert!(why.contains("other columns"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(combined(&output).await.is_none());
+
+    let job = hour_of(
+        &output,
+        vec![encode(&rows(0, 10, false)), Bytes::from_static(b"PAR1 cut")],
+    )
+    .await;
+    match combine_hour(&output, &job, &options).await.unwrap() {
+        Outcome::NotCombinable(why) => assert!(why.contains("c-1-000001-1"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(combined(&output).await.is_none());
+
+    // A listed file the store does not have: a store error, retried later.
+    let mut job = hour_of(&output, vec![encode(&rows(0, 10, false))]).await;
+    job.files.push(MarkerFile {
+        path: layout::data_file("PageView", H, "gone", 0),
+        bytes: 1,
+    });
+    assert!(combine_hour(&output, &job, &options).await.is_err());
+    assert!(combined(&output).await.is_none());
+
+    let empty = Job {
+        files: Vec::new(),
+        ..job
+    };
+    let outcome = combine_hour(&output, &empty, &options).await.unwrap();
+    assert_eq!(outcome, Outcome::Empty);
+    assert!(combined(&output).await.is_none());
+    let leftovers: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.contains("closed-hours"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().is_dir() {
+            found.extend(walk(&entry.path()));
+        } else {
+            found.push(entry.path().display().to_string());
+        }
+    }
+    found
+}
