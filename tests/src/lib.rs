@@ -14,6 +14,7 @@ pub mod auditor_proc;
 pub mod bed;
 pub mod bridge_proc;
 pub mod checker;
+pub mod clocked;
 pub mod consumer_proc;
 pub mod fault_proxy;
 pub mod kafka;

@@ -12,25 +12,13 @@ use std::time::{Duration, Instant};
 
 use evd_schemas::Hour;
 use serde_json::Value;
-use tests::agent_proc::AgentOptions;
 use tests::auditor_proc::AuditorOptions;
-use tests::bed::TestBed;
+use tests::clocked::ClockedBed;
 use tests::consumer_proc::ConsumerOptions;
 use tests::oracle::{TYPES, send_ids};
 use tests::process::evd_binary;
 
 const PER_HOUR: u64 = 3_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn set_clock(file: &Path, hour: Hour, secs: i64) {
-    std::fs::write(file, (hour.start_ms() + secs * 1000 - now_ms()).to_string()).unwrap();
-}
 
 fn parquet_files(folder: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
@@ -140,49 +128,37 @@ print(a, b, d)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_closed_hour_becomes_one_file_with_exactly_its_rows() {
-    let mut bed = TestBed::builder()
-        .mock(1)
-        .partitions(2)
-        .consumer(ConsumerOptions::new("c1", 300))
-        .start()
-        .unwrap();
-    let clock_file = bed.dir.path().join("clock-offset-ms");
-    let base = Hour::from_unix_ms(now_ms()).next().next();
-    set_clock(&clock_file, base, 5);
-    let clock_env = (
-        "EVD_TEST_CLOCK_OFFSET_FILE".to_string(),
-        clock_file.display().to_string(),
-    );
-    let agent_opts = AgentOptions {
-        env: vec![clock_env.clone()],
-        ..AgentOptions::default()
-    };
-    bed.add_agent("host-a", agent_opts).unwrap();
-    let auditor_opts = AuditorOptions {
-        env: vec![clock_env],
+    let auditor = AuditorOptions {
         policy: AuditorOptions::default().policy + "[combine]\nenabled = true\n",
+        ..AuditorOptions::default()
     };
-    bed.add_auditor(auditor_opts).unwrap();
-    let out = bed.out();
+    let mut clocked = ClockedBed::start(2, ConsumerOptions::new("c1", 300), auditor).unwrap();
+    let base = clocked.base;
+    let out = clocked.bed.out();
 
     // Two hours of events, sent in slices so the consumer writes many files.
     for h in 0..2u32 {
         for slice in 0..6 {
             let from = u64::from(h) * PER_HOUR + slice * PER_HOUR / 6;
-            let acked = send_ids(&bed.agent().socket(), from..from + PER_HOUR / 6)
+            let acked = send_ids(&clocked.bed.agent().socket(), from..from + PER_HOUR / 6)
                 .await
                 .unwrap();
             assert_eq!(acked.len() as u64, PER_HOUR / 6);
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
-        set_clock(&clock_file, Hour(base.0 + h + 1), 1);
+        clocked.set_clock(Hour(base.0 + h + 1), 1);
         let hour = Hour(base.0 + h);
         let found = markers(&out, hour).len();
         wait_for("the hour's markers", 60, || {
             markers(&out, hour).len() == TYPES.len()
         })
         .await
-        .unwrap_or_else(|e| panic!("{e} ({found} at first)\n{}", bed.auditor().log_tail()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e} ({found} at first)\n{}",
+                clocked.bed.auditor().log_tail()
+            )
+        });
     }
 
     let mut table = Vec::new();
@@ -197,7 +173,7 @@ async fn each_closed_hour_becomes_one_file_with_exactly_its_rows() {
             let dir = combined_dir(&out, &ty, hour);
             wait_for("the combined file", 60, || !parquet_files(&dir).is_empty())
                 .await
-                .unwrap_or_else(|e| panic!("{e}\n{}", bed.auditor().log_tail()));
+                .unwrap_or_else(|e| panic!("{e}\n{}", clocked.bed.auditor().log_tail()));
             let combined = parquet_files(&dir);
             assert_eq!(combined.len(), 1, "{combined:?}");
             assert_eq!(marker["state"], "complete", "{marker:#}");
@@ -214,7 +190,7 @@ async fn each_closed_hour_becomes_one_file_with_exactly_its_rows() {
     assert!(
         table.iter().any(|(_, _, files, _)| *files > 3),
         "the consumer wrote several files an hour: {table:?}\n{}",
-        bed.consumer().process.log_tail()
+        clocked.bed.consumer().process.log_tail()
     );
     println!("type, hour, consumers' files -> one combined file of N bytes:");
     for row in &table {
@@ -233,7 +209,7 @@ async fn each_closed_hour_becomes_one_file_with_exactly_its_rows() {
     }
     assert_eq!(rows, 2 * PER_HOUR, "every acked event, once");
 
-    let ops = bed.auditor.as_mut().unwrap();
+    let ops = clocked.bed.auditor.as_mut().unwrap();
     assert_eq!(ops.metric("hours_combined"), Some(table.len() as u64));
     assert_eq!(ops.metric("hours_not_combined"), Some(0));
     // A restarted auditor finds every combined file in place and writes none again.

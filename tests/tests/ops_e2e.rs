@@ -12,28 +12,14 @@ use std::time::{Duration, Instant};
 
 use evd_schemas::Hour;
 use serde_json::Value;
-use tests::agent_proc::AgentOptions;
 use tests::auditor_proc::AuditorOptions;
-use tests::bed::TestBed;
+use tests::clocked::ClockedBed;
 use tests::consumer_proc::{ConsumerOptions, read_back};
 use tests::oracle::{TYPES, send_ids};
 use tests::process::evd_binary;
 
 const LOST_SEQ: u64 = 3;
 const PER_HOUR: u64 = 2_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-/// Moves every process's clock to `secs` into `hour`. (Jumping further would pass the
-/// 10 s closing deadline of the hour before at once.)
-fn set_clock(file: &Path, hour: Hour, secs: i64) {
-    std::fs::write(file, (hour.start_ms() + secs * 1000 - now_ms()).to_string()).unwrap();
-}
 
 /// Every `_CLOSED.json` under `out`, by (type, hour number).
 fn markers(out: &Path) -> Vec<(PathBuf, Value)> {
@@ -112,32 +98,12 @@ fn evd(args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hours_close_right_a_lost_batch_is_named_late_data_is_skew_and_the_dashboard_shows_it() {
     let lose = ("EVD_TEST_LOSE_BATCH_SEQ".to_string(), LOST_SEQ.to_string());
-    let mut bed = TestBed::builder()
-        .mock(1)
-        .partitions(2)
-        .consumer(ConsumerOptions {
-            env: vec![lose],
-            ..ConsumerOptions::new("c1", 300)
-        })
-        .start()
-        .unwrap();
-    let clock_file = bed.dir.path().join("clock-offset-ms");
-    let base = Hour::from_unix_ms(now_ms()).next().next();
-    set_clock(&clock_file, base, 5);
-    let clock_env = (
-        "EVD_TEST_CLOCK_OFFSET_FILE".to_string(),
-        clock_file.display().to_string(),
-    );
-    let agent_opts = AgentOptions {
-        env: vec![clock_env.clone()],
-        ..AgentOptions::default()
+    let consumer = ConsumerOptions {
+        env: vec![lose],
+        ..ConsumerOptions::new("c1", 300)
     };
-    bed.add_agent("host-a", agent_opts).unwrap();
-    let auditor_opts = AuditorOptions {
-        env: vec![clock_env],
-        ..AuditorOptions::default()
-    };
-    bed.add_auditor(auditor_opts).unwrap();
+    let clocked = ClockedBed::start(2, consumer, AuditorOptions::default()).unwrap();
+    let (bed, base) = (&clocked.bed, clocked.base);
     let (consumer, agent, ops, out) = (bed.consumer(), bed.agent(), bed.auditor(), bed.out());
 
     let closed_in = |hours: std::ops::Range<u32>| {
@@ -157,7 +123,7 @@ async fn hours_close_right_a_lost_batch_is_named_late_data_is_skew_and_the_dashb
                 .unwrap(),
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
-        set_clock(&clock_file, Hour(base.0 + h + 1), 1);
+        clocked.set_clock(Hour(base.0 + h + 1), 1);
         let hour = base.0 + h;
         wait_for("an hour's 6 markers", 60, || {
             closed_in(hour..hour + 1).len() == 6
@@ -242,7 +208,7 @@ async fn hours_close_right_a_lost_batch_is_named_late_data_is_skew_and_the_dashb
         .unwrap();
     assert_eq!(late.len(), 500);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    set_clock(&clock_file, Hour(base.0 + 4), 1);
+    clocked.set_clock(Hour(base.0 + 4), 1);
     wait_for("hour base+3 closed", 60, || {
         closed_in(base.0 + 3..base.0 + 4).len() == 6
     })
