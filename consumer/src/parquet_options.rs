@@ -1,6 +1,7 @@
 //! The `[parquet]` table of the consumer config: how data files are encoded. The
 //! defaults are the measured ones in `docs/benchmarks.md` (zstd level 3, 256 Ki rows
-//! per row group, dictionaries only where a sample repeats, no bloom filters).
+//! per row group, pages of up to 1 MiB, dictionaries only where a sample repeats, no
+//! bloom filters).
 
 use evd_schemas::{Invalid, Registry};
 use parquet::basic::{Compression, GzipLevel, ZstdLevel};
@@ -9,6 +10,11 @@ use serde::Deserialize;
 /// Rows per row group unless configured: large enough for good compression and fast
 /// scans, small enough that a reader's memory per row group stays modest.
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// Rows per data page at most unless configured: pages end at 1 MiB of values
+/// first in practice. (arrow-rs's own default, 20,000 rows, cut mostly distinct
+/// string columns into small pages that zstd compressed ~30% worse.)
+pub const DEFAULT_PAGE_ROWS: usize = 1 << 20;
 
 /// Most rows a row group may be configured to hold.
 const MAX_ROW_GROUP_ROWS: usize = 64 << 20;
@@ -27,6 +33,11 @@ pub struct ParquetOptions {
     /// statistics-based skipping.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
+    /// Rows per data page at most (default 1048576); a page also ends at 1 MiB of
+    /// encoded values. Smaller pages let engines that read page indexes skip finer,
+    /// at a cost in size (docs/benchmarks.md).
+    #[serde(default = "default_page_rows")]
+    pub page_rows: usize,
     /// `"auto"` (default): a column keeps Parquet's dictionary only when most values
     /// of a sample repeat; `"always"`; `"never"`.
     #[serde(default)]
@@ -61,12 +72,17 @@ fn default_row_group_rows() -> usize {
     DEFAULT_ROW_GROUP_ROWS
 }
 
+fn default_page_rows() -> usize {
+    DEFAULT_PAGE_ROWS
+}
+
 impl Default for ParquetOptions {
     fn default() -> ParquetOptions {
         ParquetOptions {
             compression: Codec::default(),
             compression_level: None,
             row_group_rows: DEFAULT_ROW_GROUP_ROWS,
+            page_rows: DEFAULT_PAGE_ROWS,
             dictionary: Dictionary::default(),
             bloom_filter_columns: Vec::new(),
         }
@@ -102,6 +118,12 @@ impl ParquetOptions {
         if self.row_group_rows == 0 || self.row_group_rows > MAX_ROW_GROUP_ROWS {
             return Err(Invalid::at(
                 "parquet.row_group_rows",
+                format!("must be 1..={MAX_ROW_GROUP_ROWS}"),
+            ));
+        }
+        if self.page_rows == 0 || self.page_rows > MAX_ROW_GROUP_ROWS {
+            return Err(Invalid::at(
+                "parquet.page_rows",
                 format!("must be 1..={MAX_ROW_GROUP_ROWS}"),
             ));
         }

@@ -53,6 +53,7 @@ pub fn writer_properties(
     let mut props = WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(options.row_group_rows))
+        .set_data_page_row_count_limit(options.page_rows)
         .set_created_by("evd".into());
     for (field, column) in sample.schema().fields().iter().zip(sample.columns()) {
         let path = ColumnPath::from(field.name().as_str());
@@ -162,6 +163,7 @@ mod tests {
             compression: crate::parquet_options::Codec::Snappy,
             compression_level: None,
             row_group_rows: 1_000,
+            page_rows: 1_000,
             dictionary: Dictionary::Never,
             bloom_filter_columns: vec!["user".into()],
         };
@@ -177,5 +179,33 @@ mod tests {
         assert!(!uses_dictionary(group.column(2)), "country: never");
         assert!(group.column(1).bloom_filter_offset().is_some(), "user");
         assert!(group.column(2).bloom_filter_offset().is_none(), "country");
+    }
+
+    /// Pages end at `page_rows` (checked every 1,024 rows) or at 1 MiB.
+    #[test]
+    fn pages_hold_up_to_page_rows() {
+        let data_pages = |options: &ParquetOptions| {
+            let file =
+                SerializedFileReader::new(encode_with(&sample(10_000), options).unwrap()).unwrap();
+            let mut pages = file
+                .get_row_group(0)
+                .unwrap()
+                .get_column_page_reader(0)
+                .unwrap();
+            let mut n = 0;
+            while let Some(page) = pages.get_next_page().unwrap() {
+                n += usize::from(
+                    page.num_values() > 0
+                        && !matches!(page, parquet::column::page::Page::DictionaryPage { .. }),
+                );
+            }
+            n
+        };
+        assert_eq!(data_pages(&ParquetOptions::default()), 1);
+        let small = ParquetOptions {
+            page_rows: 2_048,
+            ..ParquetOptions::default()
+        };
+        assert_eq!(data_pages(&small), 5);
     }
 }

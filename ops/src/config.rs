@@ -177,6 +177,7 @@ impl evd_schemas::ValidatedConfig for OpsConfig {
             let key = match e.key {
                 "parquet.compression_level" => "combine.parquet.compression_level",
                 "parquet.row_group_rows" => "combine.parquet.row_group_rows",
+                "parquet.page_rows" => "combine.parquet.page_rows",
                 other => other,
             };
             Invalid::at(key, e.why)

@@ -221,6 +221,10 @@ fn options_table(batch: &RecordBatch, duck_bytes: Option<u64>) -> Result<()> {
         ("64Ki rows/group", with(&|o| o.row_group_rows = 64 * 1024)),
         ("1Mi rows/group", with(&|o| o.row_group_rows = 1 << 20)),
         (
+            "pages of 20,000 rows (arrow-rs's default)",
+            with(&|o| o.page_rows = 20_000),
+        ),
+        (
             "dictionary always",
             with(&|o| o.dictionary = Dictionary::Always),
         ),
