@@ -12,10 +12,10 @@ use std::time::Instant;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use evd_consumer::commit::Output;
 use evd_consumer::layout;
-use evd_consumer::parquet_options::ParquetOptions;
 use evd_ops::audit::{CellState, MarkerFile};
 use evd_ops::combine::hour::{Outcome, combine_hour};
 use evd_ops::combine::queue::Job;
+use evd_ops::config::CombineConfig;
 use evd_schemas::Hour;
 use object_store::ObjectStoreExt;
 
@@ -113,7 +113,7 @@ async fn bench(args: &[i64]) {
     };
 
     let started = Instant::now();
-    let outcome = combine_hour(&output, &job, &ParquetOptions::default())
+    let outcome = combine_hour(&output, &job, &CombineConfig::default())
         .await
         .expect("combine");
     let evd_secs = started.elapsed().as_secs_f64();

@@ -64,16 +64,31 @@ pub struct OpsConfig {
 /// put, so a reader of that table sees each closed hour whole or not at all, as one
 /// file. The consumers' files stay where they are (expire them with a bucket
 /// lifecycle rule once the closed-hours table is what readers use).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CombineConfig {
     /// Off by default: the combined files double the storage of the hours they cover
     /// while the consumers' files are kept.
     #[serde(default)]
     pub enabled: bool,
+    /// Each listed file is read whole into memory: an hour with a file larger than
+    /// this (not one a consumer wrote, whose files its flush limits bound) is left
+    /// uncombined and counted.
+    #[serde(default = "defaults::combine_max_file_bytes")]
+    pub max_file_bytes: u64,
     /// How combined files are encoded, as in the consumer's `[parquet]`.
     #[serde(default)]
     pub parquet: evd_consumer::parquet_options::ParquetOptions,
+}
+
+impl Default for CombineConfig {
+    fn default() -> CombineConfig {
+        CombineConfig {
+            enabled: false,
+            max_file_bytes: defaults::combine_max_file_bytes(),
+            parquet: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,6 +156,9 @@ mod defaults {
     pub fn deadline_low_ms() -> u64 {
         6 * 3_600_000
     }
+    pub fn combine_max_file_bytes() -> u64 {
+        1 << 30
+    }
     pub fn window_hours() -> usize {
         48
     }
@@ -172,6 +190,12 @@ impl evd_schemas::ValidatedConfig for OpsConfig {
                     format!("{v} is before late_after_ms ({})", self.late_after_ms),
                 ));
             }
+        }
+        if self.combine.max_file_bytes == 0 {
+            return Err(Invalid::at(
+                "combine.max_file_bytes",
+                "must be positive".into(),
+            ));
         }
         self.combine.parquet.check().map_err(|e| {
             let key = match e.key {

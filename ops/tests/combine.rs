@@ -12,10 +12,10 @@ use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use evd_consumer::commit::Output;
 use evd_consumer::layout;
-use evd_consumer::parquet_options::ParquetOptions;
 use evd_ops::audit::{CellState, MarkerFile};
 use evd_ops::combine::hour::{Outcome, combine_hour, combine_hour_in_parts};
 use evd_ops::combine::queue::Job;
+use evd_ops::config::CombineConfig;
 use evd_schemas::Hour;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -108,7 +108,7 @@ async fn every_row_once_in_the_markers_order_and_never_written_twice() {
     ];
     let job = hour_of(&output, files).await;
     // Small parts, so the upload goes in many parts (a multipart upload).
-    let outcome = combine_hour_in_parts(&output, &job, &ParquetOptions::default(), 64 << 10)
+    let outcome = combine_hour_in_parts(&output, &job, &CombineConfig::default(), 64 << 10)
         .await
         .unwrap();
     let Outcome::Written { files, rows, bytes } = outcome else {
@@ -133,7 +133,7 @@ async fn every_row_once_in_the_markers_order_and_never_written_twice() {
         ]
     );
     // A second attempt (a restart, or a second auditor) leaves the file alone.
-    let again = combine_hour(&output, &job, &ParquetOptions::default()).await;
+    let again = combine_hour(&output, &job, &CombineConfig::default()).await;
     assert_eq!(again.unwrap(), Outcome::AlreadyThere);
 }
 
@@ -141,7 +141,7 @@ async fn every_row_once_in_the_markers_order_and_never_written_twice() {
 async fn files_that_cannot_go_together_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let output = support::output(dir.path());
-    let options = ParquetOptions::default();
+    let options = CombineConfig::default();
 
     let job = hour_of(
         &output,
@@ -175,6 +175,18 @@ async fn files_that_cannot_go_together_leave_nothing() {
         bytes: 1,
     });
     assert!(combine_hour(&output, &job, &options).await.is_err());
+    assert!(combined(&output).await.is_none());
+
+    // A file over the size limit (a foreign object, say) is not read.
+    let job = hour_of(&output, vec![encode(&rows(0, 1_000, false))]).await;
+    let small = CombineConfig {
+        max_file_bytes: 100,
+        ..CombineConfig::default()
+    };
+    match combine_hour(&output, &job, &small).await.unwrap() {
+        Outcome::NotCombinable(why) => assert!(why.contains("max_file_bytes"), "{why}"),
+        other => panic!("{other:?}"),
+    }
     assert!(combined(&output).await.is_none());
 
     let empty = Job {

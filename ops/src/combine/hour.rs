@@ -25,6 +25,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::queue::Job;
 use crate::auditor::OpsError;
+use crate::config::CombineConfig;
 
 /// Bytes handed to the store at a time (one part of a multipart upload).
 const PART_BYTES: usize = 16 << 20;
@@ -54,16 +55,16 @@ pub enum Outcome {
 pub async fn combine_hour(
     output: &Output,
     job: &Job,
-    options: &ParquetOptions,
+    config: &CombineConfig,
 ) -> Result<Outcome, OpsError> {
-    combine_hour_in_parts(output, job, options, PART_BYTES).await
+    combine_hour_in_parts(output, job, config, PART_BYTES).await
 }
 
 /// [`combine_hour`], handing the store `part_bytes` at a time.
 pub async fn combine_hour_in_parts(
     output: &Output,
     job: &Job,
-    options: &ParquetOptions,
+    config: &CombineConfig,
     part_bytes: usize,
 ) -> Result<Outcome, OpsError> {
     let target = output.path(&layout::closed_hour_file(&job.event_type, job.hour));
@@ -76,7 +77,7 @@ pub async fn combine_hour_in_parts(
         return Ok(Outcome::Empty);
     }
     let mut upload = BufWriter::with_capacity(output.store.clone(), target, part_bytes);
-    match write_rows(output, job, options, part_bytes, &mut upload).await {
+    match write_rows(output, job, config, part_bytes, &mut upload).await {
         Ok(Ok(written)) => {
             upload.shutdown().await.map_err(|e| OpsError::Output {
                 what: format!("the combined file of {} {}", job.event_type, job.hour),
@@ -102,18 +103,20 @@ pub async fn combine_hour_in_parts(
 async fn write_rows(
     output: &Output,
     job: &Job,
-    options: &ParquetOptions,
+    config: &CombineConfig,
     part_bytes: usize,
     upload: &mut BufWriter,
 ) -> Result<Result<Outcome, String>, OpsError> {
-    let mut combining = Combining::new(job, options.clone());
+    let mut combining = Combining::new(job, config.parquet.clone());
     for file in &job.files {
-        let bytes = output
-            .store
-            .get(&output.path(&file.path))
-            .await?
-            .bytes()
-            .await?;
+        let found = output.store.get(&output.path(&file.path)).await?;
+        if found.meta.size > config.max_file_bytes {
+            return Ok(Err(format!(
+                "{} is {} bytes, over combine.max_file_bytes ({})",
+                file.path, found.meta.size, config.max_file_bytes
+            )));
+        }
+        let bytes = found.bytes().await?;
         let path = file.path.clone();
         let (back, added) = tokio::task::spawn_blocking(move || {
             let added = combining.add(&path, bytes);

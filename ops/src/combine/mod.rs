@@ -42,7 +42,7 @@ pub async fn run(
         offer_closed_hours(&shared, &mut queue);
         while let Some(job) = queue.due(shared.clock.now_ms()).cloned() {
             let outcome = tokio::select! {
-                outcome = combine_hour(output, &job, &config.combine.parquet) => outcome,
+                outcome = combine_hour(output, &job, &config.combine) => outcome,
                 _ = stop.cancelled() => return,
             };
             record(&shared, &mut queue, &job, outcome);
