@@ -77,7 +77,13 @@ pub async fn combine_hour_in_parts(
         return Ok(Outcome::Empty);
     }
     let mut upload = BufWriter::with_capacity(output.store.clone(), target, part_bytes);
-    match write_rows(output, job, config, part_bytes, &mut upload).await {
+    let result = write_rows(output, job, config, part_bytes, &mut upload).await;
+    if !matches!(result, Ok(Ok(_)))
+        && let Err(e) = upload.abort().await
+    {
+        tracing::warn!("combining: aborting an upload: {e}");
+    }
+    match result {
         Ok(Ok(written)) => {
             upload.shutdown().await.map_err(|e| OpsError::Output {
                 what: format!("the combined file of {} {}", job.event_type, job.hour),
@@ -85,16 +91,8 @@ pub async fn combine_hour_in_parts(
             })?;
             Ok(written)
         }
-        failed => {
-            if let Err(e) = upload.abort().await {
-                tracing::warn!("combining: aborting an upload: {e}");
-            }
-            match failed {
-                Ok(Err(why)) => Ok(Outcome::NotCombinable(why)),
-                Err(e) => Err(e),
-                Ok(Ok(_)) => unreachable!("handled above"),
-            }
-        }
+        Ok(Err(why)) => Ok(Outcome::NotCombinable(why)),
+        Err(e) => Err(e),
     }
 }
 
@@ -118,15 +116,26 @@ async fn write_rows(
         }
         let bytes = found.bytes().await?;
         let path = file.path.clone();
-        let (back, added) = tokio::task::spawn_blocking(move || {
+        let decoded = tokio::task::spawn_blocking(move || {
             let added = combining.add(&path, bytes);
             (combining, added)
         })
-        .await
-        .map_err(|e| OpsError::Output {
-            what: "combining task".into(),
-            source: Some(e.into()),
-        })?;
+        .await;
+        let (back, added) = match decoded {
+            Ok(done) => done,
+            // The Parquet reader panicked on this file: bad input, not a reason to retry.
+            Err(e) if e.is_panic() => {
+                return Ok(Err(format!(
+                    "{}: the Parquet reader failed on it",
+                    file.path
+                )));
+            }
+            Err(e) => {
+                let source = Some(e.into());
+                let what = "combining task".into();
+                return Err(OpsError::Output { what, source });
+            }
+        };
         combining = back;
         if let Err(why) = added {
             return Ok(Err(why));
