@@ -53,6 +53,7 @@ impl Watcher {
             let s = self.shared.lock().expect("lag lock");
             (s.positions.clone(), s.last_read_ms.clone())
         };
+        self.forget_partitions_gone(&positions);
         let now_ms = evd_schemas::clock::unix_now_ms();
         for (tp, position) in positions {
             let Ok((low, high)) = self
@@ -89,6 +90,29 @@ impl Watcher {
                 _ => 0.0,
             };
             self.metrics.set("lag_seconds", &labels, age);
+        }
+    }
+
+    /// Drops this route's lag series of partitions it no longer owns (rebalance).
+    fn forget_partitions_gone(&self, owned: &BTreeMap<Tp, Option<i64>>) {
+        let still_owned = |labels: &[(&'static str, String)]| {
+            let value = |key| {
+                labels
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.as_str())
+            };
+            if value("route") != Some(self.route) {
+                return true;
+            }
+            let (Some(topic), Some(partition)) = (value("topic"), value("partition")) else {
+                return true;
+            };
+            let partition = partition.parse().unwrap_or(-1);
+            owned.contains_key(&(topic.to_string(), partition))
+        };
+        for name in ["lag_offsets", "lag_seconds"] {
+            self.metrics.retain_gauges(name, still_owned);
         }
     }
 

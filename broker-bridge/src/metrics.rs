@@ -63,12 +63,12 @@ const FAMILIES: [(&str, Kind, &str); 9] = [
     (
         "lag_offsets",
         Kind::Gauge,
-        "Records not yet read, per partition.",
+        "Records not yet read, per partition this bridge owns now.",
     ),
     (
         "lag_seconds",
         Kind::Gauge,
-        "Age of the last record read while behind, per partition.",
+        "Age of the last record read while behind, per partition this bridge owns now.",
     ),
 ];
 
@@ -91,6 +91,13 @@ impl Metrics {
     pub fn set(&self, name: &'static str, pairs: &[(&'static str, &str)], v: f64) {
         let mut s = self.series.lock().unwrap_or_else(|p| p.into_inner());
         s.gauges.insert((name, label_set(pairs)), v);
+    }
+
+    /// Drops the series of gauge `name` whose labels `keep` refuses: a partition that
+    /// left the route must not go on showing the value it last had.
+    pub fn retain_gauges(&self, name: &str, keep: impl Fn(&[(&'static str, String)]) -> bool) {
+        let mut s = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        s.gauges.retain(|(n, labels), _| *n != name || keep(labels));
     }
 
     /// The sum of a counter over all its labels.

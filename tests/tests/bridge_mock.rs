@@ -2,6 +2,7 @@
 //! value, headers, timestamp, topic mapping), acks come back, and a committed offset
 //! the source no longer has is reported, not passed over in silence.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ fn config(edge: &str, central: &str, group: &str) -> BridgeConfig {
             r#"group_id = "{group}"
 [edge]
 bootstrap_servers = "{edge}"
+[edge.consumer]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
 [central]
 bootstrap_servers = "{central}"
 [forward]
@@ -164,18 +168,58 @@ fn a_committed_offset_the_source_no_longer_has_is_reported() {
     );
 }
 
+/// The partitions of `EVENTS` a bridge reports lag for, from its rendered metrics.
+fn lag_partitions(metrics: &Metrics) -> BTreeSet<i32> {
+    let prefix =
+        format!("evd_bridge_lag_offsets{{route=\"forward\",topic=\"{EVENTS}\",partition=\"");
+    metrics
+        .render()
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix)?.split('"').next()?.parse().ok())
+        .collect()
+}
+
+/// Waits up to `limit` for `done`; false if it never held.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    done()
+}
+
+/// A second bridge joins a group whose first member owns every partition: after the
+/// rebalance each carries its share, and each reports lag only for the partitions it
+/// owns now (a series left behind for a partition that moved would hold its last
+/// value for ever, and a lag alert on it would never clear).
 #[test]
-fn two_bridges_in_one_group_share_the_partitions() {
+fn two_bridges_in_one_group_share_the_partitions_and_report_only_their_own() {
     let edge = MockBroker::start(1).unwrap();
     let central = MockBroker::start(1).unwrap();
     edge.create_topic(EVENTS, 4).unwrap();
     edge.create_topic("evd.acks", 1).unwrap();
     central.create_topic(MAPPED, 4).unwrap();
     central.create_topic("evd.acks", 1).unwrap();
+    let all: BTreeSet<i32> = (0..4).collect();
     let (m1, stop1, h1) = start(config(edge.bootstrap(), central.bootstrap(), "g3"));
+    let first_owns_all = wait_for(Duration::from_secs(90), || lag_partitions(&m1) == all);
+    assert!(first_owns_all, "bridge 1 alone: {:?}", lag_partitions(&m1));
+
     let (m2, stop2, h2) = start(config(edge.bootstrap(), central.bootstrap(), "g3"));
-    // Let both join before the load, so the split is visible in what each carried.
-    std::thread::sleep(Duration::from_secs(8));
+    let split = wait_for(Duration::from_secs(90), || {
+        let (p1, p2) = (lag_partitions(&m1), lag_partitions(&m2));
+        !p1.is_empty() && !p2.is_empty() && p1.is_disjoint(&p2) && &p1 | &p2 == all
+    });
+    assert!(
+        split,
+        "after the rebalance each bridge reports its own partitions only: {:?} and {:?}",
+        lag_partitions(&m1),
+        lag_partitions(&m2)
+    );
+
     produce(edge.bootstrap(), EVENTS, 2_000);
     let got = read(central.bootstrap(), MAPPED, 2_000);
     for stop in [&stop1, &stop2] {
