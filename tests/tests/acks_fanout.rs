@@ -134,8 +134,18 @@ async fn each_agent_reads_only_its_own_partition_of_the_acks_topic() {
     })
     .await
     .unwrap();
-    // Auto-committed offsets land within 5 s.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Auto-committed offsets land every 5 s; wait for each agent's first commit.
+    let waited = std::time::Instant::now();
+    while agents
+        .iter()
+        .any(|(id, _)| committed_partitions(mock.bootstrap(), id).is_empty())
+    {
+        assert!(
+            waited.elapsed() < Duration::from_secs(90),
+            "an agent committed no ack offset in 90 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let mut total_read = 0;
     for ((id, home), agent) in agents.iter().zip(&procs) {
         let (own, partition) = acks[id];
