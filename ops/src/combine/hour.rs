@@ -207,12 +207,9 @@ impl Combining {
             let batch = batch.map_err(|e| format!("{path}: {e}"))?;
             let writer = match &mut self.writer {
                 Some(writer) => writer,
-                None => {
-                    let props = writer_properties(&batch, &self.options).map_err(unreadable)?;
-                    let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
-                        .map_err(unreadable)?;
-                    self.writer.insert(writer)
-                }
+                None => self
+                    .writer
+                    .insert(start_writer(&batch, &self.options).map_err(unreadable)?),
             };
             writer.write(&batch).map_err(unreadable)?;
             self.rows += batch.num_rows() as u64;
@@ -243,9 +240,7 @@ impl Combining {
                 .take()
                 .unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
             let empty = arrow_array::RecordBatch::new_empty(schema);
-            let props = writer_properties(&empty, &self.options).map_err(|e| self.error(e))?;
-            let writer = ArrowWriter::try_new(Vec::new(), empty.schema(), Some(props))
-                .map_err(|e| self.error(e))?;
+            let writer = start_writer(&empty, &self.options).map_err(|e| self.error(e))?;
             self.writer = Some(writer);
             return self.finish();
         };
@@ -273,4 +268,14 @@ impl Combining {
             source: Some(e.into()),
         }
     }
+}
+
+/// An in-memory writer of `sample`'s columns, with the consumers' settings chosen for
+/// its rows (the first batch of the hour, or an empty one).
+fn start_writer(
+    sample: &arrow_array::RecordBatch,
+    options: &ParquetOptions,
+) -> Result<ArrowWriter<Vec<u8>>, parquet::errors::ParquetError> {
+    let props = writer_properties(sample, options)?;
+    ArrowWriter::try_new(Vec::new(), sample.schema(), Some(props))
 }
