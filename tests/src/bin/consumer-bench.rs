@@ -31,6 +31,65 @@ fn registry() -> Result<Registry> {
     Ok(Registry::from_sources(sources)?)
 }
 
+/// Where evd's time goes, in the order a batch meets each step.
+#[derive(Clone, Copy)]
+enum Phase {
+    Open,
+    Rows,
+    Finish,
+    Encode,
+    Commit,
+}
+
+impl Phase {
+    const ALL: [Phase; 5] = [
+        Phase::Open,
+        Phase::Rows,
+        Phase::Finish,
+        Phase::Encode,
+        Phase::Commit,
+    ];
+
+    fn what(self) -> &'static str {
+        match self {
+            Phase::Open => "open: AEAD + zstd of the sealed batches",
+            Phase::Rows => "rows: read and validate each event into the column builders",
+            Phase::Finish => "finish: builders → Arrow arrays",
+            Phase::Encode => "encode: Arrow → zstd Parquet in memory",
+            Phase::Commit => "commit: staged upload, manifest, rename (local store)",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Phases([std::time::Duration; 5]);
+
+impl Phases {
+    fn add(&mut self, phase: Phase, took: std::time::Duration) {
+        self.0[phase as usize] += took;
+    }
+
+    fn time<T>(&mut self, phase: Phase, f: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = f();
+        self.add(phase, started.elapsed());
+        out
+    }
+
+    fn print(&self, total_secs: f64) {
+        println!("\n| evd's time by step | seconds | share |");
+        println!("|---|---:|---:|");
+        for phase in Phase::ALL {
+            let secs = self.0[phase as usize].as_secs_f64();
+            println!(
+                "| {} | {secs:.3} | {:.0}% |",
+                phase.what(),
+                100.0 * secs / total_secs
+            );
+        }
+    }
+}
+
 /// PageView lines only, so both sides write the same single table.
 fn line(id: u64) -> String {
     tests::oracle::page_view_line(id, 180)
@@ -79,18 +138,20 @@ async fn main() -> Result<()> {
         prefix: Default::default(),
     };
     let started = Instant::now();
+    let mut phases = Phases::default();
     let mut assembler = Assembler::default();
     for bytes in &sealed {
-        let opened = batch::open(&keys, bytes)?;
-        assembler
-            .add(&registry, &opened, hour)
+        let opened = phases.time(Phase::Open, || batch::open(&keys, bytes))?;
+        phases
+            .time(Phase::Rows, || assembler.add(&registry, &opened, hour))
             .map_err(anyhow::Error::msg)?;
     }
     let mut files = Vec::new();
     let mut staged = Vec::new();
     let mut parquet_bytes = 0;
-    for (n, f) in assembler.take().into_iter().enumerate() {
-        let bytes = parquet_out::encode(&f.batch)?;
+    let finished = phases.time(Phase::Finish, || assembler.take());
+    for (n, f) in finished.into_iter().enumerate() {
+        let bytes = phases.time(Phase::Encode, || parquet_out::encode(&f.batch))?;
         parquet_bytes += bytes.len();
         files.push(FileEntry {
             staging: format!("_evd/staging/b/{n}.parquet"),
@@ -103,7 +164,9 @@ async fn main() -> Result<()> {
         staged.push((format!("_evd/staging/b/{n}.parquet"), bytes));
     }
     let mut manifest = Manifest::of_files("b", "bench", 0, files);
+    let commit_started = Instant::now();
     output.commit(&mut manifest, staged).await?;
+    phases.add(Phase::Commit, commit_started.elapsed());
     let evd_secs = started.elapsed().as_secs_f64();
 
     // arrow-rs directly: the same rows from memory, same schema and writer settings.
@@ -170,6 +233,7 @@ async fn main() -> Result<()> {
         mb / direct_secs,
         bytes.len()
     );
+    phases.print(evd_secs);
     match &duck {
         Some(d) => {
             println!(
