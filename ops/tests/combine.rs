@@ -39,7 +39,16 @@ fn rows(from: i64, n: i64, extra_column: bool) -> RecordBatch {
             (0..n).map(|_| "se"),
         )));
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    let schema = Schema::new(fields).with_metadata(type_metadata());
+    RecordBatch::try_new(Arc::new(schema), columns).unwrap()
+}
+
+/// The schema metadata a consumer's file carries (`EventType::arrow_schema`).
+fn type_metadata() -> std::collections::HashMap<String, String> {
+    [("evd.event_type", "PageView"), ("evd.version", "1")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Puts each file under the hour's folder and returns the job its marker would make.
@@ -132,6 +141,23 @@ async fn every_row_once_in_the_markers_order_and_never_written_twice() {
             ("evd.combined_files".to_string(), "4".to_string()),
         ]
     );
+    // The files' schema metadata (type, version) is the combined file's.
+    let path = output.path(&layout::closed_hour_file("PageView", H));
+    let bytes = output
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let schema = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .schema()
+        .clone();
+    for (key, value) in type_metadata() {
+        assert_eq!(schema.metadata().get(&key), Some(&value), "{key}");
+    }
     // A second attempt (a restart, or a second auditor) leaves the file alone.
     let again = combine_hour(&output, &job, &CombineConfig::default()).await;
     assert_eq!(again.unwrap(), Outcome::AlreadyThere);
@@ -153,6 +179,25 @@ async fn files_that_cannot_go_together_leave_nothing() {
         .unwrap()
     {
         Outcome::NotCombinable(why) => assert!(why.contains("other columns"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(combined(&output).await.is_none());
+
+    // The same columns, but another version of the type.
+    let version_2 = {
+        let batch = rows(10, 10, false);
+        let mut metadata = type_metadata();
+        metadata.insert("evd.version".into(), "2".into());
+        let schema = Schema::new(batch.schema().fields().clone()).with_metadata(metadata);
+        RecordBatch::try_new(Arc::new(schema), batch.columns().to_vec()).unwrap()
+    };
+    let job = hour_of(
+        &output,
+        vec![encode(&rows(0, 10, false)), encode(&version_2)],
+    )
+    .await;
+    match combine_hour(&output, &job, &options).await.unwrap() {
+        Outcome::NotCombinable(why) => assert!(why.contains("c-1-000001-1"), "{why}"),
         other => panic!("{other:?}"),
     }
     assert!(combined(&output).await.is_none());

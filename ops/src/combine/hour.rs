@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use arrow_array::RecordBatchReader;
 use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use evd_consumer::commit::Output;
@@ -187,12 +186,13 @@ impl Combining {
     /// Appends every row of the file `path` holds; `Err` says why it cannot join.
     fn add(&mut self, path: &str, bytes: Bytes) -> Result<(), String> {
         let unreadable = |e: parquet::errors::ParquetError| format!("{path}: {e}");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(unreadable)?
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?;
+        // The file's schema with its metadata (type, version); the reader's has none.
+        let schema = builder.schema().clone();
+        let reader = builder
             .with_batch_size(READ_BATCH_ROWS)
             .build()
             .map_err(unreadable)?;
-        let schema = reader.schema();
         match &self.schema {
             None => self.schema = Some(schema.clone()),
             Some(first) if *first != schema => {
@@ -209,7 +209,7 @@ impl Combining {
                 Some(writer) => writer,
                 None => self
                     .writer
-                    .insert(start_writer(&batch, &self.options).map_err(unreadable)?),
+                    .insert(start_writer(&schema, &batch, &self.options).map_err(unreadable)?),
             };
             writer.write(&batch).map_err(unreadable)?;
             self.rows += batch.num_rows() as u64;
@@ -240,7 +240,8 @@ impl Combining {
                 .take()
                 .unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
             let empty = arrow_array::RecordBatch::new_empty(schema);
-            let writer = start_writer(&empty, &self.options).map_err(|e| self.error(e))?;
+            let writer =
+                start_writer(&empty.schema(), &empty, &self.options).map_err(|e| self.error(e))?;
             self.writer = Some(writer);
             return self.finish();
         };
@@ -270,12 +271,14 @@ impl Combining {
     }
 }
 
-/// An in-memory writer of `sample`'s columns, with the consumers' settings chosen for
-/// its rows (the first batch of the hour, or an empty one).
+/// An in-memory writer of `schema`, with the consumers' settings chosen for `sample`'s
+/// rows (the first batch of the hour, or an empty one). `schema` is the files' own,
+/// with their metadata: a decoded batch's schema has none.
 fn start_writer(
+    schema: &SchemaRef,
     sample: &arrow_array::RecordBatch,
     options: &ParquetOptions,
 ) -> Result<ArrowWriter<Vec<u8>>, parquet::errors::ParquetError> {
     let props = writer_properties(sample, options)?;
-    ArrowWriter::try_new(Vec::new(), sample.schema(), Some(props))
+    ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
 }
