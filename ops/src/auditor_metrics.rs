@@ -77,7 +77,7 @@ fn counters(s: &mut Scrape, shared: &Shared) {
         ),
         (
             "hours_not_combined",
-            "Closed hours whose files cannot go into one file (columns differ, or unreadable); readers use the consumers' files.",
+            "Closed hours whose files cannot go into one file (two type versions in the hour, columns that differ beyond optional ones added, or a file unreadable or too large); readers use the consumers' files.",
             &shared.hours_not_combined,
         ),
         (

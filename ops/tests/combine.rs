@@ -163,22 +163,83 @@ async fn every_row_once_in_the_markers_order_and_never_written_twice() {
     assert_eq!(again.unwrap(), Outcome::AlreadyThere);
 }
 
+/// The registry gained an optional field mid-hour: files before it lack the column.
+/// The hour still combines, with the widest files' columns and nulls in older rows.
+#[tokio::test]
+async fn an_optional_column_added_within_the_hour_is_null_in_the_older_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = support::output(dir.path());
+    let files = vec![
+        encode(&rows(0, 10, false)),
+        encode(&rows(10, 10, true)),
+        encode(&rows(20, 5, false)),
+    ];
+    let job = hour_of(&output, files).await;
+    let outcome = combine_hour(&output, &job, &CombineConfig::default()).await;
+    assert!(
+        matches!(
+            outcome,
+            Ok(Outcome::Written {
+                files: 3,
+                rows: 25,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+    let (seqs, _) = combined(&output).await.unwrap();
+    assert_eq!(seqs, (0..25).collect::<Vec<i64>>());
+    let path = output.path(&layout::closed_hour_file("PageView", H));
+    let bytes = output
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut countries = Vec::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap()
+    {
+        let batch = batch.unwrap();
+        let column = batch.column_by_name("country").expect("the added column");
+        let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+        countries.extend(column.iter().map(|v| v.map(str::to_string)));
+    }
+    let mut want = vec![None; 10];
+    want.extend(vec![Some("se".to_string()); 10]);
+    want.extend(vec![None; 5]);
+    assert_eq!(countries, want);
+}
+
 #[tokio::test]
 async fn files_that_cannot_go_together_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let output = support::output(dir.path());
     let options = CombineConfig::default();
 
-    let job = hour_of(
-        &output,
-        vec![encode(&rows(0, 10, false)), encode(&rows(10, 10, true))],
-    )
-    .await;
+    // A column whose type changed: another version of the type, not combined.
+    let retyped = {
+        let fields = vec![
+            Field::new("seq", DataType::Int64, false),
+            Field::new("user", DataType::Int64, false),
+        ];
+        let schema = Arc::new(Schema::new(fields).with_metadata(type_metadata()));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(10..20)),
+            Arc::new(Int64Array::from_iter_values(0..10)),
+        ];
+        RecordBatch::try_new(schema, columns).unwrap()
+    };
+    let job = hour_of(&output, vec![encode(&rows(0, 10, false)), encode(&retyped)]).await;
     match combine_hour_in_parts(&output, &job, &options, 1024)
         .await
         .unwrap()
     {
-        Outcome::NotCombinable(why) => assert!(why.contains("other columns"), "{why}"),
+        Outcome::NotCombinable(why) => assert!(why.contains("another type"), "{why}"),
         other => panic!("{other:?}"),
     }
     assert!(combined(&output).await.is_none());

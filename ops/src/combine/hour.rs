@@ -18,11 +18,15 @@ use evd_consumer::parquet_out::writer_properties;
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::ParquetMetaDataReader;
 use tokio::io::AsyncWriteExt;
 
 use super::queue::Job;
+use super::schema;
 use crate::auditor::OpsError;
 use crate::config::CombineConfig;
 
@@ -44,8 +48,9 @@ pub enum Outcome {
     AlreadyThere,
     /// The hour closed without files: there is nothing to combine.
     Empty,
-    /// The files cannot go into one file (their columns or metadata differ, or one is
-    /// not Parquet); the consumers' files stay the hour's only copy.
+    /// The files cannot go into one file (their versions differ, or their columns
+    /// beyond optional ones added within a version, or one is not Parquet); the
+    /// consumers' files stay the hour's only copy.
     NotCombinable(String),
 }
 
@@ -104,14 +109,22 @@ async fn write_rows(
     part_bytes: usize,
     upload: &mut BufWriter,
 ) -> Result<Result<Outcome, String>, OpsError> {
-    let mut combining = Combining::new(job, config.parquet.clone());
+    let mut schemas = Vec::with_capacity(job.files.len());
+    for file in &job.files {
+        match footer_schema(output, &file.path, config).await? {
+            Ok(schema) => schemas.push((file.path.clone(), schema)),
+            Err(why) => return Ok(Err(why)),
+        }
+    }
+    let target = match schema::merge(&schemas) {
+        Ok(target) => target,
+        Err(why) => return Ok(Err(why)),
+    };
+    let mut combining = Combining::new(job, config.parquet.clone(), target);
     for file in &job.files {
         let found = output.store.get(&output.path(&file.path)).await?;
         if found.meta.size > config.max_file_bytes {
-            return Ok(Err(format!(
-                "{} is {} bytes, over combine.max_file_bytes ({})",
-                file.path, found.meta.size, config.max_file_bytes
-            )));
+            return Ok(Err(too_large(&file.path, found.meta.size, config)));
         }
         let bytes = found.bytes().await?;
         let path = file.path.clone();
@@ -148,15 +161,76 @@ async fn write_rows(
     Ok(Ok(outcome))
 }
 
+fn too_large(path: &str, size: u64, config: &CombineConfig) -> String {
+    format!(
+        "{path} is {size} bytes, over combine.max_file_bytes ({})",
+        config.max_file_bytes
+    )
+}
+
+/// The Arrow schema in the footer of the Parquet file at `path`, read with two ranged
+/// gets (the footer's length, then the footer). `Ok(Err(why))` when the object is too
+/// large or not a Parquet file; `Err` on a store error.
+async fn footer_schema(
+    output: &Output,
+    path: &str,
+    config: &CombineConfig,
+) -> Result<Result<SchemaRef, String>, OpsError> {
+    let location = output.path(path);
+    let size = output.store.head(&location).await?.size;
+    if size > config.max_file_bytes {
+        return Ok(Err(too_large(path, size, config)));
+    }
+    let not_parquet = || format!("{path}: not a Parquet file");
+    if size < FOOTER_TAIL_BYTES {
+        return Ok(Err(not_parquet()));
+    }
+    let tail = output
+        .store
+        .get_range(&location, size - FOOTER_TAIL_BYTES..size)
+        .await?;
+    let Ok(tail) = <[u8; 8]>::try_from(&tail[..]) else {
+        return Ok(Err(not_parquet()));
+    };
+    let footer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if &tail[4..] != b"PAR1" || footer_len > size - FOOTER_TAIL_BYTES {
+        return Ok(Err(not_parquet()));
+    }
+    let end = size - FOOTER_TAIL_BYTES;
+    let footer = output
+        .store
+        .get_range(&location, end - footer_len..end)
+        .await?;
+    let decoded = tokio::task::spawn_blocking(move || {
+        let metadata = ParquetMetaDataReader::decode_metadata(&footer)?;
+        let options = ArrowReaderOptions::default();
+        ArrowReaderMetadata::try_new(Arc::new(metadata), options).map(|m| m.schema().clone())
+    })
+    .await;
+    Ok(match decoded {
+        Ok(Ok(schema)) => Ok(schema),
+        Ok(Err(e)) => Err(format!("{path}: {e}")),
+        Err(e) if e.is_panic() => Err(format!("{path}: the Parquet reader failed on its footer")),
+        Err(e) => {
+            let source = Some(e.into());
+            let what = "combining task".into();
+            return Err(OpsError::Output { what, source });
+        }
+    })
+}
+
+/// A Parquet file ends with its footer's length (4 bytes, little-endian) and `PAR1`.
+const FOOTER_TAIL_BYTES: u64 = 8;
+
 /// The CPU side: decodes files and encodes the combined one into memory, a part at
 /// a time.
 struct Combining {
     event_type: String,
     marker: String,
     state: &'static str,
-    first_file: String,
     options: ParquetOptions,
-    schema: Option<SchemaRef>,
+    /// The columns of the combined file ([`schema::merge`] of the hour's files).
+    target: SchemaRef,
     writer: Option<ArrowWriter<Vec<u8>>>,
     files: usize,
     rows: u64,
@@ -164,18 +238,13 @@ struct Combining {
 }
 
 impl Combining {
-    fn new(job: &Job, options: ParquetOptions) -> Combining {
+    fn new(job: &Job, options: ParquetOptions, target: SchemaRef) -> Combining {
         Combining {
             event_type: job.event_type.clone(),
             marker: layout::closed_marker(&job.event_type, job.hour),
             state: job.state.as_str(),
-            first_file: job
-                .files
-                .first()
-                .map(|f| f.path.clone())
-                .unwrap_or_default(),
             options,
-            schema: None,
+            target,
             writer: None,
             files: 0,
             rows: 0,
@@ -186,30 +255,20 @@ impl Combining {
     /// Appends every row of the file `path` holds; `Err` says why it cannot join.
     fn add(&mut self, path: &str, bytes: Bytes) -> Result<(), String> {
         let unreadable = |e: parquet::errors::ParquetError| format!("{path}: {e}");
-        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?;
-        // The file's schema with its metadata (type, version); the reader's has none.
-        let schema = builder.schema().clone();
-        let reader = builder
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map_err(unreadable)?
             .with_batch_size(READ_BATCH_ROWS)
             .build()
             .map_err(unreadable)?;
-        match &self.schema {
-            None => self.schema = Some(schema.clone()),
-            Some(first) if *first != schema => {
-                return Err(format!(
-                    "{path} has other columns or metadata than {}",
-                    self.first_file
-                ));
-            }
-            Some(_) => {}
-        }
         for batch in reader {
             let batch = batch.map_err(|e| format!("{path}: {e}"))?;
+            let batch =
+                schema::conform(&batch, &self.target).map_err(|e| format!("{path}: {e}"))?;
             let writer = match &mut self.writer {
                 Some(writer) => writer,
                 None => self
                     .writer
-                    .insert(start_writer(&schema, &batch, &self.options).map_err(unreadable)?),
+                    .insert(start_writer(&batch, &self.options).map_err(unreadable)?),
             };
             writer.write(&batch).map_err(unreadable)?;
             self.rows += batch.num_rows() as u64;
@@ -234,14 +293,9 @@ impl Combining {
     /// returns its last bytes.
     fn finish(mut self) -> Result<(Bytes, Outcome), OpsError> {
         let Some(mut writer) = self.writer.take() else {
-            // Files without rows: an empty file of the first file's columns.
-            let schema = self
-                .schema
-                .take()
-                .unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
-            let empty = arrow_array::RecordBatch::new_empty(schema);
-            let writer =
-                start_writer(&empty.schema(), &empty, &self.options).map_err(|e| self.error(e))?;
+            // Files without rows: an empty file of the hour's columns.
+            let empty = arrow_array::RecordBatch::new_empty(self.target.clone());
+            let writer = start_writer(&empty, &self.options).map_err(|e| self.error(e))?;
             self.writer = Some(writer);
             return self.finish();
         };
@@ -271,14 +325,12 @@ impl Combining {
     }
 }
 
-/// An in-memory writer of `schema`, with the consumers' settings chosen for `sample`'s
-/// rows (the first batch of the hour, or an empty one). `schema` is the files' own,
-/// with their metadata: a decoded batch's schema has none.
+/// An in-memory writer of `sample`'s columns, with the consumers' settings chosen for
+/// its rows (the first batch of the hour, or an empty one).
 fn start_writer(
-    schema: &SchemaRef,
     sample: &arrow_array::RecordBatch,
     options: &ParquetOptions,
 ) -> Result<ArrowWriter<Vec<u8>>, parquet::errors::ParquetError> {
     let props = writer_properties(sample, options)?;
-    ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
+    ArrowWriter::try_new(Vec::new(), sample.schema(), Some(props))
 }

@@ -4,6 +4,8 @@
 //!
 //! - `queue`: the pure core, which hours still need combining and when to retry;
 //! - `hour`: combining one hour (reads the consumers' files, one atomic put);
+//! - `schema`: the one schema an hour's files fit (optional columns added within a
+//!   version), pure;
 //! - [`run`]: the loop, beside the auditor's scan, every `scan_interval_ms`.
 //!
 //! Readers never see a duplicate or a partial hour in either table: the consumers'
@@ -12,6 +14,7 @@
 
 pub mod hour;
 pub mod queue;
+pub mod schema;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
