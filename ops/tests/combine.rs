@@ -78,10 +78,15 @@ fn encode(batch: &RecordBatch) -> Bytes {
     evd_consumer::parquet_out::encode(batch).unwrap()
 }
 
+/// The combined file's bytes, if it exists.
+async fn combined_file(output: &Output) -> Option<Bytes> {
+    let path = output.path(&layout::closed_hour_file("PageView", H));
+    Some(output.store.get(&path).await.ok()?.bytes().await.unwrap())
+}
+
 /// The combined file's rows (`seq` column) and key-value metadata.
 async fn combined(output: &Output) -> Option<(Vec<i64>, Vec<(String, String)>)> {
-    let path = output.path(&layout::closed_hour_file("PageView", H));
-    let bytes = output.store.get(&path).await.ok()?.bytes().await.unwrap();
+    let bytes = combined_file(output).await?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
     let metadata = builder
         .metadata()
@@ -142,15 +147,7 @@ async fn every_row_once_in_the_markers_order_and_never_written_twice() {
         ]
     );
     // The files' schema metadata (type, version) is the combined file's.
-    let path = output.path(&layout::closed_hour_file("PageView", H));
-    let bytes = output
-        .store
-        .get(&path)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = combined_file(&output).await.expect("the combined file");
     let schema = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .unwrap()
         .schema()
@@ -189,15 +186,7 @@ async fn an_optional_column_added_within_the_hour_is_null_in_the_older_rows() {
     );
     let (seqs, _) = combined(&output).await.unwrap();
     assert_eq!(seqs, (0..25).collect::<Vec<i64>>());
-    let path = output.path(&layout::closed_hour_file("PageView", H));
-    let bytes = output
-        .store
-        .get(&path)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = combined_file(&output).await.expect("the combined file");
     let mut countries = Vec::new();
     for batch in ParquetRecordBatchReaderBuilder::try_new(bytes)
         .unwrap()
