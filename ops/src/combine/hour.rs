@@ -15,6 +15,7 @@ use evd_consumer::commit::Output;
 use evd_consumer::layout;
 use evd_consumer::parquet_options::ParquetOptions;
 use evd_consumer::parquet_out::writer_properties;
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use parquet::arrow::ArrowWriter;
@@ -109,10 +110,26 @@ async fn write_rows(
     part_bytes: usize,
     upload: &mut BufWriter,
 ) -> Result<Result<Outcome, String>, OpsError> {
+    // Footers first, several at a time: each costs the store a round trip or two.
+    // Owned paths and store, so the stream's futures borrow nothing (and stay `Send`).
+    let paths: Vec<String> = job.files.iter().map(|f| f.path.clone()).collect();
+    let max = config.max_file_bytes;
+    let footers: Vec<_> = futures::stream::iter(paths)
+        .map(|path| {
+            let output = output.clone();
+            async move { read_footer(&output, &path, max).await }
+        })
+        .buffered(FOOTERS_AT_ONCE)
+        .collect()
+        .await;
     let mut schemas = Vec::with_capacity(job.files.len());
-    for file in &job.files {
-        match footer_schema(output, &file.path, config).await? {
-            Ok(schema) => schemas.push((file.path.clone(), schema)),
+    let mut footers_by_file = Vec::with_capacity(job.files.len());
+    for (file, footer) in job.files.iter().zip(footers) {
+        match footer? {
+            Ok(footer) => {
+                schemas.push((file.path.clone(), footer.metadata.schema().clone()));
+                footers_by_file.push(footer);
+            }
             Err(why) => return Ok(Err(why)),
         }
     }
@@ -121,15 +138,21 @@ async fn write_rows(
         Err(why) => return Ok(Err(why)),
     };
     let mut combining = Combining::new(job, config.parquet.clone(), target);
-    for file in &job.files {
+    for (file, footer) in job.files.iter().zip(footers_by_file) {
         let found = output.store.get(&output.path(&file.path)).await?;
         if found.meta.size > config.max_file_bytes {
-            return Ok(Err(too_large(&file.path, found.meta.size, config)));
+            return Ok(Err(too_large(
+                &file.path,
+                found.meta.size,
+                config.max_file_bytes,
+            )));
         }
+        // The footer read above describes these bytes unless the object changed size.
+        let footer = (found.meta.size == footer.size).then_some(footer.metadata);
         let bytes = found.bytes().await?;
         let path = file.path.clone();
         let decoded = tokio::task::spawn_blocking(move || {
-            let added = combining.add(&path, bytes);
+            let added = combining.add(&path, bytes, footer);
             (combining, added)
         })
         .await;
@@ -161,25 +184,31 @@ async fn write_rows(
     Ok(Ok(outcome))
 }
 
-fn too_large(path: &str, size: u64, config: &CombineConfig) -> String {
-    format!(
-        "{path} is {size} bytes, over combine.max_file_bytes ({})",
-        config.max_file_bytes
-    )
+fn too_large(path: &str, size: u64, max_file_bytes: u64) -> String {
+    format!("{path} is {size} bytes, over combine.max_file_bytes ({max_file_bytes})")
 }
 
-/// The Arrow schema in the footer of the Parquet file at `path`, read with two ranged
-/// gets (the footer's length, then the footer). `Ok(Err(why))` when the object is too
-/// large or not a Parquet file; `Err` on a store error.
-async fn footer_schema(
+/// Footers read at once by [`write_rows`].
+const FOOTERS_AT_ONCE: usize = 16;
+
+/// A file's size and its decoded footer.
+struct Footer {
+    size: u64,
+    metadata: ArrowReaderMetadata,
+}
+
+/// The footer of the Parquet file at `path` (its schema, row groups), read with a head
+/// and two ranged gets (the footer's length, then the footer). `Ok(Err(why))` when
+/// the object is too large or not a Parquet file; `Err` on a store error.
+async fn read_footer(
     output: &Output,
     path: &str,
-    config: &CombineConfig,
-) -> Result<Result<SchemaRef, String>, OpsError> {
+    max_file_bytes: u64,
+) -> Result<Result<Footer, String>, OpsError> {
     let location = output.path(path);
     let size = output.store.head(&location).await?.size;
-    if size > config.max_file_bytes {
-        return Ok(Err(too_large(path, size, config)));
+    if size > max_file_bytes {
+        return Ok(Err(too_large(path, size, max_file_bytes)));
     }
     let not_parquet = || format!("{path}: not a Parquet file");
     if size < FOOTER_TAIL_BYTES {
@@ -203,12 +232,11 @@ async fn footer_schema(
         .await?;
     let decoded = tokio::task::spawn_blocking(move || {
         let metadata = ParquetMetaDataReader::decode_metadata(&footer)?;
-        let options = ArrowReaderOptions::default();
-        ArrowReaderMetadata::try_new(Arc::new(metadata), options).map(|m| m.schema().clone())
+        ArrowReaderMetadata::try_new(Arc::new(metadata), ArrowReaderOptions::default())
     })
     .await;
     Ok(match decoded {
-        Ok(Ok(schema)) => Ok(schema),
+        Ok(Ok(metadata)) => Ok(Footer { size, metadata }),
         Ok(Err(e)) => Err(format!("{path}: {e}")),
         Err(e) if e.is_panic() => Err(format!("{path}: the Parquet reader failed on its footer")),
         Err(e) => {
@@ -252,11 +280,20 @@ impl Combining {
         }
     }
 
-    /// Appends every row of the file `path` holds; `Err` says why it cannot join.
-    fn add(&mut self, path: &str, bytes: Bytes) -> Result<(), String> {
+    /// Appends every row of the file `path` holds (`footer`: its footer, if already
+    /// decoded); `Err` says why it cannot join.
+    fn add(
+        &mut self,
+        path: &str,
+        bytes: Bytes,
+        footer: Option<ArrowReaderMetadata>,
+    ) -> Result<(), String> {
         let unreadable = |e: parquet::errors::ParquetError| format!("{path}: {e}");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(unreadable)?
+        let builder = match footer {
+            Some(footer) => ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, footer),
+            None => ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?,
+        };
+        let reader = builder
             .with_batch_size(READ_BATCH_ROWS)
             .build()
             .map_err(unreadable)?;
@@ -268,7 +305,7 @@ impl Combining {
                 Some(writer) => writer,
                 None => self
                     .writer
-                    .insert(start_writer(&batch, &self.options).map_err(unreadable)?),
+                    .insert(start_writer(&self.target, &batch, &self.options).map_err(unreadable)?),
             };
             writer.write(&batch).map_err(unreadable)?;
             self.rows += batch.num_rows() as u64;
@@ -295,7 +332,8 @@ impl Combining {
         let Some(mut writer) = self.writer.take() else {
             // Files without rows: an empty file of the hour's columns.
             let empty = arrow_array::RecordBatch::new_empty(self.target.clone());
-            let writer = start_writer(&empty, &self.options).map_err(|e| self.error(e))?;
+            let writer =
+                start_writer(&self.target, &empty, &self.options).map_err(|e| self.error(e))?;
             self.writer = Some(writer);
             return self.finish();
         };
@@ -325,12 +363,14 @@ impl Combining {
     }
 }
 
-/// An in-memory writer of `sample`'s columns, with the consumers' settings chosen for
-/// its rows (the first batch of the hour, or an empty one).
+/// An in-memory writer of `schema` (the hour's, with the files' metadata), with the
+/// consumers' settings chosen for `sample`'s rows (the first batch of the hour, or an
+/// empty one).
 fn start_writer(
+    schema: &SchemaRef,
     sample: &arrow_array::RecordBatch,
     options: &ParquetOptions,
 ) -> Result<ArrowWriter<Vec<u8>>, parquet::errors::ParquetError> {
     let props = writer_properties(sample, options)?;
-    ArrowWriter::try_new(Vec::new(), sample.schema(), Some(props))
+    ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
 }
