@@ -263,6 +263,24 @@ async fn files_that_cannot_go_together_leave_nothing() {
     }
     assert!(combined(&output).await.is_none());
 
+    // An object whose last bytes claim a footer larger than any consumer's file has:
+    // refused before the footer is read.
+    let mut stray = vec![0u8; (16 << 20) + 100];
+    let claimed = (16u32 << 20) + 1;
+    let end = stray.len();
+    stray[end - 8..end - 4].copy_from_slice(&claimed.to_le_bytes());
+    stray[end - 4..].copy_from_slice(b"PAR1");
+    let job = hour_of(
+        &output,
+        vec![encode(&rows(0, 10, false)), Bytes::from(stray)],
+    )
+    .await;
+    match combine_hour(&output, &job, &options).await.unwrap() {
+        Outcome::NotCombinable(why) => assert!(why.contains("a footer of"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(combined(&output).await.is_none());
+
     // A listed file the store does not have: a store error, retried later.
     let mut job = hour_of(&output, vec![encode(&rows(0, 10, false))]).await;
     job.files.push(MarkerFile {

@@ -225,6 +225,11 @@ async fn read_footer(
     if &tail[4..] != b"PAR1" || footer_len > size - FOOTER_TAIL_BYTES {
         return Ok(Err(not_parquet()));
     }
+    if footer_len > MAX_FOOTER_BYTES {
+        return Ok(Err(format!(
+            "{path}: a footer of {footer_len} bytes, over the {MAX_FOOTER_BYTES} a consumer's file needs"
+        )));
+    }
     let end = size - FOOTER_TAIL_BYTES;
     let footer = output
         .store
@@ -249,6 +254,11 @@ async fn read_footer(
 
 /// A Parquet file ends with its footer's length (4 bytes, little-endian) and `PAR1`.
 const FOOTER_TAIL_BYTES: u64 = 8;
+
+/// The largest footer read. A consumer's file has a few row groups and a footer of a
+/// few KiB; the cap bounds what [`FOOTERS_AT_ONCE`] reads may hold whatever a stray
+/// object's last bytes claim.
+const MAX_FOOTER_BYTES: u64 = 16 << 20;
 
 /// The CPU side: decodes files and encodes the combined one into memory, a part at
 /// a time.
